@@ -1,0 +1,20 @@
+"""The `ghpulse` command."""
+
+from __future__ import annotations
+
+import typer
+
+from common.cli import services
+
+app = typer.Typer(
+    name="ghpulse",
+    help="Crawl GitHub pull requests on demand and on a schedule, over gRPC.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+services.register(app)
+
+
+def main() -> None:
+    app()

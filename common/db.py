@@ -1,0 +1,131 @@
+"""Database plumbing shared by both services: URLs, engines, SQLite pragmas, migrations.
+
+Users give a plain SQLAlchemy URL (`sqlite:///path.db`, `postgresql://user@host/db`); the async
+engine and Alembic's sync engine are derived from it with the drivers ghpulse ships (aiosqlite,
+psycopg 3).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+
+def is_sqlite(url: str | URL) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def sync_url(url: str | URL) -> URL:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg")
+    return parsed.set(drivername="sqlite")
+
+
+def async_url(url: str | URL) -> URL:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg")
+    return parsed.set(drivername="sqlite+aiosqlite")
+
+
+def ensure_sqlite_dir(url: str | URL) -> None:
+    parsed = make_url(url)
+    if is_sqlite(parsed) and parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL + synchronous=NORMAL: a commit survives a process crash (not a power loss) and costs
+    # no fsync; busy_timeout lets a second process wait for the write lock instead of failing.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+    # Take transaction control from the sqlite3 module so BEGIN IMMEDIATE below is honoured.
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin_immediate(conn: Any) -> None:
+    # Every transaction takes the write lock up front: a read-then-write transaction can then
+    # never deadlock against another process upgrading its own read lock.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def configure_sqlite(engine: Engine) -> None:
+    event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "begin", _sqlite_begin_immediate)
+
+
+def create_async(url: str | URL, **kwargs: Any) -> AsyncEngine:
+    """The async engine for `url`, with SQLite set up for WAL and immediate transactions."""
+    ensure_sqlite_dir(url)
+    if is_sqlite(url):
+        engine = create_async_engine(async_url(url), **kwargs)
+        configure_sqlite(engine.sync_engine)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_async_engine(async_url(url), **kwargs)
+
+
+def create_sync(url: str | URL, **kwargs: Any) -> Engine:
+    ensure_sqlite_dir(url)
+    engine = create_engine(sync_url(url), poolclass=NullPool, **kwargs)
+    if is_sqlite(url):
+        configure_sqlite(engine)
+    return engine
+
+
+@contextmanager
+def _migration_lock(engine: Engine, name: str) -> Iterator[Any]:
+    """Serialize migrations of processes starting together: an advisory lock on PostgreSQL, a file
+    lock beside the database on SQLite."""
+    if engine.dialect.name == "postgresql":
+        key = zlib.crc32(f"ghpulse-migrate-{name}".encode())
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield conn
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                conn.commit()
+        return
+    database = engine.url.database or ""
+    if database in ("", ":memory:"):
+        with engine.connect() as conn:
+            yield conn
+        return
+    with open(f"{database}.migrate.lock", "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            with engine.connect() as conn:
+                yield conn
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def upgrade(url: str | URL, script_location: str, name: str, revision: str = "head") -> None:
+    """Apply the Alembic migrations in `script_location` (a `package:folder` path) to `url`."""
+    engine = create_sync(url)
+    try:
+        with _migration_lock(engine, name) as conn:
+            config = Config()
+            config.set_main_option("script_location", script_location)
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+            conn.commit()
+    finally:
+        engine.dispose()

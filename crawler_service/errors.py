@@ -1,0 +1,49 @@
+"""The crawler's exceptions."""
+
+from __future__ import annotations
+
+from common.errors import GhpulseError, NotFound
+
+
+class CrawlerError(GhpulseError):
+    """The crawler failed."""
+
+    reason = "CRAWLER_ERROR"
+
+
+class StepFailed(CrawlerError):
+    """A step failed."""
+
+    reason = "STEP_FAILED"
+
+    def __init__(
+        self, message: str | None = None, *, retryable: bool, code: str = "STEP_FAILED",
+        **metadata: object,
+    ) -> None:
+        self.retryable = retryable
+        self.code = code
+        super().__init__(message, **metadata)
+
+
+class TransientError(StepFailed):
+    """A step failed for a reason that may go away (upstream unavailable, rate limited)."""
+
+    def __init__(self, message: str | None = None, code: str = "TRANSIENT", **metadata: object) -> None:
+        super().__init__(message, retryable=True, code=code, **metadata)
+
+
+class PermanentError(StepFailed):
+    """A step failed for a reason retrying will not fix."""
+
+    def __init__(self, message: str | None = None, code: str = "PERMANENT", **metadata: object) -> None:
+        super().__init__(message, retryable=False, code=code, **metadata)
+
+
+class UnknownJob(CrawlerError, NotFound):
+    """This crawler has no job of that kind."""
+
+    reason = "UNKNOWN_JOB"
+
+
+class AttemptStopped(Exception):  # noqa: N818 - control flow, not an error
+    """Raised at a safe point when the attempt was cancelled, abandoned or handed back."""

@@ -1,0 +1,112 @@
+"""Jobs as the crawler executes them: an ordered list of named, idempotent steps.
+
+A step receives a `StepContext`, reports `(current, total, message)` progress through it and returns
+a JSON-compatible checkpoint output. Steps completed by an earlier attempt are skipped; their outputs
+are in `ctx.outputs`. `await ctx.progress(...)` and `ctx.check_stopped()` are the safe points where a
+cancelled or handed-back attempt stops (by raising `AttemptStopped`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from common.jobs import JobKind, JobSpec
+from crawler_service.errors import AttemptStopped, UnknownJob
+
+Output = dict[str, Any]
+ProgressSink = Callable[[str, int, int, str], Awaitable[None]]
+
+
+@dataclass
+class StepContext:
+    """What a step sees of its run."""
+
+    run_id: str
+    attempt: int
+    spec: JobSpec
+    step: str
+    #: Outputs of the steps already completed (by this attempt or an earlier one), by step name.
+    outputs: Mapping[str, Output]
+    _sink: ProgressSink
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def log(self) -> Any:
+        return structlog.get_logger("ghpulse.step").bind(
+            run_id=self.run_id, attempt=self.attempt, step=self.step
+        )
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def check_stopped(self) -> None:
+        """A safe point: raise `AttemptStopped` if the attempt must stop."""
+        if self._stop.is_set():
+            raise AttemptStopped
+
+    async def progress(self, current: int, total: int, message: str = "") -> None:
+        """Report progress (cheap; the latest value wins) and act as a safe point."""
+        self.check_stopped()
+        await self._sink(self.step, current, total, message)
+
+
+class Step(Protocol):
+    """One named, idempotent unit of a job."""
+
+    name: str
+
+    async def run(self, ctx: StepContext) -> Output:
+        """Do the work; return the checkpoint output (JSON-compatible)."""
+        ...
+
+
+def _merge_outputs(outputs: Mapping[str, Output]) -> Output:
+    merged: Output = {}
+    for output in outputs.values():
+        merged.update(output)
+    return merged
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job kind and its steps. `summarize` turns the step outputs into the run's output."""
+
+    kind: JobKind
+    steps: Sequence[Step]
+    summarize: Callable[[JobSpec, Mapping[str, Output]], Output] = (
+        lambda _spec, outputs: _merge_outputs(outputs)
+    )
+
+    def steps_for(self, spec: JobSpec) -> Sequence[Step]:
+        """The steps to run for `spec` (recalculate runs only the steps it names)."""
+        wanted = getattr(spec, "steps", None)
+        if not wanted:
+            return self.steps
+        return [step for step in self.steps if step.name in wanted]
+
+
+class JobRegistry:
+    """The jobs this crawler can execute, by kind."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[JobKind, Job] = {}
+
+    def register(self, job: Job) -> None:
+        """Add `job`, replacing any job of the same kind."""
+        self._jobs[job.kind] = job
+
+    def get(self, kind: JobKind) -> Job:
+        try:
+            return self._jobs[kind]
+        except KeyError:
+            raise UnknownJob(kind=kind.value) from None
+
+    @property
+    def kinds(self) -> list[JobKind]:
+        return sorted(self._jobs)

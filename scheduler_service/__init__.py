@@ -1,0 +1,1 @@
+"""The scheduler: owns runs (store, dispatch to crawlers, leases, live watches) and schedules."""

@@ -1,0 +1,50 @@
+"""Scheduler configuration: environment variables (and equivalent `ghpulse scheduler` flags).
+
+Durations are seconds (fractions allowed).
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class SchedulerSettings(BaseSettings):
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore")
+
+    listen: str = Field("127.0.0.1:50051", validation_alias=_env("GHPULSE_SCHEDULER_LISTEN"))
+    db: str = Field(
+        "sqlite:///.ghpulse/scheduler.db", validation_alias=_env("GHPULSE_SCHEDULER_DB")
+    )
+    #: How long an assignment's lease lasts without a heartbeat renewing it.
+    lease_ttl: float = Field(30.0, gt=0, validation_alias=_env("GHPULSE_LEASE_TTL"))
+    #: How often crawlers renew their leases (sent to them when they connect).
+    heartbeat_interval: float = Field(
+        5.0, gt=0, validation_alias=_env("GHPULSE_HEARTBEAT_INTERVAL")
+    )
+    #: How long a crawler whose stream broke may take to reconnect and re-attach its runs.
+    reconnect_grace: float = Field(15.0, ge=0, validation_alias=_env("GHPULSE_RECONNECT_GRACE"))
+    #: How long a running run may take to stop after CancelRun before it is cancelled by force.
+    cancel_grace: float = Field(30.0, ge=0, validation_alias=_env("GHPULSE_CANCEL_GRACE"))
+    #: First retry delay after a retryable failure; doubles per attempt up to retry_backoff_max.
+    retry_backoff: float = Field(5.0, ge=0, validation_alias=_env("GHPULSE_RETRY_BACKOFF"))
+    retry_backoff_max: float = Field(
+        300.0, ge=0, validation_alias=_env("GHPULSE_RETRY_BACKOFF_MAX")
+    )
+    max_attempts: int = Field(3, ge=1, le=100, validation_alias=_env("GHPULSE_MAX_ATTEMPTS"))
+    #: Default run deadline (0: none); TriggerRun's `deadline` overrides it.
+    run_deadline: float = Field(21600.0, ge=0, validation_alias=_env("GHPULSE_RUN_DEADLINE"))
+    #: Finished runs older than this are purged (default 30 days).
+    retention: float = Field(30 * 86400.0, gt=0, validation_alias=_env("GHPULSE_RETENTION"))
+    #: How long a TriggerRun request_id is remembered.
+    idempotency_ttl: float = Field(86400.0, gt=0, validation_alias=_env("GHPULSE_IDEMPOTENCY_TTL"))
+    #: Period of the sweep for expired leases, due retries, deadlines and other processes' runs.
+    sweep_interval: float = Field(1.0, gt=0, validation_alias=_env("GHPULSE_SWEEP_INTERVAL"))
+    #: Grace period for in-flight RPCs at shutdown.
+    shutdown_grace: float = Field(5.0, ge=0, validation_alias=_env("GHPULSE_SHUTDOWN_GRACE"))
+    metrics_listen: str = Field("", validation_alias=_env("GHPULSE_SCHEDULER_METRICS_LISTEN"))
+    migrate: bool = Field(True, validation_alias=_env("GHPULSE_SCHEDULER_MIGRATE"))
