@@ -1,0 +1,100 @@
+"""How the GitHub client reacts to an answer: a pure decision, so it is testable without I/O.
+
+GitHub signals its limits in three ways (docs: "Rate limits for the REST API"):
+- primary: `x-ratelimit-remaining: 0` with `x-ratelimit-reset` (epoch seconds); a request made
+  before the reset fails with 403 or 429, so the client waits for the reset instead;
+- secondary: 403/429 with `retry-after` (seconds), or a 403 whose message mentions a secondary
+  rate limit without it, which asks for an exponentially growing wait;
+- 5xx answers, dropped connections and timeouts, which are worth retrying with jitter.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+#: Extra seconds after `x-ratelimit-reset`, because GitHub's clock and ours differ slightly.
+RESET_MARGIN = 1.0
+
+
+class Action(enum.Enum):
+    """What to do with an answer."""
+
+    OK = "ok"
+    WAIT_PRIMARY = "wait_primary"
+    WAIT_SECONDARY = "wait_secondary"
+    RETRY = "retry"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The action for one answer and, for waits, how long to wait (seconds)."""
+
+    action: Action
+    delay: float = 0.0
+
+
+def header_int(headers: Mapping[str, str], name: str) -> int | None:
+    """An integer header, or None when it is missing or malformed."""
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return int(float(value.strip()))
+    except ValueError:
+        return None
+
+
+def primary_wait(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds to wait for the primary limit's reset, or None when budget remains."""
+    if header_int(headers, "x-ratelimit-remaining") != 0:
+        return None
+    reset = header_int(headers, "x-ratelimit-reset")
+    if reset is None:
+        return 60.0
+    return max(reset - now, 0.0) + RESET_MARGIN
+
+
+def _is_secondary(status: int, headers: Mapping[str, str], body: str) -> bool:
+    if "retry-after" in headers:
+        return True
+    return status == 429 or "secondary rate limit" in body.lower()
+
+
+def decide(
+    status: int,
+    headers: Mapping[str, str],
+    body: str,
+    *,
+    now: float,
+    attempt: int,
+    secondary_backoff: float,
+) -> Decision:
+    """Classify an answer; `attempt` counts retries already made (0 for the first request)."""
+    if status < 400:
+        return Decision(Action.OK)
+    if status in (403, 429):
+        wait = primary_wait(headers, now)
+        if wait is not None:
+            return Decision(Action.WAIT_PRIMARY, wait)
+        if _is_secondary(status, headers, body):
+            retry_after = header_int(headers, "retry-after")
+            if retry_after is not None:
+                return Decision(Action.WAIT_SECONDARY, float(retry_after))
+            return Decision(Action.WAIT_SECONDARY, secondary_backoff * 2**attempt)
+    if status >= 500:
+        return Decision(Action.RETRY)
+    return Decision(Action.FAIL)
+
+
+def backoff(base: float, attempt: int, rand: Callable[[], float] = random.random) -> float:
+    """Jittered exponential backoff: between half and all of `base * 2**attempt`.
+
+    Half is kept fixed so that retries never hammer GitHub immediately, the other half spreads
+    clients that failed together.
+    """
+    ceiling: float = base * 2**attempt
+    return ceiling / 2 + rand() * ceiling / 2
