@@ -66,17 +66,19 @@ def _sqlite_begin_immediate(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def configure_sqlite(engine: Engine) -> None:
+def configure_sqlite(engine: Engine, *, immediate: bool = True) -> None:
     event.listen(engine, "connect", _sqlite_pragmas)
-    event.listen(engine, "begin", _sqlite_begin_immediate)
+    if immediate:
+        event.listen(engine, "begin", _sqlite_begin_immediate)
 
 
-def create_async(url: str | URL, **kwargs: Any) -> AsyncEngine:
-    """The async engine for `url`, with SQLite set up for WAL and immediate transactions."""
+def create_async(url: str | URL, *, immediate: bool = True, **kwargs: Any) -> AsyncEngine:
+    """The async engine for `url`. On SQLite: WAL, and (unless `immediate=False`, for read-only
+    engines) every transaction begins IMMEDIATE."""
     ensure_sqlite_dir(url)
     if is_sqlite(url):
         engine = create_async_engine(async_url(url), **kwargs)
-        configure_sqlite(engine.sync_engine)
+        configure_sqlite(engine.sync_engine, immediate=immediate)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(async_url(url), **kwargs)

@@ -24,7 +24,10 @@ def kind_to_pb(kind: JobKind) -> runs_pb2.JobKind.ValueType:
 
 
 def kind_from_pb(value: int) -> JobKind | None:
-    return _PB_TO_KIND.get(value)  # type: ignore[call-overload]
+    for pb_value, kind in _PB_TO_KIND.items():
+        if pb_value == value:
+            return kind
+    return None
 
 
 def job_from_pb(message: Any) -> JobSpec | None:

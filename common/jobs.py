@@ -60,9 +60,7 @@ def _target_violations(
 ) -> list[FieldViolation]:
     violations = []
     if not repositories and not organization:
-        violations.append(
-            FieldViolation(prefix, "name at least one repository or an organization")
-        )
+        violations.append(FieldViolation(prefix, "name at least one repository or an organization"))
     if len(repositories) > MAX_TARGETS:
         violations.append(
             FieldViolation(f"{prefix}.repositories", f"at most {MAX_TARGETS} repositories")

@@ -28,7 +28,9 @@ def _redact_value(value: Any) -> Any:
     return value
 
 
-def redact(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def redact(
+    _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     for key, value in event_dict.items():
         event_dict[key] = _redact_value(value)
     return event_dict
@@ -37,7 +39,11 @@ def redact(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> Mu
 def configure(level: str | None = None, fmt: str | None = None) -> None:
     """Configure structlog and the stdlib root logger once per process."""
     level = (level or os.environ.get("GHPULSE_LOG_LEVEL", "info")).upper()
-    fmt = fmt or os.environ.get("GHPULSE_LOG_FORMAT") or ("console" if sys.stderr.isatty() else "json")
+    fmt = (
+        fmt
+        or os.environ.get("GHPULSE_LOG_FORMAT")
+        or ("console" if sys.stderr.isatty() else "json")
+    )
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"

@@ -35,7 +35,9 @@ def scheduler(
     metrics_listen: Annotated[
         str | None, typer.Option(help="GHPULSE_SCHEDULER_METRICS_LISTEN")
     ] = None,
-    no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not apply migrations")] = False,
+    no_migrate: Annotated[
+        bool, typer.Option("--no-migrate", help="Do not apply migrations")
+    ] = False,
 ) -> None:
     """Start the scheduler (SchedulerService, WorkerService)."""
     from scheduler_service.app import run_forever
@@ -43,8 +45,12 @@ def scheduler(
 
     ghlog.configure()
     overrides = _given(
-        listen=listen, db=db, lease_ttl=lease_ttl, heartbeat_interval=heartbeat_interval,
-        sweep_interval=sweep_interval, metrics_listen=metrics_listen,
+        listen=listen,
+        db=db,
+        lease_ttl=lease_ttl,
+        heartbeat_interval=heartbeat_interval,
+        sweep_interval=sweep_interval,
+        metrics_listen=metrics_listen,
     )
     if no_migrate:
         overrides["migrate"] = False
@@ -59,8 +65,12 @@ def crawler(
     export_dir: Annotated[str | None, typer.Option(help="GHPULSE_EXPORT_DIR")] = None,
     slots: Annotated[int | None, typer.Option(help="GHPULSE_CRAWLER_SLOTS")] = None,
     worker_id: Annotated[str | None, typer.Option(help="GHPULSE_CRAWLER_ID")] = None,
-    metrics_listen: Annotated[str | None, typer.Option(help="GHPULSE_CRAWLER_METRICS_LISTEN")] = None,
-    no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not apply migrations")] = False,
+    metrics_listen: Annotated[
+        str | None, typer.Option(help="GHPULSE_CRAWLER_METRICS_LISTEN")
+    ] = None,
+    no_migrate: Annotated[
+        bool, typer.Option("--no-migrate", help="Do not apply migrations")
+    ] = False,
 ) -> None:
     """Start a crawler (PullRequestService; takes work from the scheduler)."""
     from crawler_service.app import run_forever
@@ -68,8 +78,14 @@ def crawler(
 
     ghlog.configure()
     overrides = _given(
-        listen=listen, db=db, scheduler_addr=scheduler_addr, github_api_url=github_api_url,
-        export_dir=export_dir, slots=slots, worker_id=worker_id, metrics_listen=metrics_listen,
+        listen=listen,
+        db=db,
+        scheduler_addr=scheduler_addr,
+        github_api_url=github_api_url,
+        export_dir=export_dir,
+        slots=slots,
+        worker_id=worker_id,
+        metrics_listen=metrics_listen,
     )
     if no_migrate:
         overrides["migrate"] = False

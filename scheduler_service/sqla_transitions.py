@@ -1,0 +1,231 @@
+"""State transitions of one run inside an open transaction: the building blocks of `SqlRunStore`.
+
+Each function takes the transaction's connection and the run's row as a mutable dict (locked by the
+caller), writes the change and appends its events to the run's log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from scheduler_service.models import ACTIVE, QUEUED, RunEventRow, RunRow, RunStepRow
+from scheduler_service.retries import RetryPolicy
+from scheduler_service.runs import EventKind, RunError, RunEvent, RunState, StepState
+
+runs = cast(Table, RunRow.__table__)
+steps = cast(Table, RunStepRow.__table__)
+events = cast(Table, RunEventRow.__table__)
+
+Row = dict[str, Any]
+
+
+@dataclass
+class Tx:
+    """One transaction's connection, clock reading and collected events."""
+
+    conn: AsyncConnection
+    now: datetime
+    retry: RetryPolicy
+    events: list[RunEvent] = field(default_factory=list)
+    dispatchable: bool = False
+
+
+async def lock_run(tx: Tx, run_id: str) -> Row | None:
+    """The run's row, locked for the rest of the transaction (FOR UPDATE on PostgreSQL; SQLite
+    transactions already hold the database write lock)."""
+    result = await tx.conn.execute(select(runs).where(runs.c.id == run_id).with_for_update())
+    row = result.mappings().first()
+    return dict(row) if row is not None else None
+
+
+async def set_run(tx: Tx, run: Row, **values: Any) -> None:
+    await tx.conn.execute(update(runs).where(runs.c.id == run["id"]).values(**values))
+    run.update(values)
+
+
+async def append(tx: Tx, run: Row, kind: EventKind, data: dict[str, Any]) -> RunEvent:
+    """Append an event to the run's log with the next seq."""
+    seq = run["last_seq"] + 1
+    event = RunEvent(run["id"], seq, tx.now, run["attempt"], kind, data)
+    await tx.conn.execute(
+        events.insert().values(
+            run_id=event.run_id,
+            seq=seq,
+            time=tx.now,
+            attempt=event.attempt,
+            kind=kind.value,
+            data=data,
+        )
+    )
+    await set_run(tx, run, last_seq=seq)
+    tx.events.append(event)
+    return event
+
+
+def _state_data(state: RunState, reason: str, **extra: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"state": state.value, "reason": reason}
+    data.update({key: value for key, value in extra.items() if value is not None})
+    return data
+
+
+async def close_open_steps(tx: Tx, run: Row, state: StepState, message: str) -> None:
+    """Steps left RUNNING by an attempt that ended without finishing them."""
+    result = await tx.conn.execute(
+        select(steps.c.name)
+        .where(steps.c.run_id == run["id"], steps.c.state == StepState.RUNNING.value)
+        .order_by(steps.c.position)
+    )
+    for (name,) in result.all():
+        await tx.conn.execute(
+            update(steps)
+            .where(steps.c.run_id == run["id"], steps.c.name == name)
+            .values(state=state.value, finished_at=tx.now, message=message)
+        )
+        await append(
+            tx,
+            run,
+            EventKind.STEP_FINISHED,
+            {"step": name, "state": state.value, "message": message},
+        )
+
+
+async def finish(
+    tx: Tx,
+    run: Row,
+    state: RunState,
+    reason: str,
+    *,
+    output: dict[str, Any] | None = None,
+    error: RunError | None = None,
+) -> None:
+    """Move the run to terminal `state`, freeing its slot (and promoting its key's queued run)."""
+    step_state = StepState.CANCELLED if state is RunState.CANCELLED else StepState.FAILED
+    await close_open_steps(tx, run, step_state, reason)
+    held_active = run["slot"] == ACTIVE
+    error_json = error.to_json() if error else None
+    await set_run(
+        tx,
+        run,
+        state=state.value,
+        slot=None,
+        finished_at=tx.now,
+        worker_id="",
+        lease_expires_at=None,
+        not_before=None,
+        output=output,
+        error=error_json if state is not RunState.SUCCEEDED else None,
+    )
+    await append(
+        tx,
+        run,
+        EventKind.STATE_CHANGED,
+        _state_data(state, reason, output=output, error=error_json),
+    )
+    if held_active:
+        await promote_queued(tx, run["concurrency_key"])
+
+
+async def promote_queued(tx: Tx, concurrency_key: str) -> None:
+    result = await tx.conn.execute(
+        select(runs.c.id).where(runs.c.concurrency_key == concurrency_key, runs.c.slot == QUEUED)
+    )
+    queued_id = result.scalar()
+    if queued_id is None:
+        return
+    queued = await lock_run(tx, queued_id)
+    assert queued is not None
+    await set_run(tx, queued, slot=ACTIVE, state=RunState.PENDING.value, not_before=None)
+    await append(tx, queued, EventKind.STATE_CHANGED, _state_data(RunState.PENDING, "promoted"))
+    tx.dispatchable = True
+
+
+async def retry_or_fail(tx: Tx, run: Row, error: RunError, reason: str) -> None:
+    """A retryable failure: pending again after a backoff while the attempt budget lasts."""
+    used = run["attempt"] - run["attempt_floor"]
+    if used >= run["max_attempts"]:
+        await finish(tx, run, RunState.FAILED, f"{reason}; attempts exhausted", error=error)
+        return
+    await close_open_steps(tx, run, StepState.FAILED, reason)
+    not_before = tx.now + tx.retry.delay(used)
+    await set_run(
+        tx,
+        run,
+        state=RunState.PENDING.value,
+        attempt=run["attempt"] + 1,
+        worker_id="",
+        lease_expires_at=None,
+        not_before=not_before,
+        error=error.to_json(),
+        cancel_requested_at=None,
+    )
+    await append(
+        tx,
+        run,
+        EventKind.STATE_CHANGED,
+        _state_data(
+            RunState.PENDING, reason, error=error.to_json(), retry_at=not_before.isoformat()
+        ),
+    )
+    tx.dispatchable = tx.dispatchable or not_before <= tx.now
+
+
+async def release(tx: Tx, run: Row, reason: str) -> None:
+    """Pending again at once, as a new attempt that does not count against the budget."""
+    await close_open_steps(tx, run, StepState.CANCELLED, reason)
+    await set_run(
+        tx,
+        run,
+        state=RunState.PENDING.value,
+        attempt=run["attempt"] + 1,
+        attempt_floor=run["attempt_floor"] + 1,
+        worker_id="",
+        lease_expires_at=None,
+        not_before=None,
+    )
+    await append(tx, run, EventKind.STATE_CHANGED, _state_data(RunState.PENDING, reason))
+    tx.dispatchable = True
+
+
+async def start_attempt(tx: Tx, run: Row, worker_id: str, lease_ttl: timedelta) -> None:
+    await set_run(
+        tx,
+        run,
+        state=RunState.RUNNING.value,
+        worker_id=worker_id,
+        lease_expires_at=tx.now + lease_ttl,
+        not_before=None,
+        started_at=run["started_at"] or tx.now,
+    )
+    await append(
+        tx,
+        run,
+        EventKind.STATE_CHANGED,
+        _state_data(RunState.RUNNING, "dispatched", worker=worker_id),
+    )
+
+
+async def upsert_step(tx: Tx, run: Row, name: str, **values: Any) -> None:
+    key = (steps.c.run_id == run["id"], steps.c.name == name)
+    result = await tx.conn.execute(update(steps).where(*key).values(**values))
+    if result.rowcount:
+        return
+    position = await tx.conn.execute(
+        select(steps.c.position)
+        .where(steps.c.run_id == run["id"])
+        .order_by(steps.c.position.desc())
+        .limit(1)
+    )
+    last = position.scalar()
+    await tx.conn.execute(
+        steps.insert().values(
+            run_id=run["id"],
+            name=name,
+            position=0 if last is None else last + 1,
+            **{"state": StepState.PENDING.value, "attempt": run["attempt"], **values},
+        )
+    )

@@ -1,0 +1,44 @@
+"""Fixtures shared by every tier."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support import postgres
+
+
+@pytest.fixture(scope="session")
+def pg_available() -> None:
+    """Skip (or, under CI=true, fail) when PostgreSQL is unreachable."""
+    problem = postgres.reachable()
+    if problem is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI must run the PostgreSQL tests: {problem}")
+    pytest.skip(problem)
+
+
+@pytest.fixture(scope="session")
+def scheduler_pg_template(pg_available: None) -> Iterator[str]:
+    from scheduler_service.migrations import upgrade
+
+    with postgres.template("ghp_sched", upgrade) as name:
+        yield name
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def scheduler_db_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Iterator[str]:
+    """A migrated, empty run-store database: a temporary SQLite file, then PostgreSQL."""
+    if request.param == "sqlite":
+        from scheduler_service.migrations import upgrade
+
+        url = f"sqlite:///{tmp_path}/scheduler.db"
+        upgrade(url)
+        yield url
+        return
+    template = request.getfixturevalue("scheduler_pg_template")
+    with postgres.clone(template) as url:
+        yield url

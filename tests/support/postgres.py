@@ -1,0 +1,76 @@
+"""Throw-away PostgreSQL databases on the local server (127.0.0.1:5432, user postgres).
+
+`PG_ADMIN_URL` (env `GHPULSE_TEST_PG`) points at a database used only to create and drop others.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import psycopg
+
+PG_ADMIN_URL = os.environ.get("GHPULSE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _admin_dsn() -> str:
+    return PG_ADMIN_URL
+
+
+def reachable() -> str | None:
+    """None if the server answers, else why not."""
+    try:
+        with psycopg.connect(_admin_dsn(), connect_timeout=3):
+            return None
+    except psycopg.Error as exc:
+        return f"PostgreSQL at {PG_ADMIN_URL} unreachable: {exc}".strip()
+
+
+def _url_for(name: str) -> str:
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    return f"{base}/{name}"
+
+
+def _execute(sql: str) -> None:
+    with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]
+
+
+def drop(name: str) -> None:
+    _execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def template(prefix: str, prepare: Callable[[str], None]) -> Iterator[str]:
+    """A database prepared once by `prepare(url)` (e.g. migrated), to clone per test."""
+    name = f"{prefix}_tmpl_{uuid.uuid4().hex[:8]}"
+    _execute(f'CREATE DATABASE "{name}"')
+    try:
+        prepare(_url_for(name))
+        yield name
+    finally:
+        drop(name)
+
+
+@contextmanager
+def clone(template_name: str) -> Iterator[str]:
+    """A fresh copy of `template_name`; yields its URL and drops it afterwards."""
+    name = f"{template_name.split('_tmpl_')[0]}_{uuid.uuid4().hex[:10]}"
+    _execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
+    try:
+        yield _url_for(name)
+    finally:
+        drop(name)
+
+
+@contextmanager
+def fresh(prefix: str) -> Iterator[str]:
+    """An empty database; yields its URL and drops it afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    _execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _url_for(name)
+    finally:
+        drop(name)
