@@ -8,11 +8,11 @@ same work converges to the same rows. Repository keys are `models.repo_key` (low
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVarTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -36,6 +36,7 @@ from crawler_service.models import (
 )
 
 Row = Mapping[str, Any]
+Ts = TypeVarTuple("Ts")
 
 
 @dataclass(frozen=True)
@@ -275,27 +276,40 @@ class CrawlerStore:
             return {int(key): updated for key, updated in rows}
 
     async def raw_items(
-        self, repository: str, kinds: Iterable[str], *, pending_only: bool = False
+        self,
+        repository: str,
+        kinds: Iterable[str],
+        *,
+        pending_only: bool = False,
+        keys: Collection[str] | None = None,
     ) -> list[StoredRaw]:
-        """Stored raw items of `repository` of the given kinds (only pending ones if asked)."""
+        """Stored raw items of `repository` of the given kinds (only pending ones, or only the
+        given keys, if asked)."""
         query = sa.select(
             RawItem.id, RawItem.kind, RawItem.key, RawItem.data, RawItem.fetched_at
         ).where(RawItem.repository == repository, RawItem.kind.in_(list(kinds)))
         if pending_only:
             query = query.where(RawItem.pending.is_(True))
+        if keys is not None:
+            query = query.where(RawItem.key.in_(list(keys)))
         async with self.engine.connect() as conn:
             rows = await conn.execute(query.order_by(RawItem.id))
             return [StoredRaw(r.id, r.kind, r.key, r.data, r.fetched_at) for r in rows]
 
-    async def mark_upserted(self, items: Iterable[StoredRaw]) -> None:
+    async def mark_upserted(self, items: Sequence[StoredRaw]) -> None:
         """Clear the pending flag of `items`, unless one was re-fetched meanwhile."""
+        if not items:
+            return
+        stmt = (
+            sa.update(RawItem)
+            .where(RawItem.id == sa.bindparam("item_id"))
+            .where(RawItem.fetched_at == sa.bindparam("item_fetched_at"))
+            .values(pending=False)
+        )
         async with self.engine.begin() as conn:
-            for item in items:
-                await conn.execute(
-                    sa.update(RawItem)
-                    .where(RawItem.id == item.id, RawItem.fetched_at == item.fetched_at)
-                    .values(pending=False)
-                )
+            await conn.execute(
+                stmt, [{"item_id": i.id, "item_fetched_at": i.fetched_at} for i in items]
+            )
 
     async def repositories_of(self, owner: str) -> list[str]:
         """The stored repository keys of an owner (user or organization)."""
@@ -392,7 +406,7 @@ class CrawlerStore:
                 .values(classified_at=self.clock.now())
             )
 
-    async def select(self, query: sa.Select[Any]) -> list[sa.Row[Any]]:
+    async def select(self, query: sa.Select[*Ts]) -> list[sa.Row[*Ts]]:
         """Run a read query (the steps' loaders build them) and return all rows."""
         async with self.engine.connect() as conn:
             return list(await conn.execute(query))
