@@ -277,7 +277,7 @@ async def _full_names(session: AsyncSession, keys: set[str]) -> dict[str, str]:
         query = select(Repository.repository, Repository.full_name).where(
             Repository.repository.in_(keys)
         )
-        names.update((key, name) for key, name in (await session.execute(query)).tuples())
+        names.update((key, name) for key, name in (await session.execute(query)).all())
     return names
 
 
