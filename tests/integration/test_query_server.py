@@ -1,0 +1,351 @@
+"""`PullRequestService` on real ports, with a fake `SchedulerService` recording TriggerRun calls."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+
+from common.db import create_async
+from common.grpc_server import ServerHost
+from common.proto.ghpulse.v1 import pull_request_service_pb2 as pb
+from common.proto.ghpulse.v1 import pull_request_service_pb2_grpc as pb_grpc
+from common.proto.ghpulse.v1 import runs_pb2, scheduler_service_pb2, scheduler_service_pb2_grpc
+from crawler_service.backfill import BackfillStarter
+from crawler_service.migrations import upgrade
+from crawler_service.queries import Queries
+from crawler_service.query_server import SERVICE_NAME, PullRequestServicer, add_to_server
+from tests.integration.test_query_queries import seed, set_links_marker
+
+SCHEDULER_SERVICE = scheduler_service_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name
+
+
+class FakeScheduler(scheduler_service_pb2_grpc.SchedulerServiceServicer):
+    """Records TriggerRun calls and, like the real scheduler, joins by concurrency key."""
+
+    def __init__(self) -> None:
+        self.calls: list[scheduler_service_pb2.TriggerRunRequest] = []
+        self.runs: dict[str, str] = {}
+        self.changed = asyncio.Condition()
+        #: Answers wait for this (cleared: held back; never set: the scheduler hangs).
+        self.release = asyncio.Event()
+        self.release.set()
+
+    async def TriggerRun(self, request: Any, context: Any) -> Any:
+        self.calls.append(request)
+        async with self.changed:
+            self.changed.notify_all()
+        await self.release.wait()
+        created = request.concurrency_key not in self.runs
+        run_id = self.runs.setdefault(request.concurrency_key, f"run-{len(self.runs) + 1}")
+        return scheduler_service_pb2.TriggerRunResponse(
+            run=runs_pb2.Run(id=run_id, concurrency_key=request.concurrency_key),
+            disposition=scheduler_service_pb2.DISPOSITION_CREATED
+            if created
+            else scheduler_service_pb2.DISPOSITION_JOINED,
+        )
+
+    async def wait_for_calls(self, count: int) -> None:
+        async with self.changed:
+            await self.changed.wait_for(lambda: len(self.calls) >= count)
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path}/crawler.db"
+    upgrade(url)
+    seed(url)
+    return url
+
+
+@pytest.fixture
+async def scheduler() -> AsyncIterator[tuple[FakeScheduler, str]]:
+    fake = FakeScheduler()  # type: ignore[abstract]  # only TriggerRun is needed
+
+    def register(server: grpc.aio.Server) -> None:
+        scheduler_service_pb2_grpc.add_SchedulerServiceServicer_to_server(fake, server)
+
+    async with ServerHost("127.0.0.1:0", [SCHEDULER_SERVICE], register, grace=0.1) as host:
+        yield fake, host.address
+    fake.release.set()
+
+
+@asynccontextmanager
+async def crawler(
+    db_url: str, scheduler_addr: str, backfill_timeout: float = 5.0
+) -> AsyncIterator[pb_grpc.PullRequestServiceAsyncStub]:
+    """One crawler replica serving PullRequestService; yields a client stub."""
+    engine = create_async(db_url)
+    starter = BackfillStarter(scheduler_addr, timeout=backfill_timeout)
+    servicer = PullRequestServicer(Queries(engine), starter)
+    try:
+        async with (
+            ServerHost("127.0.0.1:0", [SERVICE_NAME], lambda s: add_to_server(servicer, s),
+                       grace=0.1) as host,
+            grpc.aio.insecure_channel(host.address) as channel,
+        ):  # fmt: skip
+            yield pb_grpc.PullRequestServiceStub(channel)
+    finally:
+        await starter.close()
+        await engine.dispose()
+
+
+@dataclass
+class Replies:
+    complete: list[bool]
+    run_ids: list[str]
+
+
+async def query_everything(stub: Any, count: int) -> Replies:
+    calls = []
+    for index in range(count):
+        which = index % 3
+        if which == 0:
+            calls.append(stub.ListPullRequests(pb.ListPullRequestsRequest(repository="octo/app")))
+        elif which == 1:
+            calls.append(
+                stub.ListClosingIssues(
+                    pb.ListClosingIssuesRequest(repository="Octo/App", pull_number=1)
+                )
+            )
+        else:
+            calls.append(
+                stub.ListClosingPullRequests(
+                    pb.ListClosingPullRequestsRequest(repository="OCTO/APP", issue_number=10)
+                )
+            )
+    replies = await asyncio.gather(*calls)
+    return Replies([r.links_complete for r in replies], [r.backfill_run_id for r in replies])
+
+
+async def test_concurrent_queries_on_two_replicas_share_one_backfill_run(
+    db_url: str, scheduler: tuple[FakeScheduler, str]
+) -> None:
+    fake, address = scheduler
+    fake.release.clear()
+    async with crawler(db_url, address) as replica_a, crawler(db_url, address) as replica_b:
+        pending = asyncio.gather(query_everything(replica_a, 12), query_everything(replica_b, 12))
+        # Each replica asks once however many queries it is serving; the scheduler joins them.
+        await fake.wait_for_calls(2)
+        fake.release.set()
+        replies_a, replies_b = await pending
+        for replies in (replies_a, replies_b):
+            assert replies.complete == [False] * 12
+            assert set(replies.run_ids) == {"run-1"}
+        assert len(fake.calls) == 2
+        for call in fake.calls:
+            assert call.WhichOneof("job") == "backfill_links"
+            assert call.backfill_links.repository == "Octo/App"
+            assert call.concurrency_key == "links:octo/app"
+            assert call.on_conflict == scheduler_service_pb2.CONFLICT_POLICY_JOIN
+            assert call.trigger == runs_pb2.TRIGGER_BACKFILL
+
+        # Once the link step succeeded (marker set), answers are complete and start nothing.
+        set_links_marker(db_url, "octo/app")
+        replies = await query_everything(replica_a, 6)
+        assert (replies.complete, set(replies.run_ids)) == ([True] * 6, {""})
+        assert len(fake.calls) == 2
+
+
+async def test_answers_at_once_when_the_scheduler_hangs(
+    db_url: str, scheduler: tuple[FakeScheduler, str]
+) -> None:
+    fake, address = scheduler
+    fake.release.clear()  # never answers
+    async with crawler(db_url, address, backfill_timeout=0.2) as stub:
+        reply = await stub.ListPullRequests(pb.ListPullRequestsRequest(repository="octo/app"))
+    assert (reply.links_complete, reply.backfill_run_id) == (False, "")
+    assert [pr.number for pr in reply.pull_requests] == [4, 5, 3, 2, 1]
+    assert len(fake.calls) == 1
+
+
+def unused_address() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+async def test_answers_when_the_scheduler_is_unreachable(db_url: str) -> None:
+    async with crawler(db_url, unused_address(), backfill_timeout=0.5) as stub:
+        reply = await stub.ListClosingIssues(
+            pb.ListClosingIssuesRequest(repository="octo/app", pull_number=1)
+        )
+    assert (reply.links_complete, reply.backfill_run_id) == (False, "")
+    assert [(i.repository, i.number) for i in reply.closing_issues] == [
+        ("Octo/App", 10),
+        ("Octo/Lib", 3),
+    ]
+
+
+async def test_a_repository_with_no_links_is_complete_once_marked(
+    db_url: str, scheduler: tuple[FakeScheduler, str]
+) -> None:
+    fake, address = scheduler
+    async with crawler(db_url, address) as stub:
+        reply = await stub.ListClosingPullRequests(
+            pb.ListClosingPullRequestsRequest(repository="octo/lib", issue_number=99)
+        )
+    assert (list(reply.pull_requests), reply.links_complete, reply.backfill_run_id) == (
+        [],
+        True,
+        "",
+    )
+    assert fake.calls == []
+
+
+async def test_pages_and_conversion(db_url: str, scheduler: tuple[FakeScheduler, str]) -> None:
+    _fake, address = scheduler
+    async with crawler(db_url, address) as stub:
+        numbers, token, pages = [], "", []
+        while True:
+            reply = await stub.ListPullRequests(
+                pb.ListPullRequestsRequest(repository="octo/app", page_size=2, page_token=token)
+            )
+            pages.append(reply)
+            numbers += [pr.number for pr in reply.pull_requests]
+            token = reply.next_page_token
+            if not token:
+                break
+        merged = await stub.ListPullRequests(
+            pb.ListPullRequestsRequest(
+                repository="octo/app",
+                state=pb.PULL_REQUEST_STATE_MERGED,
+                size_class=pb.SIZE_CLASS_S,
+            )
+        )
+    assert numbers == [4, 5, 3, 2, 1]
+    assert len(pages) == 3
+    first = pages[-1].pull_requests[0]
+    assert (first.number, first.state, first.size_class) == (
+        1,
+        pb.PULL_REQUEST_STATE_MERGED,
+        pb.SIZE_CLASS_S,
+    )
+    assert first.coding_time.ToTimedelta() == timedelta(hours=1)
+    assert first.deploy_time.ToTimedelta() == timedelta(days=1)
+    assert first.merged_at.ToJsonString() == "2024-03-05T10:00:00Z"
+    assert [(i.repository, i.number, i.source) for i in first.closing_issues] == [
+        ("Octo/App", 10, pb.LINK_SOURCE_DESCRIPTION),
+        ("Octo/Lib", 3, pb.LINK_SOURCE_COMMIT_MESSAGE),
+    ]
+    open_pr = pages[1].pull_requests[1]
+    assert open_pr.number == 2
+    assert not open_pr.HasField("merged_at")
+    assert not open_pr.HasField("pickup_time")
+    assert [pr.number for pr in merged.pull_requests] == [1]
+
+
+async def test_repository_stats(db_url: str, scheduler: tuple[FakeScheduler, str]) -> None:
+    fake, address = scheduler
+    async with crawler(db_url, address) as stub:
+        reply = await stub.GetRepositoryStats(pb.GetRepositoryStatsRequest(repository="octo/app"))
+    assert (reply.repository, reply.total) == ("Octo/App", 5)
+    assert {c.state: c.count for c in reply.by_state} == {
+        pb.PULL_REQUEST_STATE_OPEN: 1,
+        pb.PULL_REQUEST_STATE_CLOSED: 1,
+        pb.PULL_REQUEST_STATE_MERGED: 3,
+    }
+    assert {c.size_class: c.count for c in reply.by_size_class}[pb.SIZE_CLASS_XXL] == 1
+    assert reply.pickup_time.count == 3
+    assert reply.pickup_time.p50.ToTimedelta() == timedelta(hours=2)
+    assert reply.review_time.count == 2
+    assert [(w.week_start.ToJsonString(), w.merged) for w in reply.merged_per_week] == [
+        ("2024-03-04T00:00:00Z", 2),
+        ("2024-03-11T00:00:00Z", 0),
+        ("2024-03-18T00:00:00Z", 1),
+    ]
+    assert fake.calls == []  # stats do not depend on links
+
+
+def rich_status(error: grpc.aio.AioRpcError) -> status_pb2.Status:
+    metadata: Any = error.trailing_metadata() or ()
+    for key, value in metadata:
+        if key == "grpc-status-details-bin":
+            return status_pb2.Status.FromString(value)
+    raise AssertionError("no rich status details")
+
+
+def field_violations(error: grpc.aio.AioRpcError) -> list[str]:
+    fields = []
+    for detail in rich_status(error).details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            fields += [violation.field for violation in bad_request.field_violations]
+    return fields
+
+
+BAD_REQUESTS = [
+    ("ListPullRequests", pb.ListPullRequestsRequest(repository="octo"), ["repository"]),
+    ("ListPullRequests", pb.ListPullRequestsRequest(repository=""), ["repository"]),
+    (
+        "ListPullRequests",
+        pb.ListPullRequestsRequest(repository="octo/app", page_token="garbage!"),
+        ["page_token"],
+    ),
+    (
+        "ListPullRequests",
+        pb.ListPullRequestsRequest(
+            repository="octo/app",
+            page_size=-1,
+            state=42,  # type: ignore[arg-type]
+        ),
+        ["state", "page_size"],
+    ),
+    ("GetRepositoryStats", pb.GetRepositoryStatsRequest(repository="a/b/c"), ["repository"]),
+    (
+        "ListClosingIssues",
+        pb.ListClosingIssuesRequest(repository="octo/app", pull_number=0),
+        ["pull_number"],
+    ),
+    (
+        "ListClosingPullRequests",
+        pb.ListClosingPullRequestsRequest(repository="bad name/x", issue_number=-3),
+        ["repository", "issue_number"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "request_", "fields"), BAD_REQUESTS)
+async def test_bad_input_is_invalid_argument_with_field_violations(
+    db_url: str, scheduler: tuple[FakeScheduler, str], method: str, request_: Any, fields: list[str]
+) -> None:
+    _fake, address = scheduler
+    async with crawler(db_url, address) as stub:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await getattr(stub, method)(request_)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(raised.value) == fields
+
+
+NOT_FOUND = [
+    ("ListPullRequests", pb.ListPullRequestsRequest(repository="octo/never")),
+    ("GetRepositoryStats", pb.GetRepositoryStatsRequest(repository="octo/never")),
+    ("ListClosingIssues", pb.ListClosingIssuesRequest(repository="octo/never", pull_number=1)),
+    ("ListClosingIssues", pb.ListClosingIssuesRequest(repository="octo/app", pull_number=99)),
+    (
+        "ListClosingPullRequests",
+        pb.ListClosingPullRequestsRequest(repository="octo/never", issue_number=1),
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "request_"), NOT_FOUND)
+async def test_unknown_repository_or_pull_request_is_not_found(
+    db_url: str, scheduler: tuple[FakeScheduler, str], method: str, request_: Any
+) -> None:
+    fake, address = scheduler
+    async with crawler(db_url, address) as stub:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await getattr(stub, method)(request_)
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    assert fake.calls == []
