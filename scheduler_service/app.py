@@ -1,0 +1,124 @@
+"""The scheduler process: store, orchestrator, sweep and gRPC server, with an explicit lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from datetime import timedelta
+from types import TracebackType
+
+import structlog
+
+from common.clock import Clock, SystemClock
+from common.grpc_server import ServerHost
+from common.proto.ghpulse.v1 import scheduler_service_pb2, worker_service_pb2
+from common.proto.ghpulse.v1 import scheduler_service_pb2_grpc as sched_grpc
+from common.proto.ghpulse.v1 import worker_service_pb2_grpc as worker_grpc
+from scheduler_service import migrations
+from scheduler_service.leases import Sweeper
+from scheduler_service.orchestrator import Orchestrator, Timing
+from scheduler_service.retries import RetryPolicy
+from scheduler_service.server import SchedulerServicer
+from scheduler_service.settings import SchedulerSettings
+from scheduler_service.sqla_store import SqlRunStore
+from scheduler_service.worker_server import WorkerServicer
+
+log = structlog.get_logger(__name__)
+SERVICE_NAMES = (
+    scheduler_service_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name,
+    worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
+)
+
+
+def _seconds(value: float) -> timedelta:
+    return timedelta(seconds=value)
+
+
+def timing_from(settings: SchedulerSettings) -> Timing:
+    return Timing(
+        lease_ttl=_seconds(settings.lease_ttl),
+        heartbeat_interval=_seconds(settings.heartbeat_interval),
+        reconnect_grace=_seconds(settings.reconnect_grace),
+        cancel_grace=_seconds(settings.cancel_grace),
+        idempotency_ttl=_seconds(settings.idempotency_ttl),
+        default_deadline=_seconds(settings.run_deadline),
+        default_max_attempts=settings.max_attempts,
+        watch_poll=_seconds(settings.sweep_interval),
+    )
+
+
+class SchedulerApp:
+    """`async with SchedulerApp(settings) as app:` serves until the block exits."""
+
+    def __init__(self, settings: SchedulerSettings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        retry = RetryPolicy(_seconds(settings.retry_backoff), _seconds(settings.retry_backoff_max))
+        self.store = SqlRunStore.open(settings.db, retry)
+        self.orchestrator = Orchestrator(self.store, self.clock, timing_from(settings))
+        self.sweeper = Sweeper(
+            self.orchestrator, self.clock, _seconds(settings.sweep_interval),
+            _seconds(settings.retention),
+        )
+        self.host = ServerHost(
+            settings.listen, SERVICE_NAMES, self._register, grace=settings.shutdown_grace
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _register(self, server: object) -> None:
+        sched_grpc.add_SchedulerServiceServicer_to_server(
+            SchedulerServicer(self.orchestrator), server  # type: ignore[arg-type]
+        )
+        worker_grpc.add_WorkerServiceServicer_to_server(
+            WorkerServicer(self.orchestrator), server  # type: ignore[arg-type]
+        )
+
+    @property
+    def address(self) -> str:
+        return self.host.address
+
+    async def start(self) -> None:
+        if self.settings.migrate:
+            await asyncio.to_thread(migrations.upgrade, self.settings.db)
+        self._tasks = [
+            asyncio.create_task(self.orchestrator.dispatcher.run(), name="dispatcher"),
+            asyncio.create_task(self.sweeper.run(), name="sweeper"),
+        ]
+        await self.host.start()
+        log.info("scheduler.started", address=self.address)
+
+    async def stop(self) -> None:
+        """Health NOT_SERVING, then drain in-flight RPCs for the grace period, then stop."""
+        await self.host.mark_not_serving()
+        for conn in self.orchestrator.dispatcher.workers:
+            conn.close()
+        await self.host.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.store.close()
+        log.info("scheduler.stopped")
+
+    async def __aenter__(self) -> SchedulerApp:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+async def wait_for_signal() -> None:
+    """Until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def run_forever(settings: SchedulerSettings) -> None:
+    async with SchedulerApp(settings):
+        await wait_for_signal()

@@ -1,0 +1,44 @@
+"""The periodic sweep: expired leases, deadlines, forced cancels, due retries, runs written by other
+scheduler processes, and retention. Slow and cheap: the hot path never waits for it."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import structlog
+
+from common.clock import Clock
+from scheduler_service.orchestrator import Orchestrator
+
+log = structlog.get_logger(__name__)
+PURGE_EVERY = timedelta(minutes=10)
+
+
+class Sweeper:
+    def __init__(
+        self, orchestrator: Orchestrator, clock: Clock, interval: timedelta, retention: timedelta
+    ) -> None:
+        self._orchestrator = orchestrator
+        self._clock = clock
+        self._interval = interval
+        self._retention = retention
+        self._last_purge = clock.now() - PURGE_EVERY
+
+    async def sweep_once(self) -> None:
+        await self._orchestrator.sweep()
+        now = self._clock.now()
+        if now - self._last_purge >= PURGE_EVERY:
+            self._last_purge = now
+            purged = await self._orchestrator.store.purge(now - self._retention, now)
+            if purged:
+                log.info("runs.purged", count=purged, retention_days=self._retention.days)
+
+    async def run(self) -> None:
+        """Sweep every `interval` until cancelled; a failed sweep is logged and retried."""
+        while True:
+            try:
+                await self.sweep_once()
+            except Exception:
+                log.exception("sweep.failed")
+            await asyncio.sleep(self._interval.total_seconds())

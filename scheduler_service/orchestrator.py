@@ -1,0 +1,232 @@
+"""The run operations behind both gRPC services: the store is the truth; the broker, dispatcher
+and crawler stops are told about every change after it is durable."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+
+from common.clock import Clock
+from scheduler_service.dispatch import Dispatcher, HeartbeatAcked, Welcome, WorkerConn
+from scheduler_service.events import EventBroker, Mailbox
+from scheduler_service.runs import (
+    AttemptRef,
+    AttemptResult,
+    Disposition,
+    EventKind,
+    Run,
+    RunEvent,
+    RunQuery,
+    RunState,
+    StepReport,
+)
+from scheduler_service.errors import StaleAttempt
+from scheduler_service.store import RunStore, StopKind, StopRequest, Transition
+from scheduler_service.validation import TriggerCommand, to_new_run
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The orchestration tunables (from `SchedulerSettings`)."""
+
+    lease_ttl: timedelta = timedelta(seconds=30)
+    heartbeat_interval: timedelta = timedelta(seconds=5)
+    reconnect_grace: timedelta = timedelta(seconds=15)
+    cancel_grace: timedelta = timedelta(seconds=30)
+    idempotency_ttl: timedelta = timedelta(hours=24)
+    default_deadline: timedelta = timedelta(hours=6)
+    default_max_attempts: int = 3
+    #: How often a watcher re-reads the log for events written by other scheduler processes.
+    watch_poll: timedelta = timedelta(seconds=1)
+
+
+def is_terminal(event: RunEvent) -> bool:
+    return (
+        event.kind is EventKind.STATE_CHANGED and RunState(event.data["state"]).terminal
+    )
+
+
+class Orchestrator:
+    def __init__(
+        self, store: RunStore, clock: Clock, timing: Timing, broker: EventBroker | None = None
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.timing = timing
+        self.broker = broker or EventBroker()
+        self.dispatcher = Dispatcher(self._claim)
+
+    # -- applying transitions ----------------------------------------------------------------
+
+    def apply(self, transition: Transition) -> None:
+        """Tell watchers, crawlers and the dispatcher what a durable transition did."""
+        self.broker.publish(transition.events)
+        for stop in transition.stops:
+            self.dispatcher.stop(stop)
+        for event in transition.events:
+            if event.kind is EventKind.STATE_CHANGED and "retry_at" in event.data:
+                self._wake_at(datetime.fromisoformat(event.data["retry_at"]))
+        if transition.dispatchable:
+            self.dispatcher.kick()
+
+    def _wake_at(self, when: datetime) -> None:
+        # A run backing off becomes dispatchable at `when`: wake the dispatcher then, rather than
+        # waiting for the next sweep.
+        delay = max(0.0, (when - self.clock.now()).total_seconds())
+        asyncio.get_running_loop().call_later(delay, self.dispatcher.kick)
+
+    # -- client operations ------------------------------------------------------------------
+
+    async def trigger(self, command: TriggerCommand) -> tuple[Run, Disposition]:
+        now = self.clock.now()
+        new = to_new_run(
+            command, now, self.timing.default_max_attempts, self.timing.default_deadline
+        )
+        created = await self.store.create_run(new, now, self.timing.idempotency_ttl)
+        self.apply(created.transition)
+        log.info(
+            "run.triggered", run_id=created.run.id, disposition=created.disposition.value,
+            job=new.spec.kind.value, concurrency_key=new.concurrency_key,
+        )
+        return created.run, created.disposition
+
+    async def get(self, run_id: str) -> Run:
+        return await self.store.get_run(run_id)
+
+    async def list_runs(self, query: RunQuery) -> list[Run]:
+        return await self.store.list_runs(query)
+
+    async def cancel(self, run_id: str, reason: str) -> Run:
+        transition = await self.store.cancel_run(run_id, reason, self.clock.now())
+        self.apply(transition)
+        assert transition.run is not None
+        log.info("run.cancel_requested", run_id=run_id, state=transition.run.state.value)
+        return transition.run
+
+    async def retry(self, run_id: str) -> Run:
+        transition = await self.store.retry_run(run_id, self.clock.now())
+        self.apply(transition)
+        assert transition.run is not None
+        log.info("run.retried", run_id=run_id, attempt=transition.run.attempt)
+        return transition.run
+
+    async def watch(self, run_id: str, after_seq: int) -> AsyncIterator[Run | RunEvent]:
+        """A snapshot, then every event after `after_seq` until the run's terminal event."""
+        mailbox = self.broker.subscribe(run_id)
+        try:
+            run = await self.store.get_run(run_id)
+            yield run
+            if run.state.terminal and after_seq >= run.last_seq:
+                return
+            async for event in self._follow(mailbox, run_id, after_seq):
+                yield event
+        finally:
+            self.broker.unsubscribe(mailbox)
+
+    async def _follow(self, mailbox: Mailbox, run_id: str, last: int) -> AsyncIterator[RunEvent]:
+        stored = await self.store.events_after(run_id, last)
+        while True:
+            for event in stored:
+                if event.seq <= last:
+                    continue
+                if event.seq > last + 1 and not _deliberate_gap(mailbox, last, event.seq):
+                    missing = await self.store.events_after(run_id, last, event.seq - last - 1)
+                    for filler in missing:
+                        yield filler
+                yield event
+                last = event.seq
+                if is_terminal(event):
+                    return
+            await mailbox.wait(self.timing.watch_poll.total_seconds())
+            stored = mailbox.drain()
+            if not stored:
+                # Quiet: pick up events written by another scheduler process.
+                stored = await self.store.events_after(run_id, last)
+
+    # -- crawler operations --------------------------------------------------------------------
+
+    async def _claim(self, worker_id: str) -> Run | None:
+        transition = await self.store.claim(worker_id, self.clock.now(), self.timing.lease_ttl)
+        self.apply(transition)
+        return transition.run
+
+    async def worker_connected(self, conn: WorkerConn, in_flight: list[AttemptRef]) -> None:
+        now = self.clock.now()
+        result = await self.store.reattach(conn.id, in_flight, now, self.timing.lease_ttl)
+        conn.running = {ref.run_id: ref.attempt for ref in result.reattached}
+        conn.send(Welcome(result.reattached, result.abandoned, now + self.timing.lease_ttl))
+        self.dispatcher.add(conn)
+        self.apply(result.transition)
+        log.info(
+            "worker.connected", worker=conn.id, slots=conn.slots,
+            reattached=len(result.reattached), abandoned=len(result.abandoned),
+        )
+
+    async def worker_disconnected(self, conn: WorkerConn) -> None:
+        self.dispatcher.remove(conn)
+        if self.dispatcher.get(conn.id) is None:
+            grace_end = self.clock.now() + self.timing.reconnect_grace
+            await self.store.shorten_leases(conn.id, grace_end)
+        log.info("worker.disconnected", worker=conn.id, running=len(conn.running))
+
+    async def heartbeat(self, conn: WorkerConn, in_flight: list[AttemptRef]) -> None:
+        now = self.clock.now()
+        conn.last_heartbeat_at = now
+        renewed = await self.store.renew_leases(conn.id, in_flight, now, self.timing.lease_ttl)
+        conn.send(HeartbeatAcked(renewed, now + self.timing.lease_ttl))
+        for ref in in_flight:
+            if ref not in renewed:
+                self._abandon(conn, ref, "lease not held")
+
+    def _abandon(self, conn: WorkerConn, ref: AttemptRef, reason: str) -> None:
+        self.dispatcher.stop(StopRequest(conn.id, ref, StopKind.ABANDON, reason))
+        log.info("attempt.abandoned", run_id=ref.run_id, attempt=ref.attempt, worker=conn.id,
+                 reason=reason)
+
+    async def step_report(self, conn: WorkerConn, ref: AttemptRef, report: StepReport) -> None:
+        try:
+            transition = await self.store.record_step(ref, conn.id, report, self.clock.now())
+        except StaleAttempt:
+            self._abandon(conn, ref, "stale attempt")
+            return
+        self.apply(transition)
+
+    async def attempt_result(self, conn: WorkerConn, ref: AttemptRef, result: AttemptResult) -> None:
+        try:
+            transition = await self.store.finish_attempt(ref, conn.id, result, self.clock.now())
+        except StaleAttempt:
+            self._abandon(conn, ref, "stale attempt")
+            return
+        self.dispatcher.release(conn.id, ref)
+        self.apply(transition)
+        run = transition.run
+        log.info(
+            "attempt.finished", run_id=ref.run_id, attempt=ref.attempt, worker=conn.id,
+            outcome=result.outcome.value, state=run.state.value if run else "",
+        )
+
+    def drain(self, conn: WorkerConn) -> None:
+        conn.draining = True
+        log.info("worker.draining", worker=conn.id)
+
+    # -- time ------------------------------------------------------------------------------
+
+    async def sweep(self) -> None:
+        """Expire leases and deadlines, push cancels requested elsewhere, dispatch what is due."""
+        now = self.clock.now()
+        self.apply(await self.store.expire(now, self.timing.cancel_grace))
+        local = [conn.id for conn in self.dispatcher.workers]
+        for stop in await self.store.pending_cancels(local):
+            self.dispatcher.stop(stop)
+        self.dispatcher.kick()
+
+
+def _deliberate_gap(mailbox: Mailbox, last: int, seq: int) -> bool:
+    """Whether every seq between `last` and `seq` was a progress event replaced on purpose."""
+    return all(missing in mailbox.coalesced for missing in range(last + 1, seq))
