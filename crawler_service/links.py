@@ -26,17 +26,20 @@ _NUMBER = r"[1-9][0-9]{0,9}"
 # Leftmost match wins, so whichever construct opens first hides what it contains: a fence inside a
 # comment is comment text, `<!--` inside a code span is code.
 _IGNORED = re.compile(
+    # Every construct starts at one of these characters: a cheap first test at each position.
+    r"(?=[ `~<])(?:"
     # A fence runs to its closing fence (same character, at least as long) or the end of the text;
     # a backtick fence's info string has no backticks (else it is an inline code span).
     r"^[ ]{0,3}(?P<ticks_fence>`{3,})[^`\n]*$(?:.*?^[ ]{0,3}(?P=ticks_fence)`*[ \t]*$|.*)"
     r"|^[ ]{0,3}(?P<tilde_fence>~{3,})[^\n]*$(?:.*?^[ ]{0,3}(?P=tilde_fence)~*[ \t]*$|.*)"
     r"|<!--.*?(?:-->|\Z)"
     # A code span: a backtick run, then the same run; it cannot cross a blank line (a paragraph).
-    r"|(?<!`)(?P<ticks>`+)(?!`)(?:(?!\n[ \t]*\n).)+?(?<!`)(?P=ticks)(?!`)",
+    r"|(?<!`)(?P<ticks>`+)(?!`)(?:(?!\n[ \t]*\n).)+?(?<!`)(?P=ticks)(?!`)"
+    r")",
     re.MULTILINE | re.DOTALL,
 )
 _CLOSING = re.compile(
-    r"(?<!\w)(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)(?:[ \t]*:[ \t]*|[ \t]+)"
+    r"(?=[cfr])(?<!\w)(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)(?:[ \t]*:[ \t]*|[ \t]+)"
     r"(?:https?://(?:www\.)?github\.com/"
     rf"(?P<url_repo>{_OWNER}/{_REPO})/issues/(?P<url_number>{_NUMBER})"
     rf"|(?P<repo>{_OWNER}/{_REPO})?#(?P<number>{_NUMBER}))"
