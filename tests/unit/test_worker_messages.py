@@ -1,0 +1,75 @@
+"""Worker protocol messages built from domain values, and the reconnect backoff."""
+
+from __future__ import annotations
+
+import pytest
+
+from common.proto.ghpulse.v1 import runs_pb2
+from common.proto.ghpulse.v1 import worker_service_pb2 as pb
+from crawler_service import worker_messages as msg
+from crawler_service.worker import Backoff
+from crawler_service.worker_runner import AttemptError, AttemptKey, AttemptOutcome, StepState
+
+KEY = AttemptKey("run-1", 3)
+
+
+def test_hello_lists_in_flight_attempts() -> None:
+    request = msg.hello("crawler-a", 4, [KEY], "1.2.3")
+
+    hello = request.hello
+    assert (hello.worker_id, hello.slots, hello.version) == ("crawler-a", 4, "1.2.3")
+    assert hello.protocol_version == msg.PROTOCOL_VERSION == 1
+    assert [msg.key_from_pb(ref) for ref in hello.in_flight] == [KEY]
+
+
+def test_step_finished_carries_the_output() -> None:
+    request = msg.step_finished(KEY, "fetch", StepState.SUCCEEDED, {"prs": 2, "repo": "a/b"}, "")
+
+    finished = request.step_report.finished
+    assert msg.key_from_pb(request.step_report.ref) == KEY
+    assert finished.state == runs_pb2.STEP_STATE_SUCCEEDED
+    assert msg.output_from_struct(finished.output) == {"prs": 2, "repo": "a/b"}
+
+
+def test_failed_result_carries_the_error() -> None:
+    error = AttemptError("TRANSIENT", "db locked", retryable=True)
+
+    result = msg.result(KEY, AttemptOutcome.FAILED, error=error).result
+
+    assert result.outcome == pb.ATTEMPT_OUTCOME_FAILED
+    assert (result.error.code, result.error.message, result.error.retryable) == (
+        "TRANSIENT",
+        "db locked",
+        True,
+    )
+    assert not result.HasField("output")
+
+
+def test_output_round_trip_gives_integers_back() -> None:
+    output = {"count": 3, "ratio": 0.5, "nested": {"ids": [1, 2]}, "none": None, "ok": True}
+
+    assert msg.output_from_struct(msg.struct_from(output)) == output
+    assert isinstance(msg.output_from_struct(msg.struct_from(output))["count"], int)
+
+
+def test_completed_outputs_by_step_name() -> None:
+    assignment = pb.Assignment()
+    assignment.completed_steps.add(name="fetch", output=msg.struct_from({"prs": 5}))
+
+    assert msg.completed_outputs(assignment) == {"fetch": {"prs": 5}}
+
+
+def test_non_json_output_is_rejected() -> None:
+    with pytest.raises((ValueError, TypeError)):
+        msg.struct_from({"when": object()})
+
+
+def test_backoff_doubles_with_jitter_up_to_the_maximum() -> None:
+    backoff = Backoff(0.1, 0.4)
+
+    delays = [backoff.next() for _ in range(5)]
+
+    for delay, ceiling in zip(delays, [0.1, 0.2, 0.4, 0.4, 0.4], strict=True):
+        assert ceiling / 2 <= delay <= ceiling
+    backoff.reset()
+    assert backoff.next() <= 0.1
