@@ -35,6 +35,8 @@ from crawler_service.fake_github.routes import Answer, route
 
 ENTERPRISE_PREFIX = "/api/v3"
 CONTROL_PREFIX = "/_fake/"
+#: How often the serving thread checks for `stop()` (the stdlib default, 0.5 s, slows tests).
+POLL_INTERVAL = 0.02
 
 
 class RequestRecord(NamedTuple):
@@ -104,7 +106,10 @@ class FakeGitHub:
     def start(self) -> FakeGitHub:
         """Serve in a background thread."""
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fake-github", daemon=True
+            target=self._server.serve_forever,
+            args=(POLL_INTERVAL,),
+            name="fake-github",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -190,6 +195,8 @@ class _Handler(BaseHTTPRequestHandler):
     #: Idle keep-alive connections end after this many seconds, so handler threads do not pile up.
     timeout = 30
     fake: FakeGitHub
+    #: The GitHub request being answered (path, query), until it is logged.
+    _exchange: tuple[str, dict[str, str]] | None = None
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: tests assert on `FakeGitHub.requests` instead."""
@@ -200,10 +207,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._serve_control("GET", path)
             return
         self.fake._enter()
+        self._exchange = (path, query)
         try:
-            status = self._serve_github(path, query, prefix)
+            self._serve_github(path, query, prefix)
         finally:
-            self.fake._leave()
+            self._finish(0)
+
+    def _finish(self, status: int) -> None:
+        """Log a GitHub request before its answer leaves, so a client never outruns the log."""
+        if self._exchange is None:
+            return
+        path, query = self._exchange
+        self._exchange = None
+        self.fake._leave()
         self.fake._record("GET", path, query, status)
 
     def do_POST(self) -> None:
@@ -244,6 +260,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _apply_fault(self, fault: Fault) -> int | None:
         """Apply a fault; the status sent when it answered the request itself."""
         if fault.kind is FaultKind.DROP:
+            self._finish(0)
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return 0
@@ -299,6 +316,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: Any, headers: dict[str, str]) -> int:
         payload = b"" if status == 304 else body if isinstance(body, bytes) else _encode(body)
+        self._finish(status)
         self.send_response(status)
         if status != 304:
             self.send_header("Content-Type", "application/json; charset=utf-8")
