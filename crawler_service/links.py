@@ -47,7 +47,7 @@ _CLOSING = re.compile(
     re.IGNORECASE,
 )
 # Cheap pre-checks: most text has no keyword at all, and most has nothing to hide.
-_MAYBE_KEYWORD = re.compile(r"clos|fix|resolv", re.IGNORECASE)
+_KEYWORD_STEMS = ("fix", "clos", "resolv")
 _MAYBE_IGNORED = ("`", "~~~", "<!--")
 
 
@@ -73,7 +73,7 @@ def extract_closing_references(text: str | None, repository: str) -> list[Refere
     `repository`; cross-repository ones keep their own. Duplicates collapse, in order of first
     appearance.
     """
-    if not text or not _MAYBE_KEYWORD.search(text):
+    if not text or not _maybe_closing(text):
         return []
     own = repository.lower()
     seen: dict[tuple[str, int], Reference] = {}
@@ -81,6 +81,11 @@ def extract_closing_references(text: str | None, repository: str) -> list[Refere
         reference = _reference(match, repository, own)
         seen.setdefault((reference.repository.lower(), reference.number), reference)
     return list(seen.values())
+
+
+def _maybe_closing(text: str) -> bool:
+    lowered = text.lower()
+    return any(stem in lowered for stem in _KEYWORD_STEMS)
 
 
 def _reference(match: re.Match[str], repository: str, own: str) -> Reference:
