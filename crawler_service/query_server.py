@@ -4,7 +4,8 @@ Requests are validated and converted to domain types here; errors are raised as 
 kinds and turned into statuses by `common.grpc_errors.ErrorMappingInterceptor` (register the
 servicer on a `common.grpc_server.ServerHost`). When a repository's closing links were never
 computed, answers come at once with `links_complete=false` and the id of the backfill run started
-through the scheduler.
+through the scheduler. For ListClosingPullRequests that status is the issue repository's own;
+closing PRs in other repositories appear as far as their repositories' links were computed.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from crawler_service.backfill import BackfillStarter
 from crawler_service.metrics import SizeClass
 from crawler_service.models import SOURCE_COMMIT_MESSAGE, SOURCE_DESCRIPTION
 from crawler_service.queries import (
+    LinkRef,
     PageKey,
     PhaseStats,
     PullRequestFilter,
@@ -185,7 +187,7 @@ def pull_request_to_pb(info: PullRequestInfo) -> pb.PullRequest:
     return message
 
 
-def _source(link: Any) -> pb.LinkSource.ValueType:
+def _source(link: LinkRef) -> pb.LinkSource.ValueType:
     return _SOURCE_TO_PB.get(link.source, pb.LINK_SOURCE_UNSPECIFIED)
 
 
