@@ -349,3 +349,37 @@ async def test_unknown_repository_or_pull_request_is_not_found(
             await getattr(stub, method)(request_)
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
     assert fake.calls == []
+
+
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_backfill_starter_caches_answers_and_failures_for_a_while(
+    scheduler: tuple[FakeScheduler, str],
+) -> None:
+    fake, address = scheduler
+    clock = FakeMonotonic()
+    fake.release.clear()
+    async with BackfillStarter(
+        address, timeout=0.2, ttl=10.0, failure_ttl=2.0, monotonic=clock
+    ) as starter:
+        assert await starter.ensure("Octo/App") == ""  # timed out
+        assert await starter.ensure("octo/app") == ""  # failure remembered: no new call
+        assert len(fake.calls) == 1
+
+        fake.release.set()
+        clock.now += 2.5
+        assert await starter.ensure("octo/app") == "run-1"
+        clock.now += 9.0
+        assert await starter.ensure("octo/app") == "run-1"  # still cached
+        assert len(fake.calls) == 2
+
+        clock.now += 1.5
+        assert await starter.ensure("octo/app") == "run-1"  # asked again, joined
+        assert len(fake.calls) == 3
+        assert await starter.ensure("octo/lib") == "run-2"  # another key, another run
