@@ -132,7 +132,7 @@ class Dataset:
         `merged_at` in `changes` also sets `merged`; returns the new detail object.
         """
         with self.lock:
-            data = self._require(repo)
+            data = self.require(repo)
             pr = data.pulls[number]
             pr.update(changes)
             if "merged_at" in changes:
@@ -157,7 +157,7 @@ class Dataset:
         Its `created_at` and `updated_at` default to just after the repository's newest update.
         """
         with self.lock:
-            data = self._require(repo)
+            data = self.require(repo)
             number = number or max(data.pulls, default=0) + 1
             fields.setdefault("created_at", self._next_updated_at(data))
             pr = shapes.pull(
@@ -180,7 +180,8 @@ class Dataset:
             self.repos[data.full_name.lower()] = data
             return data
 
-    def _require(self, repo: str) -> RepoData:
+    def require(self, repo: str) -> RepoData:
+        """A repository by `owner/name`; KeyError when the dataset has none."""
         data = self.repo(repo)
         if data is None:
             raise KeyError(f"no repository {repo!r} in the dataset")
