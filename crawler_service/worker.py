@@ -41,10 +41,25 @@ def _version() -> str:
         return "unknown"
 
 
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, grpc.aio.AioRpcError):
         return f"{exc.code().name}: {exc.details()}"
     return f"{type(exc).__name__}: {exc}"
+
+
+def _channel_options(settings: CrawlerSettings) -> list[tuple[str, Any]]:
+    # gRPC's own reconnect backoff (1s doubling up to 120s by default) would otherwise decide how
+    # soon a restarted scheduler sees its crawlers again, whatever our own backoff says.
+    first = max(1, int(settings.reconnect_backoff * 1000))
+    return [
+        ("grpc.initial_reconnect_backoff_ms", first),
+        ("grpc.min_reconnect_backoff_ms", first),
+        ("grpc.max_reconnect_backoff_ms", max(first, int(settings.reconnect_backoff_max * 1000))),
+    ]
 
 
 class Backoff:
@@ -81,6 +96,8 @@ class Worker:
         self._loop_task: asyncio.Task[None] | None = None
         self._heartbeat_interval = DEFAULT_LEASE_TTL / 3
         self._draining = False
+        self._last_heard = 0.0
+        self._stopping: asyncio.Future[None] | None = None
         #: Set while a welcomed stream to the scheduler is up.
         self.connected = asyncio.Event()
 
@@ -92,14 +109,24 @@ class Worker:
         """Start connecting to the scheduler in the background."""
         if self._loop_task is not None:
             return
-        self._channel = grpc.aio.insecure_channel(self._settings.scheduler_addr)
+        self._channel = grpc.aio.insecure_channel(
+            self._settings.scheduler_addr, options=_channel_options(self._settings)
+        )
         stub = pb_grpc.WorkerServiceStub(self._channel)
         self._loop_task = asyncio.create_task(self._connect_loop(stub), name="worker-connect")
 
     async def stop(self) -> None:
-        """Drain: hand running attempts back (RELEASED), flush the reports, close the stream."""
+        """Drain: hand running attempts back (RELEASED), flush the reports, close the stream.
+
+        Safe to call more than once (e.g. a second SIGTERM): later calls wait for the first.
+        """
         if self._loop_task is None:
             return
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._drain_and_close())
+        await asyncio.shield(self._stopping)
+
+    async def _drain_and_close(self) -> None:
         self._draining = True
         await self._send_drain()
         await self._attempts.release_all(self._settings.shutdown_grace)
@@ -153,7 +180,8 @@ class Worker:
             return True
         finally:
             if self.connected.is_set():
-                log.warning("worker.disconnected", buffered=len(self._outbox))
+                level = log.info if self._draining else log.warning
+                level("worker.disconnected", buffered=len(self._outbox))
             self.connected.clear()
             self._call = None
             call.cancel()
@@ -213,6 +241,7 @@ class Worker:
 
     async def _read_loop(self, call: Any) -> None:
         while (response := await call.read()) is not _EOF:
+            self._last_heard = _now()
             self._on_response(response)
 
     async def _send_loop(self, call: Any) -> None:
@@ -232,8 +261,14 @@ class Worker:
                 self._attempts.forget(msg.key_from_pb(entry.item.result.ref))
 
     async def _heartbeat_loop(self, call: Any) -> None:
+        """Heartbeat until the scheduler has been silent for a whole lease TTL."""
+        self._last_heard = _now()
         while True:
             await asyncio.sleep(self._heartbeat_interval)
+            if _now() - self._last_heard > self._attempts.lease_ttl:
+                # A half-open connection never errors; unanswered heartbeats are how we notice.
+                log.warning("worker.scheduler_silent", seconds=round(_now() - self._last_heard, 3))
+                return
             held = self._attempts.held()
             free = max(0, self._settings.slots - len(held))
             await self._write(call, msg.heartbeat(held, free))
@@ -282,6 +317,7 @@ class Worker:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
             self._loop_task = None
+        self._stopping = None
         if self._channel is not None:
             await self._channel.close(None)
             self._channel = None

@@ -351,3 +351,23 @@ async def test_stop_drains_and_releases(scheduler: FakeScheduler) -> None:
         index = next(i for i, r in enumerate(scheduler.received) if r.result.ref.run_id == run_id)
         assert index > drain
     assert not worker.connected.is_set()
+
+
+async def test_silent_scheduler_makes_the_crawler_reconnect(scheduler: FakeScheduler) -> None:
+    scheduler.lease_ttl, scheduler.heartbeat_interval = 0.2, 0.02
+    scheduler.auto_ack = False
+    async with Worker(_settings(scheduler.address), JobRegistry()) as worker:
+        await scheduler.wait_for(_kind("hello"), count=2)
+        await asyncio.wait_for(worker.connected.wait(), 10)
+    assert scheduler.streams >= 2
+
+
+async def test_stop_twice_drains_once(scheduler: FakeScheduler) -> None:
+    worker = Worker(_settings(scheduler.address), JobRegistry())
+    await worker.start()
+    await asyncio.wait_for(worker.connected.wait(), 10)
+
+    await asyncio.gather(worker.stop(), worker.stop())
+    await worker.stop()
+
+    assert [describe(r) for r in scheduler.received] == ["hello", "drain"]
