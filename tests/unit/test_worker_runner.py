@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 from sqlalchemy.exc import OperationalError
 
 from common.jobs import CrawlSpec, JobKind, RecalculateSpec
@@ -264,3 +265,21 @@ def test_classify(error: BaseException, code: str, retryable: bool) -> None:
 
     assert (classified.code, classified.retryable) == (code, retryable)
     assert classified.message
+
+
+async def test_log_context_carries_run_attempt_and_step() -> None:
+    seen: dict[str, Any] = {}
+
+    @dataclass
+    class Peeking:
+        name: str = "fetch"
+
+        async def run(self, ctx: StepContext) -> Output:
+            seen.update(structlog.contextvars.get_contextvars())
+            return {}
+
+    # In its own task, as the worker runs it, so the bound context stays with the attempt.
+    await asyncio.create_task(_run(_registry(Peeking())))
+
+    assert seen == {"run_id": "run-1", "attempt": 1, "step": "fetch"}
+    assert structlog.contextvars.get_contextvars() == {}
