@@ -155,6 +155,9 @@ class Worker:
                     backoff.reset()
             except _STREAM_ERRORS as exc:
                 log.info("worker.connect_failed", error=_describe(exc))
+            except Exception:
+                # A bug must not leave the crawler disconnected for good: log it and reconnect.
+                log.exception("worker.session_crashed")
             delay = backoff.next()
             log.debug("worker.reconnecting", retry_in=round(delay, 3))
             await asyncio.sleep(delay)
@@ -231,8 +234,10 @@ class Worker:
                 task.cancel()
             outcomes = await asyncio.gather(*tasks, return_exceptions=True)
         for outcome in outcomes:
-            if isinstance(outcome, Exception):
+            if isinstance(outcome, _STREAM_ERRORS):
                 log.info("worker.stream_error", error=_describe(outcome))
+            elif isinstance(outcome, Exception):
+                log.error("worker.stream_crashed", exc_info=outcome)
 
     async def _write(self, call: Any, message: pb.ConnectRequest) -> None:
         # A stream takes one write at a time; reports and heartbeats share it.
