@@ -291,3 +291,34 @@ async def test_convenience_endpoints(fake, clock):
     assert published == sorted(published, reverse=True)
     assert pr["additions"] > 0 and pr["merged"] is True
     assert fake.requests[0].query == {"per_page": "100", "type": "all"}
+
+
+async def fetch_everything(github: GitHubClient, repo: str) -> dict[str, Any]:
+    pulls = [pr async for page in github.pulls(repo) for pr in page.data]
+    numbers = [pr["number"] for pr in pulls]
+    return {
+        "pulls": pulls,
+        "details": await asyncio.gather(*(github.pull(repo, n) for n in numbers)),
+        "reviews": await asyncio.gather(*(github.pull_reviews(repo, n) for n in numbers)),
+        "commits": await asyncio.gather(*(github.pull_commits(repo, n) for n in numbers)),
+        "releases": await github.releases(repo),
+    }
+
+
+async def test_faults_do_not_change_what_is_fetched(fake, clock):
+    repo = "ghpulse-demo/infra"
+    async with client(fake, clock) as github:
+        clean = await fetch_everything(github, repo)
+    fake.faults.fail_next(r"/pulls$", 502, count=2)
+    fake.faults.drop_next(r"/pulls/\d+$", count=3)
+    fake.faults.fail_next(r"/reviews$", 429, count=2, retry_after=2)
+    fake.faults.secondary_limit(r"/commits$", count=2)
+    fake.faults.fail_next(r"/releases$", 503)
+    fake.budget.set(40, reset_in=600)
+
+    async with client(fake, clock, max_retries=5) as github:
+        faulty = await fetch_everything(github, repo)
+
+    assert faulty == clean
+    assert fake.faults.pending == []
+    assert {0, 403, 429, 502, 503} <= {record.status for record in fake.requests}
