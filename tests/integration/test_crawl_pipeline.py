@@ -41,6 +41,10 @@ DETAIL = re.compile(r"^/repos/[^/]+/[^/]+/pulls/\d+(/reviews|/commits)?$")
 WIDGET_PRS = 4 + FILLERS
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 def detail_requests(fake: FakeGitHub) -> list[str]:
     return [r.path for r in fake.requests if DETAIL.match(r.path)]
 
@@ -198,7 +202,7 @@ async def test_hand_checked_metrics_and_links(runner: Runner, store: CrawlerStor
     ]
     output = await runner.run(CrawlSpec((WIDGETS,)), run_id="again")
     export = Path(next(p for p in output["exports"] if p.endswith(".jsonl")))
-    records = {r["number"]: r for r in map(json.loads, export.read_text().splitlines())}
+    records = {r["number"]: r for r in read_jsonl(export)}
     assert records[1]["closing_issues"] == [
         {"repository": WIDGETS, "number": 10, "source": "description"},
         {"repository": WIDGETS, "number": 12, "source": "commit_message"},
