@@ -41,7 +41,7 @@ DETAIL = re.compile(r"^/repos/[^/]+/[^/]+/pulls/\d+(/reviews|/commits)?$")
 WIDGET_PRS = 4 + FILLERS
 
 
-def read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
