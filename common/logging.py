@@ -64,3 +64,5 @@ def configure(level: str | None = None, fmt: str | None = None) -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    # httpx logs every request at INFO; the GitHub client logs what matters as events.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -29,6 +29,8 @@ from crawler_service.worker_outbox import Outbox
 log = structlog.get_logger(__name__)
 
 #: The least time `stop` waits for buffered reports to reach the scheduler.
+#: How long the scheduler gets to end the stream after the crawler's last write at shutdown.
+CLOSE_TIMEOUT = 2.0
 MIN_FLUSH_TIMEOUT = 1.0
 _STREAM_ERRORS = (grpc.aio.AioRpcError, asyncio.InvalidStateError)
 _EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]  # missing from grpc-stubs
@@ -315,8 +317,11 @@ class Worker:
     async def _close(self) -> None:
         call = self._call
         if call is not None:
-            with contextlib.suppress(*_STREAM_ERRORS):
+            with contextlib.suppress(*_STREAM_ERRORS, TimeoutError):
                 await call.done_writing()
+                # Let the scheduler read what was written and end the stream: cancelling the
+                # call at once could drop the last reports (e.g. a RELEASED result) in flight.
+                await asyncio.wait_for(call.code(), CLOSE_TIMEOUT)
         await self._attempts.close()
         if self._loop_task is not None:
             self._loop_task.cancel()

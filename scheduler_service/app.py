@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from datetime import timedelta
 from types import TracebackType
 
@@ -11,6 +10,7 @@ import structlog
 
 from common.clock import Clock, SystemClock
 from common.grpc_server import ServerHost
+from common.lifecycle import wait_for_signal
 from common.proto.ghpulse.v1 import scheduler_service_pb2, worker_service_pb2
 from common.proto.ghpulse.v1 import scheduler_service_pb2_grpc as sched_grpc
 from common.proto.ghpulse.v1 import worker_service_pb2_grpc as worker_grpc
@@ -24,6 +24,8 @@ from scheduler_service.sqla_store import SqlRunStore
 from scheduler_service.worker_server import WorkerServicer
 
 log = structlog.get_logger(__name__)
+#: How long background loops get to finish their current transaction at shutdown.
+STOP_TIMEOUT = 10.0
 SERVICE_NAMES = (
     scheduler_service_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name,
     worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
@@ -93,7 +95,10 @@ class SchedulerApp:
         for conn in self.orchestrator.dispatcher.workers:
             conn.close()
         await self.host.stop()
-        for task in self._tasks:
+        self.orchestrator.dispatcher.close()
+        self.sweeper.close()
+        _done, pending = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT)
+        for task in pending:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.store.close()
@@ -108,15 +113,6 @@ class SchedulerApp:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
-
-
-async def wait_for_signal() -> None:
-    """Until SIGTERM or SIGINT."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
 
 
 async def run_forever(settings: SchedulerSettings) -> None:

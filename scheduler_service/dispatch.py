@@ -69,6 +69,7 @@ class Dispatcher:
         self._claim = claim
         self._workers: dict[str, WorkerConn] = {}
         self._wake = asyncio.Event()
+        self._closing = False
 
     @property
     def workers(self) -> list[WorkerConn]:
@@ -110,11 +111,18 @@ class Dispatcher:
             del conn.running[ref.run_id]
             self.kick()
 
+    def close(self) -> None:
+        """Stop the loop after the claim in progress (never cancelled mid-transaction)."""
+        self._closing = True
+        self._wake.set()
+
     async def run(self) -> None:
-        """The dispatch loop (a background task)."""
-        while True:
+        """The dispatch loop (a background task), until `close()`."""
+        while not self._closing:
             await self._wake.wait()
             self._wake.clear()
+            if self._closing:
+                return
             try:
                 await self._dispatch()
             except Exception:
@@ -127,7 +135,7 @@ class Dispatcher:
         return max(candidates, key=lambda c: c.free_slots, default=None)
 
     async def _dispatch(self) -> None:
-        while (conn := self._pick()) is not None:
+        while not self._closing and (conn := self._pick()) is not None:
             run = await self._claim(conn.id)
             if run is None:
                 return

@@ -24,6 +24,7 @@ class Sweeper:
         self._interval = interval
         self._retention = retention
         self._last_purge = clock.now() - PURGE_EVERY
+        self._stopping = asyncio.Event()
 
     async def sweep_once(self) -> None:
         await self._orchestrator.sweep()
@@ -34,11 +35,18 @@ class Sweeper:
             if purged:
                 log.info("runs.purged", count=purged, retention_days=self._retention.days)
 
+    def close(self) -> None:
+        """Stop after the sweep in progress (never cancelled mid-transaction)."""
+        self._stopping.set()
+
     async def run(self) -> None:
-        """Sweep every `interval` until cancelled; a failed sweep is logged and retried."""
-        while True:
+        """Sweep every `interval` until `close()`; a failed sweep is logged and retried."""
+        while not self._stopping.is_set():
             try:
                 await self.sweep_once()
             except Exception:
                 log.exception("sweep.failed")
-            await asyncio.sleep(self._interval.total_seconds())
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self._interval.total_seconds())
+            except TimeoutError:
+                pass

@@ -4,9 +4,10 @@ and crawler stops are told about every change after it is durable."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import structlog
 
@@ -29,6 +30,7 @@ from scheduler_service.store import RunStore, StopKind, StopRequest, Transition
 from scheduler_service.validation import TriggerCommand, to_new_run
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ class Orchestrator:
         """A snapshot, then every event after `after_seq` until the run's terminal event."""
         mailbox = self.broker.subscribe(run_id)
         try:
-            run = await self.store.get_run(run_id)
+            run = await _shielded(self.store.get_run(run_id))
             yield run
             if run.state.terminal and after_seq >= run.last_seq:
                 return
@@ -130,13 +132,15 @@ class Orchestrator:
             self.broker.unsubscribe(mailbox)
 
     async def _follow(self, mailbox: Mailbox, run_id: str, last: int) -> AsyncIterator[RunEvent]:
-        stored = await self.store.events_after(run_id, last)
+        stored = await _shielded(self.store.events_after(run_id, last))
         while True:
             for event in stored:
                 if event.seq <= last:
                     continue
                 if event.seq > last + 1 and not _deliberate_gap(mailbox, last, event.seq):
-                    missing = await self.store.events_after(run_id, last, event.seq - last - 1)
+                    missing = await _shielded(
+                        self.store.events_after(run_id, last, event.seq - last - 1)
+                    )
                     for filler in missing:
                         yield filler
                 yield event
@@ -147,7 +151,7 @@ class Orchestrator:
             stored = mailbox.drain()
             if not stored:
                 # Quiet: pick up events written by another scheduler process.
-                stored = await self.store.events_after(run_id, last)
+                stored = await _shielded(self.store.events_after(run_id, last))
 
     # -- crawler operations --------------------------------------------------------------------
 
@@ -225,6 +229,12 @@ class Orchestrator:
         for stop in await self.store.pending_cancels(local):
             self.dispatcher.stop(stop)
         self.dispatcher.kick()
+
+
+async def _shielded(operation: Awaitable[T]) -> T:
+    """Let a read finish even if the watcher goes away meanwhile, so its pooled connection is
+    returned cleanly instead of being dropped mid-query."""
+    return await asyncio.shield(operation)
 
 
 def _deliberate_gap(mailbox: Mailbox, last: int, seq: int) -> bool:

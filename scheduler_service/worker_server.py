@@ -26,6 +26,7 @@ from scheduler_service.worker_convert import (
 )
 
 log = structlog.get_logger(__name__)
+READER_DRAIN = 2.0
 ConnectRequests = AsyncIterator[worker_service_pb2.ConnectRequest]
 
 
@@ -56,6 +57,9 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             while (item := await conn.outbox.get()) is not None:
                 yield outgoing_to_pb(item, self._lease_ttl, self._heartbeat)
         finally:
+            # Let a report being written finish (its transaction and connection end cleanly);
+            # the reader stops by itself once the stream is gone.
+            await asyncio.wait([reader], timeout=READER_DRAIN)
             reader.cancel()
             await asyncio.shield(self._orchestrator.worker_disconnected(conn))
 

@@ -1,0 +1,112 @@
+"""The crawler process: data store, GitHub client, job registry, worker and query server."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from types import TracebackType
+
+import structlog
+
+from common.grpc_server import ServerHost
+from common.lifecycle import wait_for_signal
+from common.proto.ghpulse.v1 import pull_request_service_pb2
+from crawler_service import migrations
+from crawler_service.backfill import BackfillStarter
+from crawler_service.github import GitHubClient
+from crawler_service.jobs import JobRegistry
+from crawler_service.pipeline import build_registry
+from crawler_service.queries import Queries
+from crawler_service.query_server import PullRequestServicer, add_to_server
+from crawler_service.settings import CrawlerSettings
+from crawler_service.store import CrawlerStore
+from crawler_service.worker import Worker
+
+log = structlog.get_logger(__name__)
+SERVICE_NAMES = (
+    pull_request_service_pb2.DESCRIPTOR.services_by_name["PullRequestService"].full_name,
+)
+
+
+def load_plugins(registry: JobRegistry, spec: str) -> None:
+    """Call each `module:function` in the comma-separated `spec` with the registry."""
+    for entry in filter(None, (part.strip() for part in spec.split(","))):
+        module_name, _, function_name = entry.partition(":")
+        function = getattr(importlib.import_module(module_name), function_name or "register")
+        function(registry)
+        log.info("crawler.plugin_loaded", plugin=entry)
+
+
+class CrawlerApp:
+    """`async with CrawlerApp(settings) as app:` crawls and answers queries until the block exits."""
+
+    def __init__(self, settings: CrawlerSettings) -> None:
+        self.settings = settings
+        self.store: CrawlerStore | None = None
+        self.github: GitHubClient | None = None
+        self.worker: Worker | None = None
+        self.backfill = BackfillStarter(settings.scheduler_addr)
+        self.host: ServerHost | None = None
+
+    @property
+    def address(self) -> str:
+        assert self.host is not None
+        return self.host.address
+
+    def _github(self) -> GitHubClient:
+        settings = self.settings
+        token = settings.github_token.get_secret_value() if settings.github_token else None
+        return GitHubClient(
+            settings.github_api_url, token, concurrency=settings.github_concurrency,
+            timeout=settings.github_timeout, max_retries=settings.github_max_retries,
+            retry_backoff=settings.github_retry_backoff,
+            secondary_backoff=settings.github_secondary_backoff,
+        )
+
+    async def start(self) -> None:
+        settings = self.settings
+        if settings.migrate:
+            await asyncio.to_thread(migrations.upgrade, settings.db)
+        self.store = await CrawlerStore.open(settings.db)
+        self.github = self._github()
+        registry = build_registry(self.store, self.github, settings)
+        load_plugins(registry, settings.plugins)
+        servicer = PullRequestServicer(Queries(self.store.engine), self.backfill)
+        self.host = ServerHost(
+            settings.listen, SERVICE_NAMES, lambda server: add_to_server(servicer, server),
+            grace=settings.shutdown_grace,
+        )
+        await self.host.start()
+        self.worker = Worker(settings, registry)
+        await self.worker.start()
+        log.info("crawler.started", address=self.address, worker=settings.worker_id)
+
+    async def stop(self) -> None:
+        """Health NOT_SERVING; hand back or finish running attempts; drain queries; close."""
+        if self.host is not None:
+            await self.host.mark_not_serving()
+        if self.worker is not None:
+            await self.worker.stop()
+        if self.host is not None:
+            await self.host.stop()
+        await self.backfill.close()
+        if self.github is not None:
+            await self.github.aclose()
+        if self.store is not None:
+            await self.store.aclose()
+        log.info("crawler.stopped")
+
+    async def __aenter__(self) -> CrawlerApp:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+async def run_forever(settings: CrawlerSettings) -> None:
+    async with CrawlerApp(settings):
+        await wait_for_signal()
