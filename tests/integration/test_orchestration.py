@@ -20,7 +20,9 @@ from common.proto.ghpulse.v1 import scheduler_service_pb2 as spb
 from tests.support.cluster import TERMINAL, Cluster, cluster
 
 SUCCEEDED, FAILED, CANCELLED = (
-    runs_pb2.RUN_STATE_SUCCEEDED, runs_pb2.RUN_STATE_FAILED, runs_pb2.RUN_STATE_CANCELLED
+    runs_pb2.RUN_STATE_SUCCEEDED,
+    runs_pb2.RUN_STATE_FAILED,
+    runs_pb2.RUN_STATE_CANCELLED,
 )
 
 
@@ -37,8 +39,11 @@ def details(error: grpc.aio.AioRpcError) -> dict[str, object]:
     assert status is not None
     found: dict[str, object] = {}
     for detail in status.details:
-        for kind in (error_details_pb2.BadRequest, error_details_pb2.ErrorInfo,
-                     error_details_pb2.RetryInfo):
+        for kind in (
+            error_details_pb2.BadRequest,
+            error_details_pb2.ErrorInfo,
+            error_details_pb2.RetryInfo,
+        ):
             if detail.Is(kind.DESCRIPTOR):
                 message = kind()
                 detail.Unpack(message)
@@ -62,9 +67,13 @@ async def test_trigger_and_watch_to_success_with_step_progress(c: Cluster) -> No
     started = [e.step_started.step for e in stream if e.HasField("step_started")]
     assert started == ["alpha", "beta", "gamma"]
     # Progress may be coalesced (latest wins), but each step's last progress arrives.
-    progress = {e.step_progress.step: e.step_progress for e in stream if e.HasField("step_progress")}
+    progress = {
+        e.step_progress.step: e.step_progress for e in stream if e.HasField("step_progress")
+    }
     assert {name: (p.current, p.total) for name, p in progress.items()} == {
-        "alpha": (2, 2), "beta": (2, 2), "gamma": (2, 2)
+        "alpha": (2, 2),
+        "beta": (2, 2),
+        "gamma": (2, 2),
     }
     last = stream[-1]
     assert last.state_changed.state == SUCCEEDED
@@ -84,7 +93,10 @@ async def test_join_queue_and_reject(c: Cluster) -> None:
     assert queued.disposition == spb.DISPOSITION_QUEUED
     assert queued.run.state == runs_pb2.RUN_STATE_QUEUED
     joined_queue = await c.trigger("test/gated", on_conflict=spb.CONFLICT_POLICY_QUEUE)
-    assert (joined_queue.disposition, joined_queue.run.id) == (spb.DISPOSITION_JOINED, queued.run.id)
+    assert (joined_queue.disposition, joined_queue.run.id) == (
+        spb.DISPOSITION_JOINED,
+        queued.run.id,
+    )
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await c.trigger("test/gated", on_conflict=spb.CONFLICT_POLICY_REJECT)
     assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
@@ -107,7 +119,8 @@ async def test_request_id_idempotency(c: Cluster) -> None:
     assert joined.disposition == spb.DISPOSITION_JOINED
     joined_again = await c.trigger("test/gated", request_id="req-2")
     assert (joined_again.disposition, joined_again.run.id) == (
-        spb.DISPOSITION_IDEMPOTENT, first.run.id
+        spb.DISPOSITION_IDEMPOTENT,
+        first.run.id,
     )
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await c.trigger("test/other", request_id="req-1")
@@ -206,7 +219,10 @@ async def test_transient_failure_retries_from_checkpoints(c: Cluster) -> None:
     assert steps["beta"].attempt == 2 and steps["gamma"].attempt == 2
     log = events(await c.watch(run_id))
     assert [e.step_started.step for e in log if e.HasField("step_started")] == [
-        "alpha", "beta", "beta", "gamma"
+        "alpha",
+        "beta",
+        "beta",
+        "gamma",
     ]
 
 
@@ -246,10 +262,18 @@ async def test_deadline_exceeded(c: Cluster) -> None:
             {"recalculate": runs_pb2.RecalculateJob(repositories=["a/b"], steps=["fetch"])},
             ["recalculate.steps"],
         ),
-        ({"backfill_links": runs_pb2.BackfillLinksJob(repository="x")}, ["backfill_links.repository"]),
-        ({"crawl": runs_pb2.CrawlJob(repositories=["a/b"]), "labels": {"Bad Key": "v"}},
-         ["labels[Bad Key]"]),
-        ({"crawl": runs_pb2.CrawlJob(repositories=["a/b"]), "max_attempts": 1000}, ["max_attempts"]),
+        (
+            {"backfill_links": runs_pb2.BackfillLinksJob(repository="x")},
+            ["backfill_links.repository"],
+        ),
+        (
+            {"crawl": runs_pb2.CrawlJob(repositories=["a/b"]), "labels": {"Bad Key": "v"}},
+            ["labels[Bad Key]"],
+        ),
+        (
+            {"crawl": runs_pb2.CrawlJob(repositories=["a/b"]), "max_attempts": 1000},
+            ["max_attempts"],
+        ),
         ({"crawl": runs_pb2.CrawlJob(repositories=["a/b"]), "on_conflict": 42}, ["on_conflict"]),
     ],
 )
@@ -267,11 +291,15 @@ async def test_bad_input_is_invalid_argument_with_field_violations(
 
 
 async def test_list_runs_filters_and_pages(c: Cluster) -> None:
-    ids = [(await c.trigger(f"test/r{i}", labels={"team": "x" if i % 2 else "y"})).run.id
-           for i in range(5)]
+    ids = [
+        (await c.trigger(f"test/r{i}", labels={"team": "x" if i % 2 else "y"})).run.id
+        for i in range(5)
+    ]
     page = await c.stub.ListRuns(spb.ListRunsRequest(page_size=2))
     assert [r.id for r in page.runs] == ids[::-1][:2]
-    second = await c.stub.ListRuns(spb.ListRunsRequest(page_size=2, page_token=page.next_page_token))
+    second = await c.stub.ListRuns(
+        spb.ListRunsRequest(page_size=2, page_token=page.next_page_token)
+    )
     assert [r.id for r in second.runs] == ids[::-1][2:4]
     team = await c.stub.ListRuns(spb.ListRunsRequest(labels={"team": "x"}))
     assert [r.id for r in team.runs] == [ids[3], ids[1]]

@@ -19,13 +19,21 @@ from scheduler_service.app import SchedulerApp
 from scheduler_service.settings import SchedulerSettings
 
 FAST_SCHEDULER = {
-    "lease_ttl": 3.0, "heartbeat_interval": 0.2, "reconnect_grace": 0.5, "cancel_grace": 2.0,
-    "retry_backoff": 0.05, "retry_backoff_max": 0.2, "sweep_interval": 0.1,
+    "lease_ttl": 3.0,
+    "heartbeat_interval": 0.2,
+    "reconnect_grace": 0.5,
+    "cancel_grace": 2.0,
+    "retry_backoff": 0.05,
+    "retry_backoff_max": 0.2,
+    "sweep_interval": 0.1,
     "shutdown_grace": 0.5,
 }
 FAST_CRAWLER = {
-    "reconnect_backoff": 0.02, "reconnect_backoff_max": 0.2, "shutdown_grace": 2.0,
-    "plugins": "tests.support.jobs:register", "github_api_url": "http://127.0.0.1:9",
+    "reconnect_backoff": 0.02,
+    "reconnect_backoff_max": 0.2,
+    "shutdown_grace": 2.0,
+    "plugins": "tests.support.jobs:register",
+    "github_api_url": "http://127.0.0.1:9",
 }
 TERMINAL = {runs_pb2.RUN_STATE_SUCCEEDED, runs_pb2.RUN_STATE_FAILED, runs_pb2.RUN_STATE_CANCELLED}
 
@@ -36,10 +44,16 @@ def scheduler_settings(tmp: Path, **overrides: Any) -> SchedulerSettings:
     return SchedulerSettings(**values)
 
 
-def crawler_settings(tmp: Path, scheduler_addr: str, name: str, **overrides: Any) -> CrawlerSettings:
+def crawler_settings(
+    tmp: Path, scheduler_addr: str, name: str, **overrides: Any
+) -> CrawlerSettings:
     values = {
-        "listen": "127.0.0.1:0", "db": f"sqlite:///{tmp}/crawler.db", "worker_id": name,
-        "scheduler_addr": scheduler_addr, "export_dir": str(tmp / "exports"), "slots": 2,
+        "listen": "127.0.0.1:0",
+        "db": f"sqlite:///{tmp}/crawler.db",
+        "worker_id": name,
+        "scheduler_addr": scheduler_addr,
+        "export_dir": str(tmp / "exports"),
+        "slots": 2,
         **FAST_CRAWLER,
     }
     values.update(overrides)
@@ -99,8 +113,10 @@ class Cluster:
         request = spb.WatchRunRequest(run_id=run_id, after_seq=current.last_seq)
         async for message in self.stub.WatchRun(request):
             if message.HasField("snapshot"):
-                if any(s.name == step and s.state == runs_pb2.STEP_STATE_RUNNING
-                       for s in message.snapshot.steps):
+                if any(
+                    s.name == step and s.state == runs_pb2.STEP_STATE_RUNNING
+                    for s in message.snapshot.steps
+                ):
                     return
             elif message.event.HasField("step_started") and message.event.step_started.step == step:
                 return
