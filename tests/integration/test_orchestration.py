@@ -337,7 +337,7 @@ async def test_graceful_crawler_stop_hands_back_without_using_an_attempt(c: Clus
 
 async def test_many_concurrent_triggers_give_one_run(c: Cluster) -> None:
     answers = await asyncio.gather(
-        *(c.trigger("test/same", on_conflict=spb.CONFLICT_POLICY_JOIN) for _ in range(50))
+        *(c.trigger("test/same", on_conflict=spb.CONFLICT_POLICY_JOIN) for _ in range(100))
     )
     assert len({a.run.id for a in answers}) == 1
     assert sorted(a.disposition for a in answers).count(spb.DISPOSITION_CREATED) == 1

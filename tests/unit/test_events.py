@@ -1,0 +1,58 @@
+"""Watch fan-out: every watcher gets every state change; a slow one gets the latest progress."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from scheduler_service.events import EventBroker
+from scheduler_service.runs import EventKind, RunEvent
+
+T = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def event(seq: int, kind: EventKind, step: str = "fetch", run_id: str = "r1") -> RunEvent:
+    return RunEvent(run_id, seq, T, 1, kind, {"step": step, "current": seq})
+
+
+def test_every_watcher_of_a_run_gets_its_events_only() -> None:
+    broker = EventBroker()
+    a, b = broker.subscribe("r1"), broker.subscribe("r1")
+    other = broker.subscribe("r2")
+    broker.publish([event(1, EventKind.STATE_CHANGED), event(2, EventKind.STEP_STARTED)])
+    assert [e.seq for e in a.drain()] == [1, 2]
+    assert [e.seq for e in b.drain()] == [1, 2]
+    assert other.drain() == []
+    assert broker.watchers == 3
+    broker.unsubscribe(a)
+    broker.publish([event(3, EventKind.STEP_PROGRESS)])
+    assert a.drain() == []
+    assert [e.seq for e in b.drain()] == [3]
+
+
+def test_a_slow_watcher_gets_the_latest_progress_and_every_state_change() -> None:
+    broker = EventBroker()
+    slow, fast = broker.subscribe("r1"), broker.subscribe("r1")
+    published = [
+        event(1, EventKind.STEP_STARTED),
+        event(2, EventKind.STEP_PROGRESS),
+        event(3, EventKind.STEP_PROGRESS),
+        event(4, EventKind.STEP_STARTED, step="link"),
+        event(5, EventKind.STEP_PROGRESS, step="link"),
+        event(6, EventKind.STEP_PROGRESS),
+        event(7, EventKind.STEP_FINISHED),
+        event(8, EventKind.STATE_CHANGED),
+    ]
+    for item in published:
+        broker.publish([item])
+        assert [e.seq for e in fast.drain()] == [item.seq]  # the fast one keeps up
+    delivered = [e.seq for e in slow.drain()]
+    assert delivered == [1, 4, 5, 6, 7, 8]  # seq jumps over replaced progress, stays ordered
+    assert slow.coalesced == {2, 3}
+
+
+def test_the_mailbox_stays_bounded_under_progress_floods() -> None:
+    broker = EventBroker()
+    slow = broker.subscribe("r1")
+    broker.publish([event(seq, EventKind.STEP_PROGRESS) for seq in range(1, 10_001)])
+    assert len(slow) == 1
+    assert [e.seq for e in slow.drain()] == [10_000]
