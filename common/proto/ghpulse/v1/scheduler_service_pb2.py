@@ -23,11 +23,13 @@ _sym_db = _symbol_database.Default()
 
 
 from common.proto.ghpulse.v1 import runs_pb2 as ghpulse_dot_v1_dot_runs__pb2
+from common.proto.ghpulse.v1 import schedules_pb2 as ghpulse_dot_v1_dot_schedules__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"ghpulse/v1/scheduler_service.proto\x12\nghpulse.v1\x1a\x15ghpulse/v1/runs.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x04\n\x11TriggerRunRequest\x12%\n\x05\x63rawl\x18\x01 \x01(\x0b\x32\x14.ghpulse.v1.CrawlJobH\x00\x12\x31\n\x0brecalculate\x18\x02 \x01(\x0b\x32\x1a.ghpulse.v1.RecalculateJobH\x00\x12\x36\n\x0e\x62\x61\x63kfill_links\x18\x03 \x01(\x0b\x32\x1c.ghpulse.v1.BackfillLinksJobH\x00\x12\x17\n\x0f\x63oncurrency_key\x18\x04 \x01(\t\x12/\n\x0bon_conflict\x18\x05 \x01(\x0e\x32\x1a.ghpulse.v1.ConflictPolicy\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x39\n\x06labels\x18\x07 \x03(\x0b\x32).ghpulse.v1.TriggerRunRequest.LabelsEntry\x12\x14\n\x0cmax_attempts\x18\x08 \x01(\x05\x12+\n\x08\x64\x65\x61\x64line\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12$\n\x07trigger\x18\n \x01(\x0e\x32\x13.ghpulse.v1.Trigger\x12\x13\n\x0bschedule_id\x18\x0b \x01(\t\x12\x30\n\x0cnominal_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x05\n\x03job\"`\n\x12TriggerRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.ghpulse.v1.Run\x12,\n\x0b\x64isposition\x18\x02 \x01(\x0e\x32\x17.ghpulse.v1.Disposition\"4\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"i\n\x10WatchRunResponse\x12#\n\x08snapshot\x18\x01 \x01(\x0b\x32\x0f.ghpulse.v1.RunH\x00\x12%\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x14.ghpulse.v1.RunEventH\x00\x42\t\n\x07message\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\".\n\x0eGetRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.ghpulse.v1.Run\"\x8f\x03\n\x0fListRunsRequest\x12!\n\x04jobs\x18\x01 \x03(\x0e\x32\x13.ghpulse.v1.JobKind\x12$\n\x06states\x18\x02 \x03(\x0e\x32\x14.ghpulse.v1.RunState\x12\x37\n\x06labels\x18\x03 \x03(\x0b\x32\'.ghpulse.v1.ListRunsRequest.LabelsEntry\x12\x17\n\x0f\x63oncurrency_key\x18\x04 \x01(\t\x12$\n\x07trigger\x18\x05 \x01(\x0e\x32\x13.ghpulse.v1.Trigger\x12\x31\n\rcreated_after\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x08 \x01(\x05\x12\x12\n\npage_token\x18\t \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"J\n\x10ListRunsResponse\x12\x1d\n\x04runs\x18\x01 \x03(\x0b\x32\x0f.ghpulse.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"2\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"1\n\x11\x43\x61ncelRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.ghpulse.v1.Run\"!\n\x0fRetryRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"0\n\x10RetryRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.ghpulse.v1.Run\"\x14\n\x12ListWorkersRequest\"\xd4\x01\n\x06Worker\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05slots\x18\x02 \x01(\x05\x12\x12\n\nfree_slots\x18\x03 \x01(\x05\x12\x0f\n\x07run_ids\x18\x04 \x03(\t\x12\x30\n\x0c\x63onnected_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11last_heartbeat_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x64raining\x18\x07 \x01(\x08\x12\x0f\n\x07version\x18\x08 \x01(\t\":\n\x13ListWorkersResponse\x12#\n\x07workers\x18\x01 \x03(\x0b\x32\x12.ghpulse.v1.Worker*\x82\x01\n\x0e\x43onflictPolicy\x12\x1f\n\x1b\x43ONFLICT_POLICY_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43ONFLICT_POLICY_JOIN\x10\x01\x12\x19\n\x15\x43ONFLICT_POLICY_QUEUE\x10\x02\x12\x1a\n\x16\x43ONFLICT_POLICY_REJECT\x10\x03*\x8f\x01\n\x0b\x44isposition\x12\x1b\n\x17\x44ISPOSITION_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44ISPOSITION_CREATED\x10\x01\x12\x16\n\x12\x44ISPOSITION_JOINED\x10\x02\x12\x16\n\x12\x44ISPOSITION_QUEUED\x10\x03\x12\x1a\n\x16\x44ISPOSITION_IDEMPOTENT\x10\x04\x32\x91\x04\n\x10SchedulerService\x12K\n\nTriggerRun\x12\x1d.ghpulse.v1.TriggerRunRequest\x1a\x1e.ghpulse.v1.TriggerRunResponse\x12G\n\x08WatchRun\x12\x1b.ghpulse.v1.WatchRunRequest\x1a\x1c.ghpulse.v1.WatchRunResponse0\x01\x12?\n\x06GetRun\x12\x19.ghpulse.v1.GetRunRequest\x1a\x1a.ghpulse.v1.GetRunResponse\x12\x45\n\x08ListRuns\x12\x1b.ghpulse.v1.ListRunsRequest\x1a\x1c.ghpulse.v1.ListRunsResponse\x12H\n\tCancelRun\x12\x1c.ghpulse.v1.CancelRunRequest\x1a\x1d.ghpulse.v1.CancelRunResponse\x12\x45\n\x08RetryRun\x12\x1b.ghpulse.v1.RetryRunRequest\x1a\x1c.ghpulse.v1.RetryRunResponse\x12N\n\x0bListWorkers\x12\x1e.ghpulse.v1.ListWorkersRequest\x1a\x1f.ghpulse.v1.ListWorkersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"ghpulse/v1/scheduler_service.proto\x12\nghpulse.v1\x1a\x15ghpulse/v1/runs.proto\x1a\x1aghpulse/v1/schedules.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x04\n\x11TriggerRunRequest\x12%\n\x05\x63rawl\x18\x01 \x01(\x0b\x32\x14.ghpulse.v1.CrawlJobH\x00\x12\x31\n\x0brecalculate\x18\x02 \x01(\x0b\x32\x1a.ghpulse.v1.RecalculateJobH\x00\x12\x36\n\x0e\x62\x61\x63kfill_links\x18\x03 \x01(\x0b\x32\x1c.ghpulse.v1.BackfillLinksJobH\x00\x12\x17\n\x0f\x63oncurrency_key\x18\x04 \x01(\t\x12/\n\x0bon_conflict\x18\x05 \x01(\x0e\x32\x1a.ghpulse.v1.ConflictPolicy\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x39\n\x06labels\x18\x07 \x03(\x0b\x32).ghpulse.v1.TriggerRunRequest.LabelsEntry\x12\x14\n\x0cmax_attempts\x18\x08 \x01(\x05\x12+\n\x08\x64\x65\x61\x64line\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12$\n\x07trigger\x18\n \x01(\x0e\x32\x13.ghpulse.v1.Trigger\x12\x13\n\x0bschedule_id\x18\x0b \x01(\t\x12\x30\n\x0cnominal_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x05\n\x03job\"`\n\x12TriggerRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.ghpulse.v1.Run\x12,\n\x0b\x64isposition\x18\x02 \x01(\x0e\x32\x17.ghpulse.v1.Disposition\"4\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"i\n\x10WatchRunResponse\x12#\n\x08snapshot\x18\x01 \x01(\x0b\x32\x0f.ghpulse.v1.RunH\x00\x12%\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x14.ghpulse.v1.RunEventH\x00\x42\t\n\x07message\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\".\n\x0eGetRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.ghpulse.v1.Run\"\x8f\x03\n\x0fListRunsRequest\x12!\n\x04jobs\x18\x01 \x03(\x0e\x32\x13.ghpulse.v1.JobKind\x12$\n\x06states\x18\x02 \x03(\x0e\x32\x14.ghpulse.v1.RunState\x12\x37\n\x06labels\x18\x03 \x03(\x0b\x32\'.ghpulse.v1.ListRunsRequest.LabelsEntry\x12\x17\n\x0f\x63oncurrency_key\x18\x04 \x01(\t\x12$\n\x07trigger\x18\x05 \x01(\x0e\x32\x13.ghpulse.v1.Trigger\x12\x31\n\rcreated_after\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x08 \x01(\x05\x12\x12\n\npage_token\x18\t \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"J\n\x10ListRunsResponse\x12\x1d\n\x04runs\x18\x01 \x03(\x0b\x32\x0f.ghpulse.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"2\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"1\n\x11\x43\x61ncelRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.ghpulse.v1.Run\"!\n\x0fRetryRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"0\n\x10RetryRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.ghpulse.v1.Run\"\x14\n\x12ListWorkersRequest\"\xd4\x01\n\x06Worker\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05slots\x18\x02 \x01(\x05\x12\x12\n\nfree_slots\x18\x03 \x01(\x05\x12\x0f\n\x07run_ids\x18\x04 \x03(\t\x12\x30\n\x0c\x63onnected_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11last_heartbeat_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x64raining\x18\x07 \x01(\x08\x12\x0f\n\x07version\x18\x08 \x01(\t\":\n\x13ListWorkersResponse\x12#\n\x07workers\x18\x01 \x03(\x0b\x32\x12.ghpulse.v1.Worker\"T\n\x15\x43reateScheduleRequest\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.ghpulse.v1.Schedule\x12\x13\n\x0bschedule_id\x18\x02 \x01(\t\"@\n\x16\x43reateScheduleResponse\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.ghpulse.v1.Schedule\"?\n\x12GetScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66iring_count\x18\x02 \x01(\x05\"q\n\x13GetScheduleResponse\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.ghpulse.v1.Schedule\x12\x32\n\x0erecent_firings\x18\x02 \x03(\x0b\x32\x1a.ghpulse.v1.ScheduleFiring\"=\n\x14ListSchedulesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Y\n\x15ListSchedulesResponse\x12\'\n\tschedules\x18\x01 \x03(\x0b\x32\x14.ghpulse.v1.Schedule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"p\n\x15UpdateScheduleRequest\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.ghpulse.v1.Schedule\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"@\n\x16UpdateScheduleResponse\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.ghpulse.v1.Schedule\",\n\x15\x44\x65leteScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteScheduleResponse\"+\n\x14PauseScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"?\n\x15PauseScheduleResponse\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.ghpulse.v1.Schedule\",\n\x15ResumeScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"@\n\x16ResumeScheduleResponse\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.ghpulse.v1.Schedule\",\n\x15RunScheduleNowRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"d\n\x16RunScheduleNowResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.ghpulse.v1.Run\x12,\n\x0b\x64isposition\x18\x02 \x01(\x0e\x32\x17.ghpulse.v1.Disposition*\x82\x01\n\x0e\x43onflictPolicy\x12\x1f\n\x1b\x43ONFLICT_POLICY_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43ONFLICT_POLICY_JOIN\x10\x01\x12\x19\n\x15\x43ONFLICT_POLICY_QUEUE\x10\x02\x12\x1a\n\x16\x43ONFLICT_POLICY_REJECT\x10\x03*\x8f\x01\n\x0b\x44isposition\x12\x1b\n\x17\x44ISPOSITION_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44ISPOSITION_CREATED\x10\x01\x12\x16\n\x12\x44ISPOSITION_JOINED\x10\x02\x12\x16\n\x12\x44ISPOSITION_QUEUED\x10\x03\x12\x1a\n\x16\x44ISPOSITION_IDEMPOTENT\x10\x04\x32\xca\t\n\x10SchedulerService\x12K\n\nTriggerRun\x12\x1d.ghpulse.v1.TriggerRunRequest\x1a\x1e.ghpulse.v1.TriggerRunResponse\x12G\n\x08WatchRun\x12\x1b.ghpulse.v1.WatchRunRequest\x1a\x1c.ghpulse.v1.WatchRunResponse0\x01\x12?\n\x06GetRun\x12\x19.ghpulse.v1.GetRunRequest\x1a\x1a.ghpulse.v1.GetRunResponse\x12\x45\n\x08ListRuns\x12\x1b.ghpulse.v1.ListRunsRequest\x1a\x1c.ghpulse.v1.ListRunsResponse\x12H\n\tCancelRun\x12\x1c.ghpulse.v1.CancelRunRequest\x1a\x1d.ghpulse.v1.CancelRunResponse\x12\x45\n\x08RetryRun\x12\x1b.ghpulse.v1.RetryRunRequest\x1a\x1c.ghpulse.v1.RetryRunResponse\x12N\n\x0bListWorkers\x12\x1e.ghpulse.v1.ListWorkersRequest\x1a\x1f.ghpulse.v1.ListWorkersResponse\x12W\n\x0e\x43reateSchedule\x12!.ghpulse.v1.CreateScheduleRequest\x1a\".ghpulse.v1.CreateScheduleResponse\x12N\n\x0bGetSchedule\x12\x1e.ghpulse.v1.GetScheduleRequest\x1a\x1f.ghpulse.v1.GetScheduleResponse\x12T\n\rListSchedules\x12 .ghpulse.v1.ListSchedulesRequest\x1a!.ghpulse.v1.ListSchedulesResponse\x12W\n\x0eUpdateSchedule\x12!.ghpulse.v1.UpdateScheduleRequest\x1a\".ghpulse.v1.UpdateScheduleResponse\x12W\n\x0e\x44\x65leteSchedule\x12!.ghpulse.v1.DeleteScheduleRequest\x1a\".ghpulse.v1.DeleteScheduleResponse\x12T\n\rPauseSchedule\x12 .ghpulse.v1.PauseScheduleRequest\x1a!.ghpulse.v1.PauseScheduleResponse\x12W\n\x0eResumeSchedule\x12!.ghpulse.v1.ResumeScheduleRequest\x1a\".ghpulse.v1.ResumeScheduleResponse\x12W\n\x0eRunScheduleNow\x12!.ghpulse.v1.RunScheduleNowRequest\x1a\".ghpulse.v1.RunScheduleNowResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,44 +40,76 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRIGGERRUNREQUEST_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_LISTRUNSREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_LISTRUNSREQUEST_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_CONFLICTPOLICY']._serialized_start=1993
-  _globals['_CONFLICTPOLICY']._serialized_end=2123
-  _globals['_DISPOSITION']._serialized_start=2126
-  _globals['_DISPOSITION']._serialized_end=2269
-  _globals['_TRIGGERRUNREQUEST']._serialized_start=139
-  _globals['_TRIGGERRUNREQUEST']._serialized_end=687
-  _globals['_TRIGGERRUNREQUEST_LABELSENTRY']._serialized_start=635
-  _globals['_TRIGGERRUNREQUEST_LABELSENTRY']._serialized_end=680
-  _globals['_TRIGGERRUNRESPONSE']._serialized_start=689
-  _globals['_TRIGGERRUNRESPONSE']._serialized_end=785
-  _globals['_WATCHRUNREQUEST']._serialized_start=787
-  _globals['_WATCHRUNREQUEST']._serialized_end=839
-  _globals['_WATCHRUNRESPONSE']._serialized_start=841
-  _globals['_WATCHRUNRESPONSE']._serialized_end=946
-  _globals['_GETRUNREQUEST']._serialized_start=948
-  _globals['_GETRUNREQUEST']._serialized_end=979
-  _globals['_GETRUNRESPONSE']._serialized_start=981
-  _globals['_GETRUNRESPONSE']._serialized_end=1027
-  _globals['_LISTRUNSREQUEST']._serialized_start=1030
-  _globals['_LISTRUNSREQUEST']._serialized_end=1429
-  _globals['_LISTRUNSREQUEST_LABELSENTRY']._serialized_start=635
-  _globals['_LISTRUNSREQUEST_LABELSENTRY']._serialized_end=680
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1431
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1505
-  _globals['_CANCELRUNREQUEST']._serialized_start=1507
-  _globals['_CANCELRUNREQUEST']._serialized_end=1557
-  _globals['_CANCELRUNRESPONSE']._serialized_start=1559
-  _globals['_CANCELRUNRESPONSE']._serialized_end=1608
-  _globals['_RETRYRUNREQUEST']._serialized_start=1610
-  _globals['_RETRYRUNREQUEST']._serialized_end=1643
-  _globals['_RETRYRUNRESPONSE']._serialized_start=1645
-  _globals['_RETRYRUNRESPONSE']._serialized_end=1693
-  _globals['_LISTWORKERSREQUEST']._serialized_start=1695
-  _globals['_LISTWORKERSREQUEST']._serialized_end=1715
-  _globals['_WORKER']._serialized_start=1718
-  _globals['_WORKER']._serialized_end=1930
-  _globals['_LISTWORKERSRESPONSE']._serialized_start=1932
-  _globals['_LISTWORKERSRESPONSE']._serialized_end=1990
-  _globals['_SCHEDULERSERVICE']._serialized_start=2272
-  _globals['_SCHEDULERSERVICE']._serialized_end=2801
+  _globals['_CONFLICTPOLICY']._serialized_start=3163
+  _globals['_CONFLICTPOLICY']._serialized_end=3293
+  _globals['_DISPOSITION']._serialized_start=3296
+  _globals['_DISPOSITION']._serialized_end=3439
+  _globals['_TRIGGERRUNREQUEST']._serialized_start=201
+  _globals['_TRIGGERRUNREQUEST']._serialized_end=749
+  _globals['_TRIGGERRUNREQUEST_LABELSENTRY']._serialized_start=697
+  _globals['_TRIGGERRUNREQUEST_LABELSENTRY']._serialized_end=742
+  _globals['_TRIGGERRUNRESPONSE']._serialized_start=751
+  _globals['_TRIGGERRUNRESPONSE']._serialized_end=847
+  _globals['_WATCHRUNREQUEST']._serialized_start=849
+  _globals['_WATCHRUNREQUEST']._serialized_end=901
+  _globals['_WATCHRUNRESPONSE']._serialized_start=903
+  _globals['_WATCHRUNRESPONSE']._serialized_end=1008
+  _globals['_GETRUNREQUEST']._serialized_start=1010
+  _globals['_GETRUNREQUEST']._serialized_end=1041
+  _globals['_GETRUNRESPONSE']._serialized_start=1043
+  _globals['_GETRUNRESPONSE']._serialized_end=1089
+  _globals['_LISTRUNSREQUEST']._serialized_start=1092
+  _globals['_LISTRUNSREQUEST']._serialized_end=1491
+  _globals['_LISTRUNSREQUEST_LABELSENTRY']._serialized_start=697
+  _globals['_LISTRUNSREQUEST_LABELSENTRY']._serialized_end=742
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1493
+  _globals['_LISTRUNSRESPONSE']._serialized_end=1567
+  _globals['_CANCELRUNREQUEST']._serialized_start=1569
+  _globals['_CANCELRUNREQUEST']._serialized_end=1619
+  _globals['_CANCELRUNRESPONSE']._serialized_start=1621
+  _globals['_CANCELRUNRESPONSE']._serialized_end=1670
+  _globals['_RETRYRUNREQUEST']._serialized_start=1672
+  _globals['_RETRYRUNREQUEST']._serialized_end=1705
+  _globals['_RETRYRUNRESPONSE']._serialized_start=1707
+  _globals['_RETRYRUNRESPONSE']._serialized_end=1755
+  _globals['_LISTWORKERSREQUEST']._serialized_start=1757
+  _globals['_LISTWORKERSREQUEST']._serialized_end=1777
+  _globals['_WORKER']._serialized_start=1780
+  _globals['_WORKER']._serialized_end=1992
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=1994
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=2052
+  _globals['_CREATESCHEDULEREQUEST']._serialized_start=2054
+  _globals['_CREATESCHEDULEREQUEST']._serialized_end=2138
+  _globals['_CREATESCHEDULERESPONSE']._serialized_start=2140
+  _globals['_CREATESCHEDULERESPONSE']._serialized_end=2204
+  _globals['_GETSCHEDULEREQUEST']._serialized_start=2206
+  _globals['_GETSCHEDULEREQUEST']._serialized_end=2269
+  _globals['_GETSCHEDULERESPONSE']._serialized_start=2271
+  _globals['_GETSCHEDULERESPONSE']._serialized_end=2384
+  _globals['_LISTSCHEDULESREQUEST']._serialized_start=2386
+  _globals['_LISTSCHEDULESREQUEST']._serialized_end=2447
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_start=2449
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_end=2538
+  _globals['_UPDATESCHEDULEREQUEST']._serialized_start=2540
+  _globals['_UPDATESCHEDULEREQUEST']._serialized_end=2652
+  _globals['_UPDATESCHEDULERESPONSE']._serialized_start=2654
+  _globals['_UPDATESCHEDULERESPONSE']._serialized_end=2718
+  _globals['_DELETESCHEDULEREQUEST']._serialized_start=2720
+  _globals['_DELETESCHEDULEREQUEST']._serialized_end=2764
+  _globals['_DELETESCHEDULERESPONSE']._serialized_start=2766
+  _globals['_DELETESCHEDULERESPONSE']._serialized_end=2790
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=2792
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=2835
+  _globals['_PAUSESCHEDULERESPONSE']._serialized_start=2837
+  _globals['_PAUSESCHEDULERESPONSE']._serialized_end=2900
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_start=2902
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_end=2946
+  _globals['_RESUMESCHEDULERESPONSE']._serialized_start=2948
+  _globals['_RESUMESCHEDULERESPONSE']._serialized_end=3012
+  _globals['_RUNSCHEDULENOWREQUEST']._serialized_start=3014
+  _globals['_RUNSCHEDULENOWREQUEST']._serialized_end=3058
+  _globals['_RUNSCHEDULENOWRESPONSE']._serialized_start=3060
+  _globals['_RUNSCHEDULENOWRESPONSE']._serialized_end=3160
+  _globals['_SCHEDULERSERVICE']._serialized_start=3442
+  _globals['_SCHEDULERSERVICE']._serialized_end=4668
 # @@protoc_insertion_point(module_scope)

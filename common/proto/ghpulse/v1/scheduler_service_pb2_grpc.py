@@ -70,6 +70,46 @@ class SchedulerServiceStub:
                 request_serializer=ghpulse_dot_v1_dot_scheduler__service__pb2.ListWorkersRequest.SerializeToString,
                 response_deserializer=ghpulse_dot_v1_dot_scheduler__service__pb2.ListWorkersResponse.FromString,
                 _registered_method=True)
+        self.CreateSchedule = channel.unary_unary(
+                '/ghpulse.v1.SchedulerService/CreateSchedule',
+                request_serializer=ghpulse_dot_v1_dot_scheduler__service__pb2.CreateScheduleRequest.SerializeToString,
+                response_deserializer=ghpulse_dot_v1_dot_scheduler__service__pb2.CreateScheduleResponse.FromString,
+                _registered_method=True)
+        self.GetSchedule = channel.unary_unary(
+                '/ghpulse.v1.SchedulerService/GetSchedule',
+                request_serializer=ghpulse_dot_v1_dot_scheduler__service__pb2.GetScheduleRequest.SerializeToString,
+                response_deserializer=ghpulse_dot_v1_dot_scheduler__service__pb2.GetScheduleResponse.FromString,
+                _registered_method=True)
+        self.ListSchedules = channel.unary_unary(
+                '/ghpulse.v1.SchedulerService/ListSchedules',
+                request_serializer=ghpulse_dot_v1_dot_scheduler__service__pb2.ListSchedulesRequest.SerializeToString,
+                response_deserializer=ghpulse_dot_v1_dot_scheduler__service__pb2.ListSchedulesResponse.FromString,
+                _registered_method=True)
+        self.UpdateSchedule = channel.unary_unary(
+                '/ghpulse.v1.SchedulerService/UpdateSchedule',
+                request_serializer=ghpulse_dot_v1_dot_scheduler__service__pb2.UpdateScheduleRequest.SerializeToString,
+                response_deserializer=ghpulse_dot_v1_dot_scheduler__service__pb2.UpdateScheduleResponse.FromString,
+                _registered_method=True)
+        self.DeleteSchedule = channel.unary_unary(
+                '/ghpulse.v1.SchedulerService/DeleteSchedule',
+                request_serializer=ghpulse_dot_v1_dot_scheduler__service__pb2.DeleteScheduleRequest.SerializeToString,
+                response_deserializer=ghpulse_dot_v1_dot_scheduler__service__pb2.DeleteScheduleResponse.FromString,
+                _registered_method=True)
+        self.PauseSchedule = channel.unary_unary(
+                '/ghpulse.v1.SchedulerService/PauseSchedule',
+                request_serializer=ghpulse_dot_v1_dot_scheduler__service__pb2.PauseScheduleRequest.SerializeToString,
+                response_deserializer=ghpulse_dot_v1_dot_scheduler__service__pb2.PauseScheduleResponse.FromString,
+                _registered_method=True)
+        self.ResumeSchedule = channel.unary_unary(
+                '/ghpulse.v1.SchedulerService/ResumeSchedule',
+                request_serializer=ghpulse_dot_v1_dot_scheduler__service__pb2.ResumeScheduleRequest.SerializeToString,
+                response_deserializer=ghpulse_dot_v1_dot_scheduler__service__pb2.ResumeScheduleResponse.FromString,
+                _registered_method=True)
+        self.RunScheduleNow = channel.unary_unary(
+                '/ghpulse.v1.SchedulerService/RunScheduleNow',
+                request_serializer=ghpulse_dot_v1_dot_scheduler__service__pb2.RunScheduleNowRequest.SerializeToString,
+                response_deserializer=ghpulse_dot_v1_dot_scheduler__service__pb2.RunScheduleNowResponse.FromString,
+                _registered_method=True)
 
 
 class SchedulerServiceServicer:
@@ -124,6 +164,62 @@ class SchedulerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSchedule(self, request, context):
+        """Creates a schedule (ALREADY_EXISTS if `schedule_id` is taken).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSchedule(self, request, context):
+        """A schedule, with its most recent firings.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSchedules(self, request, context):
+        """Lists schedules by id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateSchedule(self, request, context):
+        """Changes the fields named in `update_mask`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSchedule(self, request, context):
+        """Deletes a schedule and its firings (its runs stay).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseSchedule(self, request, context):
+        """Stops firing; ticks while paused are neither run nor counted as missed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeSchedule(self, request, context):
+        """Fires again from the next tick after now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunScheduleNow(self, request, context):
+        """Triggers the schedule's template now (nominal time: now), honouring its overlap policy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchedulerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -161,6 +257,46 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     servicer.ListWorkers,
                     request_deserializer=ghpulse_dot_v1_dot_scheduler__service__pb2.ListWorkersRequest.FromString,
                     response_serializer=ghpulse_dot_v1_dot_scheduler__service__pb2.ListWorkersResponse.SerializeToString,
+            ),
+            'CreateSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSchedule,
+                    request_deserializer=ghpulse_dot_v1_dot_scheduler__service__pb2.CreateScheduleRequest.FromString,
+                    response_serializer=ghpulse_dot_v1_dot_scheduler__service__pb2.CreateScheduleResponse.SerializeToString,
+            ),
+            'GetSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSchedule,
+                    request_deserializer=ghpulse_dot_v1_dot_scheduler__service__pb2.GetScheduleRequest.FromString,
+                    response_serializer=ghpulse_dot_v1_dot_scheduler__service__pb2.GetScheduleResponse.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=ghpulse_dot_v1_dot_scheduler__service__pb2.ListSchedulesRequest.FromString,
+                    response_serializer=ghpulse_dot_v1_dot_scheduler__service__pb2.ListSchedulesResponse.SerializeToString,
+            ),
+            'UpdateSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSchedule,
+                    request_deserializer=ghpulse_dot_v1_dot_scheduler__service__pb2.UpdateScheduleRequest.FromString,
+                    response_serializer=ghpulse_dot_v1_dot_scheduler__service__pb2.UpdateScheduleResponse.SerializeToString,
+            ),
+            'DeleteSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSchedule,
+                    request_deserializer=ghpulse_dot_v1_dot_scheduler__service__pb2.DeleteScheduleRequest.FromString,
+                    response_serializer=ghpulse_dot_v1_dot_scheduler__service__pb2.DeleteScheduleResponse.SerializeToString,
+            ),
+            'PauseSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseSchedule,
+                    request_deserializer=ghpulse_dot_v1_dot_scheduler__service__pb2.PauseScheduleRequest.FromString,
+                    response_serializer=ghpulse_dot_v1_dot_scheduler__service__pb2.PauseScheduleResponse.SerializeToString,
+            ),
+            'ResumeSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeSchedule,
+                    request_deserializer=ghpulse_dot_v1_dot_scheduler__service__pb2.ResumeScheduleRequest.FromString,
+                    response_serializer=ghpulse_dot_v1_dot_scheduler__service__pb2.ResumeScheduleResponse.SerializeToString,
+            ),
+            'RunScheduleNow': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunScheduleNow,
+                    request_deserializer=ghpulse_dot_v1_dot_scheduler__service__pb2.RunScheduleNowRequest.FromString,
+                    response_serializer=ghpulse_dot_v1_dot_scheduler__service__pb2.RunScheduleNowResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -353,6 +489,222 @@ class SchedulerService:
             '/ghpulse.v1.SchedulerService/ListWorkers',
             ghpulse_dot_v1_dot_scheduler__service__pb2.ListWorkersRequest.SerializeToString,
             ghpulse_dot_v1_dot_scheduler__service__pb2.ListWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ghpulse.v1.SchedulerService/CreateSchedule',
+            ghpulse_dot_v1_dot_scheduler__service__pb2.CreateScheduleRequest.SerializeToString,
+            ghpulse_dot_v1_dot_scheduler__service__pb2.CreateScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ghpulse.v1.SchedulerService/GetSchedule',
+            ghpulse_dot_v1_dot_scheduler__service__pb2.GetScheduleRequest.SerializeToString,
+            ghpulse_dot_v1_dot_scheduler__service__pb2.GetScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ghpulse.v1.SchedulerService/ListSchedules',
+            ghpulse_dot_v1_dot_scheduler__service__pb2.ListSchedulesRequest.SerializeToString,
+            ghpulse_dot_v1_dot_scheduler__service__pb2.ListSchedulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ghpulse.v1.SchedulerService/UpdateSchedule',
+            ghpulse_dot_v1_dot_scheduler__service__pb2.UpdateScheduleRequest.SerializeToString,
+            ghpulse_dot_v1_dot_scheduler__service__pb2.UpdateScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ghpulse.v1.SchedulerService/DeleteSchedule',
+            ghpulse_dot_v1_dot_scheduler__service__pb2.DeleteScheduleRequest.SerializeToString,
+            ghpulse_dot_v1_dot_scheduler__service__pb2.DeleteScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ghpulse.v1.SchedulerService/PauseSchedule',
+            ghpulse_dot_v1_dot_scheduler__service__pb2.PauseScheduleRequest.SerializeToString,
+            ghpulse_dot_v1_dot_scheduler__service__pb2.PauseScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ghpulse.v1.SchedulerService/ResumeSchedule',
+            ghpulse_dot_v1_dot_scheduler__service__pb2.ResumeScheduleRequest.SerializeToString,
+            ghpulse_dot_v1_dot_scheduler__service__pb2.ResumeScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunScheduleNow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ghpulse.v1.SchedulerService/RunScheduleNow',
+            ghpulse_dot_v1_dot_scheduler__service__pb2.RunScheduleNowRequest.SerializeToString,
+            ghpulse_dot_v1_dot_scheduler__service__pb2.RunScheduleNowResponse.FromString,
             options,
             channel_credentials,
             insecure,

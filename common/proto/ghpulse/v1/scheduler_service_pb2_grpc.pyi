@@ -46,6 +46,22 @@ class SchedulerServiceStub:
     """Runs a FAILED run again from its checkpoints, as a new attempt."""
     ListWorkers: _grpc.UnaryUnaryMultiCallable[_scheduler_service_pb2.ListWorkersRequest, _scheduler_service_pb2.ListWorkersResponse]
     """Lists the crawlers connected to this scheduler."""
+    CreateSchedule: _grpc.UnaryUnaryMultiCallable[_scheduler_service_pb2.CreateScheduleRequest, _scheduler_service_pb2.CreateScheduleResponse]
+    """Creates a schedule (ALREADY_EXISTS if `schedule_id` is taken)."""
+    GetSchedule: _grpc.UnaryUnaryMultiCallable[_scheduler_service_pb2.GetScheduleRequest, _scheduler_service_pb2.GetScheduleResponse]
+    """A schedule, with its most recent firings."""
+    ListSchedules: _grpc.UnaryUnaryMultiCallable[_scheduler_service_pb2.ListSchedulesRequest, _scheduler_service_pb2.ListSchedulesResponse]
+    """Lists schedules by id."""
+    UpdateSchedule: _grpc.UnaryUnaryMultiCallable[_scheduler_service_pb2.UpdateScheduleRequest, _scheduler_service_pb2.UpdateScheduleResponse]
+    """Changes the fields named in `update_mask`."""
+    DeleteSchedule: _grpc.UnaryUnaryMultiCallable[_scheduler_service_pb2.DeleteScheduleRequest, _scheduler_service_pb2.DeleteScheduleResponse]
+    """Deletes a schedule and its firings (its runs stay)."""
+    PauseSchedule: _grpc.UnaryUnaryMultiCallable[_scheduler_service_pb2.PauseScheduleRequest, _scheduler_service_pb2.PauseScheduleResponse]
+    """Stops firing; ticks while paused are neither run nor counted as missed."""
+    ResumeSchedule: _grpc.UnaryUnaryMultiCallable[_scheduler_service_pb2.ResumeScheduleRequest, _scheduler_service_pb2.ResumeScheduleResponse]
+    """Fires again from the next tick after now."""
+    RunScheduleNow: _grpc.UnaryUnaryMultiCallable[_scheduler_service_pb2.RunScheduleNowRequest, _scheduler_service_pb2.RunScheduleNowResponse]
+    """Triggers the schedule's template now (nominal time: now), honouring its overlap policy."""
 
 @_typing.type_check_only
 class SchedulerServiceAsyncStub(SchedulerServiceStub):
@@ -65,6 +81,22 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     """Runs a FAILED run again from its checkpoints, as a new attempt."""
     ListWorkers: _aio.UnaryUnaryMultiCallable[_scheduler_service_pb2.ListWorkersRequest, _scheduler_service_pb2.ListWorkersResponse]  # type: ignore[assignment]
     """Lists the crawlers connected to this scheduler."""
+    CreateSchedule: _aio.UnaryUnaryMultiCallable[_scheduler_service_pb2.CreateScheduleRequest, _scheduler_service_pb2.CreateScheduleResponse]  # type: ignore[assignment]
+    """Creates a schedule (ALREADY_EXISTS if `schedule_id` is taken)."""
+    GetSchedule: _aio.UnaryUnaryMultiCallable[_scheduler_service_pb2.GetScheduleRequest, _scheduler_service_pb2.GetScheduleResponse]  # type: ignore[assignment]
+    """A schedule, with its most recent firings."""
+    ListSchedules: _aio.UnaryUnaryMultiCallable[_scheduler_service_pb2.ListSchedulesRequest, _scheduler_service_pb2.ListSchedulesResponse]  # type: ignore[assignment]
+    """Lists schedules by id."""
+    UpdateSchedule: _aio.UnaryUnaryMultiCallable[_scheduler_service_pb2.UpdateScheduleRequest, _scheduler_service_pb2.UpdateScheduleResponse]  # type: ignore[assignment]
+    """Changes the fields named in `update_mask`."""
+    DeleteSchedule: _aio.UnaryUnaryMultiCallable[_scheduler_service_pb2.DeleteScheduleRequest, _scheduler_service_pb2.DeleteScheduleResponse]  # type: ignore[assignment]
+    """Deletes a schedule and its firings (its runs stay)."""
+    PauseSchedule: _aio.UnaryUnaryMultiCallable[_scheduler_service_pb2.PauseScheduleRequest, _scheduler_service_pb2.PauseScheduleResponse]  # type: ignore[assignment]
+    """Stops firing; ticks while paused are neither run nor counted as missed."""
+    ResumeSchedule: _aio.UnaryUnaryMultiCallable[_scheduler_service_pb2.ResumeScheduleRequest, _scheduler_service_pb2.ResumeScheduleResponse]  # type: ignore[assignment]
+    """Fires again from the next tick after now."""
+    RunScheduleNow: _aio.UnaryUnaryMultiCallable[_scheduler_service_pb2.RunScheduleNowRequest, _scheduler_service_pb2.RunScheduleNowResponse]  # type: ignore[assignment]
+    """Triggers the schedule's template now (nominal time: now), honouring its overlap policy."""
 
 class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
     """Starts, watches and manages runs. Served by the scheduler."""
@@ -123,5 +155,69 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_scheduler_service_pb2.ListWorkersResponse, _abc.Awaitable[_scheduler_service_pb2.ListWorkersResponse]]:
         """Lists the crawlers connected to this scheduler."""
+
+    @_abc_1.abstractmethod
+    def CreateSchedule(
+        self,
+        request: _scheduler_service_pb2.CreateScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduler_service_pb2.CreateScheduleResponse, _abc.Awaitable[_scheduler_service_pb2.CreateScheduleResponse]]:
+        """Creates a schedule (ALREADY_EXISTS if `schedule_id` is taken)."""
+
+    @_abc_1.abstractmethod
+    def GetSchedule(
+        self,
+        request: _scheduler_service_pb2.GetScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduler_service_pb2.GetScheduleResponse, _abc.Awaitable[_scheduler_service_pb2.GetScheduleResponse]]:
+        """A schedule, with its most recent firings."""
+
+    @_abc_1.abstractmethod
+    def ListSchedules(
+        self,
+        request: _scheduler_service_pb2.ListSchedulesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduler_service_pb2.ListSchedulesResponse, _abc.Awaitable[_scheduler_service_pb2.ListSchedulesResponse]]:
+        """Lists schedules by id."""
+
+    @_abc_1.abstractmethod
+    def UpdateSchedule(
+        self,
+        request: _scheduler_service_pb2.UpdateScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduler_service_pb2.UpdateScheduleResponse, _abc.Awaitable[_scheduler_service_pb2.UpdateScheduleResponse]]:
+        """Changes the fields named in `update_mask`."""
+
+    @_abc_1.abstractmethod
+    def DeleteSchedule(
+        self,
+        request: _scheduler_service_pb2.DeleteScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduler_service_pb2.DeleteScheduleResponse, _abc.Awaitable[_scheduler_service_pb2.DeleteScheduleResponse]]:
+        """Deletes a schedule and its firings (its runs stay)."""
+
+    @_abc_1.abstractmethod
+    def PauseSchedule(
+        self,
+        request: _scheduler_service_pb2.PauseScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduler_service_pb2.PauseScheduleResponse, _abc.Awaitable[_scheduler_service_pb2.PauseScheduleResponse]]:
+        """Stops firing; ticks while paused are neither run nor counted as missed."""
+
+    @_abc_1.abstractmethod
+    def ResumeSchedule(
+        self,
+        request: _scheduler_service_pb2.ResumeScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduler_service_pb2.ResumeScheduleResponse, _abc.Awaitable[_scheduler_service_pb2.ResumeScheduleResponse]]:
+        """Fires again from the next tick after now."""
+
+    @_abc_1.abstractmethod
+    def RunScheduleNow(
+        self,
+        request: _scheduler_service_pb2.RunScheduleNowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduler_service_pb2.RunScheduleNowResponse, _abc.Awaitable[_scheduler_service_pb2.RunScheduleNowResponse]]:
+        """Triggers the schedule's template now (nominal time: now), honouring its overlap policy."""
 
 def add_SchedulerServiceServicer_to_server(servicer: SchedulerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
