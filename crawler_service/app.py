@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from types import TracebackType
 
 import structlog
 
 from common.grpc_server import ServerHost
-from common.lifecycle import wait_for_signal
+from common.lifecycle import Lifecycle, wait_for_signal
+from common.metrics import MetricsServer
 from common.proto.ghpulse.v1 import pull_request_service_pb2
 from crawler_service import migrations
 from crawler_service.backfill import BackfillStarter
 from crawler_service.github import GitHubClient
 from crawler_service.jobs import JobRegistry
+from crawler_service.metrics_prom import serve_metrics
 from crawler_service.pipeline import build_registry
 from crawler_service.queries import Queries
 from crawler_service.query_server import PullRequestServicer, add_to_server
@@ -37,7 +38,7 @@ def load_plugins(registry: JobRegistry, spec: str) -> None:
         log.info("crawler.plugin_loaded", plugin=entry)
 
 
-class CrawlerApp:
+class CrawlerApp(Lifecycle):
     """`async with CrawlerApp(settings) as app:` crawls and answers queries until the block exits."""
 
     def __init__(self, settings: CrawlerSettings) -> None:
@@ -47,6 +48,7 @@ class CrawlerApp:
         self.worker: Worker | None = None
         self.backfill = BackfillStarter(settings.scheduler_addr)
         self.host: ServerHost | None = None
+        self.metrics_server: MetricsServer | None = None
 
     @property
     def address(self) -> str:
@@ -71,6 +73,7 @@ class CrawlerApp:
         self.github = self._github()
         registry = build_registry(self.store, self.github, settings)
         load_plugins(registry, settings.plugins)
+        self.metrics_server = await serve_metrics(self, registry)
         servicer = PullRequestServicer(Queries(self.store.engine), self.backfill)
         self.host = ServerHost(
             settings.listen, SERVICE_NAMES, lambda server: add_to_server(servicer, server),
@@ -94,17 +97,9 @@ class CrawlerApp:
             await self.github.aclose()
         if self.store is not None:
             await self.store.aclose()
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
         log.info("crawler.stopped")
-
-    async def __aenter__(self) -> CrawlerApp:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
 
 async def run_forever(settings: CrawlerSettings) -> None:

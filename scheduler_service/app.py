@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from types import TracebackType
 
 import structlog
 
 from common.clock import Clock, SystemClock
 from common.grpc_server import ServerHost
-from common.lifecycle import wait_for_signal
+from common.lifecycle import Lifecycle, wait_for_signal
+from common.metrics import MetricsServer
 from common.proto.ghpulse.v1 import scheduler_service_pb2, worker_service_pb2
 from common.proto.ghpulse.v1 import scheduler_service_pb2_grpc as sched_grpc
 from common.proto.ghpulse.v1 import worker_service_pb2_grpc as worker_grpc
 from scheduler_service import migrations
 from scheduler_service.leases import Sweeper
+from scheduler_service.metrics import serve_metrics
 from scheduler_service.orchestrator import Orchestrator, Timing
 from scheduler_service.retries import RetryPolicy
 from scheduler_service.server import SchedulerServicer
@@ -49,7 +50,7 @@ def timing_from(settings: SchedulerSettings) -> Timing:
     )
 
 
-class SchedulerApp:
+class SchedulerApp(Lifecycle):
     """`async with SchedulerApp(settings) as app:` serves until the block exits."""
 
     def __init__(self, settings: SchedulerSettings, clock: Clock | None = None) -> None:
@@ -66,6 +67,7 @@ class SchedulerApp:
             settings.listen, SERVICE_NAMES, self._register, grace=settings.shutdown_grace
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self.metrics_server: MetricsServer | None = None
 
     def _register(self, server: object) -> None:
         sched_grpc.add_SchedulerServiceServicer_to_server(
@@ -87,6 +89,9 @@ class SchedulerApp:
             asyncio.create_task(self.sweeper.run(), name="sweeper"),
         ]
         await self.host.start()
+        self.metrics_server = await serve_metrics(
+            self.settings.metrics_listen, self.settings.db, self.orchestrator
+        )
         log.info("scheduler.started", address=self.address)
 
     async def stop(self) -> None:
@@ -102,17 +107,9 @@ class SchedulerApp:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.store.close()
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
         log.info("scheduler.stopped")
-
-    async def __aenter__(self) -> SchedulerApp:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
 
 async def run_forever(settings: SchedulerSettings) -> None:

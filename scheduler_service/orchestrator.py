@@ -14,6 +14,7 @@ import structlog
 from common.clock import Clock
 from scheduler_service.dispatch import Dispatcher, HeartbeatAcked, Welcome, WorkerConn
 from scheduler_service.events import EventBroker, Mailbox
+from scheduler_service.metrics import NullMetrics, RunMetrics
 from scheduler_service.runs import (
     AttemptRef,
     AttemptResult,
@@ -63,12 +64,14 @@ class Orchestrator:
         self.timing = timing
         self.broker = broker or EventBroker()
         self.dispatcher = Dispatcher(self._claim)
+        self.metrics: RunMetrics = NullMetrics()
 
     # -- applying transitions ----------------------------------------------------------------
 
     def apply(self, transition: Transition) -> None:
-        """Tell watchers, crawlers and the dispatcher what a durable transition did."""
+        """Tell watchers, crawlers, the dispatcher and the metrics what a durable transition did."""
         self.broker.publish(transition.events)
+        self.metrics.observe(transition)
         for stop in transition.stops:
             self.dispatcher.stop(stop)
         for event in transition.events:
@@ -92,8 +95,10 @@ class Orchestrator:
         )
         created = await self.store.create_run(new, now, self.timing.idempotency_ttl)
         self.apply(created.transition)
+        self.metrics.triggered_run(new.spec.kind.value, created.disposition.value)
         log.info(
-            "run.triggered", run_id=created.run.id, disposition=created.disposition.value,
+            "run.triggered", run_id=created.run.id, attempt=created.run.attempt,
+            disposition=created.disposition.value,
             job=new.spec.kind.value, concurrency_key=new.concurrency_key,
         )
         return created.run, created.disposition
@@ -108,7 +113,10 @@ class Orchestrator:
         transition = await self.store.cancel_run(run_id, reason, self.clock.now())
         self.apply(transition)
         assert transition.run is not None
-        log.info("run.cancel_requested", run_id=run_id, state=transition.run.state.value)
+        log.info(
+            "run.cancel_requested", run_id=run_id, attempt=transition.run.attempt,
+            state=transition.run.state.value,
+        )
         return transition.run
 
     async def retry(self, run_id: str) -> Run:
