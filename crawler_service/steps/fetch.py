@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import structlog
+
 from common.jobs import CrawlSpec
 from crawler_service.errors import PermanentError, TransientError
 from crawler_service.github import GitHubClient, GitHubResponse
@@ -96,7 +98,8 @@ class FetchStep:
             if repo_key(name) in finished:
                 continue
             await ctx.progress(index, len(names), name)
-            await self._fetch_repository(ctx, name, spec.refresh)
+            with structlog.contextvars.bound_contextvars(repository=name):
+                await self._fetch_repository(ctx, name, spec.refresh)
         await ctx.progress(len(names), len(names), "fetched")
         return await self._output(ctx, names)
 
