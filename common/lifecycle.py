@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from abc import ABC, abstractmethod
+from types import TracebackType
+from typing import Self
 
 
 async def wait_for_signal() -> None:
@@ -17,3 +20,25 @@ async def wait_for_signal() -> None:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+class Lifecycle(ABC):
+    """A component started and stopped explicitly, usable as `async with component:`."""
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Acquire resources and begin serving."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Stop gracefully and release everything `start` acquired."""
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

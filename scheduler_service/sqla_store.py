@@ -309,31 +309,14 @@ class SqlRunStore(RunStore):
     async def renew_leases(
         self, worker_id: str, refs: list[AttemptRef], now: datetime, lease_ttl: timedelta
     ) -> list[AttemptRef]:
-        renewed = []
         async with self._tx(now) as tx:
-            for ref in refs:
-                result = await tx.conn.execute(
-                    update(runs)
-                    .where(*_held(ref, worker_id))
-                    .values(lease_expires_at=now + lease_ttl)
-                )
-                if result.rowcount:
-                    renewed.append(ref)
-        return renewed
+            return await _renew(tx, worker_id, refs, lease_ttl)
 
     async def reattach(
         self, worker_id: str, refs: list[AttemptRef], now: datetime, lease_ttl: timedelta
     ) -> Reattachment:
         async with self._tx(now) as tx:
-            reattached = []
-            for ref in refs:
-                result = await tx.conn.execute(
-                    update(runs)
-                    .where(*_held(ref, worker_id))
-                    .values(lease_expires_at=now + lease_ttl)
-                )
-                if result.rowcount:
-                    reattached.append(ref)
+            reattached = await _renew(tx, worker_id, refs, lease_ttl)
             abandoned = [ref for ref in refs if ref not in reattached]
             held = {ref.run_id for ref in reattached}
             lost = await tx.conn.execute(
@@ -480,6 +463,20 @@ class SqlRunStore(RunStore):
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
+
+async def _renew(
+    tx: t.Tx, worker_id: str, refs: list[AttemptRef], lease_ttl: timedelta
+) -> list[AttemptRef]:
+    """Extend the leases of the attempts in `refs` that `worker_id` still holds."""
+    renewed = []
+    for ref in refs:
+        result = await tx.conn.execute(
+            update(runs).where(*_held(ref, worker_id)).values(lease_expires_at=tx.now + lease_ttl)
+        )
+        if result.rowcount:
+            renewed.append(ref)
+    return renewed
 
 
 def _held(ref: AttemptRef, worker_id: str) -> tuple[Any, ...]:
