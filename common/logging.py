@@ -127,3 +127,12 @@ def configure(
     _install_stdlib(renderer, level, stream)
     # httpx logs every request at INFO; the GitHub client logs what matters as events.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def reset() -> None:
+    """Undo `configure` (structlog defaults, no root handler of ours); for tests."""
+    global _handler
+    structlog.reset_defaults()
+    if _handler is not None:
+        logging.getLogger().removeHandler(_handler)
+        _handler = None
