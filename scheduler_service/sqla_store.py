@@ -169,7 +169,7 @@ class SqlRunStore(RunStore):
             previous = await self._idempotent(tx, new)
             if previous is not None:
                 return previous
-        run_id, disposition = await self._resolve_conflict(tx, new)
+        run_id, disposition, inserted = await self._resolve_conflict(tx, new)
         if new.request_id:
             await tx.conn.execute(
                 idempotency.insert().values(
@@ -181,7 +181,8 @@ class SqlRunStore(RunStore):
                     expires_at=tx.now + ttl,
                 )
             )
-        run = await self._load(tx.conn, run_id)
+        # A run inserted by this transaction is known without reading it back (it has no steps).
+        run = _to_run(inserted, []) if inserted else await self._load(tx.conn, run_id)
         return Created(run, disposition, self._transition(tx, run))
 
     async def _idempotent(self, tx: t.Tx, new: NewRun) -> Created | None:
@@ -207,20 +208,25 @@ class SqlRunStore(RunStore):
         )
         return result.scalar()
 
-    async def _resolve_conflict(self, tx: t.Tx, new: NewRun) -> tuple[str, Disposition]:
+    async def _resolve_conflict(
+        self, tx: t.Tx, new: NewRun
+    ) -> tuple[str, Disposition, t.Row | None]:
+        """The run the trigger resolves to, its disposition and, if inserted, its row."""
         active = await self._slot_holder(tx, new.concurrency_key, ACTIVE)
         if active is None:
-            return await self._insert(tx, new, ACTIVE), Disposition.CREATED
+            row = await self._insert(tx, new, ACTIVE)
+            return row["id"], Disposition.CREATED, row
         if new.policy == "reject":
             raise RunConflict(new.concurrency_key, active)
         if new.policy == "join":
-            return active, Disposition.JOINED
+            return active, Disposition.JOINED, None
         queued = await self._slot_holder(tx, new.concurrency_key, QUEUED)
         if queued is not None:
-            return queued, Disposition.JOINED
-        return await self._insert(tx, new, QUEUED), Disposition.QUEUED
+            return queued, Disposition.JOINED, None
+        row = await self._insert(tx, new, QUEUED)
+        return row["id"], Disposition.QUEUED, row
 
-    async def _insert(self, tx: t.Tx, new: NewRun, slot: str) -> str:
+    async def _insert(self, tx: t.Tx, new: NewRun, slot: str) -> t.Row:
         state = RunState.PENDING if slot == ACTIVE else RunState.QUEUED
         row: dict[str, Any] = {
             "id": new_run_id(),
@@ -248,36 +254,50 @@ class SqlRunStore(RunStore):
             "output": None,
             "error": None,
         }
-        await tx.conn.execute(runs.insert().values(**row))
+        # The run is written with its first event's seq already counted: one statement less
+        # than inserting it with 0 and letting `t.append` bump it.
+        event = RunEvent(
+            row["id"],
+            1,
+            tx.now,
+            1,
+            EventKind.STATE_CHANGED,
+            {"state": state.value, "reason": "created"},
+        )
+        row["last_seq"] = event.seq
+        # Parameters passed separately (not `.values(**row)`) keep the compiled statement cached.
+        await tx.conn.execute(runs.insert(), row)
         if new.labels:
             await tx.conn.execute(
                 labels.insert(),
                 [{"run_id": row["id"], "key": k, "value": v} for k, v in new.labels.items()],
             )
-        await t.append(
-            tx, row, EventKind.STATE_CHANGED, {"state": state.value, "reason": "created"}
-        )
+        await tx.conn.execute(events.insert(), _event_row(event))
+        tx.events.append(event)
         tx.dispatchable = slot == ACTIVE
-        return str(row["id"])
+        return row
 
     # -- dispatch and reports from crawlers ----------------------------------------------------
 
     async def claim(self, worker_id: str, now: datetime, lease_ttl: timedelta) -> Transition:
         async with self._tx(now) as tx:
+            # The whole row, locked by this one statement (FOR UPDATE SKIP LOCKED on PostgreSQL;
+            # SQLite transactions hold the write lock): no second read to lock it.
             statement = (
-                select(runs.c.id)
+                select(runs)
                 .where(*_dispatchable(now))
                 .order_by(runs.c.created_at, runs.c.id)
                 .limit(1)
                 .with_for_update(skip_locked=True)
             )
-            run_id = (await tx.conn.execute(statement)).scalar()
-            if run_id is None:
+            found = (await tx.conn.execute(statement)).mappings().first()
+            if found is None:
                 return Transition()
-            row = await t.lock_run(tx, run_id)
-            assert row is not None
+            row = dict(found)
             await t.start_attempt(tx, row, worker_id, lease_ttl)
-            return self._transition(tx, await self._load(tx.conn, run_id))
+            # `start_attempt` keeps `row` up to date: only the steps need reading.
+            step_rows = await self._steps(tx.conn, [row["id"]])
+            return self._transition(tx, _to_run(row, step_rows.get(row["id"], [])))
 
     async def _owned(self, tx: t.Tx, ref: AttemptRef, worker_id: str) -> t.Row:
         row = await t.lock_run(tx, ref.run_id)
@@ -653,6 +673,17 @@ def _to_run(row: dict[str, Any], step_list: list[StepStatus]) -> Run:
         lease_expires_at=row["lease_expires_at"],
         cancel_requested_at=row["cancel_requested_at"],
     )
+
+
+def _event_row(event: RunEvent) -> dict[str, Any]:
+    return {
+        "run_id": event.run_id,
+        "seq": event.seq,
+        "time": event.time,
+        "attempt": event.attempt,
+        "kind": event.kind.value,
+        "data": event.data,
+    }
 
 
 def _to_event(row: dict[str, Any]) -> RunEvent:
