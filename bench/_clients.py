@@ -166,7 +166,8 @@ def watchers(
 ) -> None:
     """For each run id received on `commands` (None ends): open `streams` WatchRuns over
     `channels` connections, report ("ready", n) once every snapshot arrived, then ("done", ...)
-    with the delivery latency of every event (scheduler stamp -> arrival) when all streams end."""
+    with the delivery latency of every live event (scheduler stamp -> arrival; events replayed
+    from the log because they predate the snapshot are skipped) when all streams end."""
     while (run_id := commands.get()) is not None:
         out.put(asyncio.run(_watch_all(address, run_id, streams, channels, out)))
 
@@ -183,14 +184,16 @@ async def _watch_all(
 
     async def watch(channel: grpc.aio.Channel) -> None:
         stub = sched_grpc.SchedulerServiceStub(channel)
-        last = 0
+        last = replayed = 0
         async for message in stub.WatchRun(pb2.WatchRunRequest(run_id=run_id)):
             arrived = time.time_ns()
             if message.WhichOneof("message") == "snapshot":
-                last = message.snapshot.last_seq
+                last = replayed = message.snapshot.last_seq
                 ready.release()
                 continue
             event = message.event
+            if event.seq <= replayed:
+                continue  # Stored before this watcher subscribed: not a live delivery.
             latencies.append(_ms(event.time.ToNanoseconds(), arrived))
             jumps[0] += event.seq > last + 1
             jumps[1] += 1
