@@ -348,7 +348,7 @@ class GitHubClient:
         attempts.retries += 1
         event = "github.rate_limited" if reason == SECONDARY else "github.retry"
         log.warning(
-            event, url=url, status=status, reason=reason, attempt=attempts.retries, delay=delay
+            event, url=url, status=status, reason=reason, retry=attempts.retries, delay=delay
         )
         if on_wait is not None:
             await on_wait(

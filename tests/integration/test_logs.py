@@ -1,0 +1,88 @@
+"""Logs of a real crawl (scheduler + crawler in process, fake GitHub): the run context on every
+line inside a run, and the GitHub token on none, with both renderers."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from common import logging as ghlog
+from common.proto.ghpulse.v1 import runs_pb2
+from crawler_service.fake_github import FakeGitHub
+from tests.support.cluster import TERMINAL, cluster
+from tests.support.github import TOKEN, serve
+
+API, WEB = "ghpulse-demo/api", "ghpulse-demo/web"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeGitHub]:
+    with serve() as running:
+        yield running
+
+
+async def _crawl(tmp: Path, fake: FakeGitHub, fmt: str) -> tuple[str, str]:
+    """Crawl two sample repositories through a few 502s; the logs and the run id."""
+    # Credentials in the API URL (as in `https://x-access-token:TOKEN@host`) put the token in
+    # every URL the client logs: the redaction must catch it there.
+    api_url = fake.url.replace("http://", f"http://x-access-token:{TOKEN}@")
+    fake.faults.fail_next(rf"^/repos/{API}/pulls$", 502, count=2)
+    stream = io.StringIO()
+    ghlog.configure("info", fmt, stream=stream, cache=False)
+    try:
+        async with cluster(tmp) as c:
+            await c.add_crawler(
+                github_api_url=api_url, github_token=TOKEN, github_retry_backoff=0.0, plugins=""
+            )
+            response = await c.trigger(API, WEB)
+            run = await c.wait_for_state(response.run.id, *TERMINAL)
+    finally:
+        ghlog.reset()
+    assert run.state == runs_pb2.RUN_STATE_SUCCEEDED
+    return stream.getvalue(), response.run.id
+
+
+async def test_json_lines_inside_a_run_carry_its_context(tmp_path: Path, fake: FakeGitHub) -> None:
+    text, run_id = await _crawl(tmp_path, fake, "json")
+
+    assert TOKEN not in text
+    lines = [json.loads(line) for line in text.splitlines()]
+    in_run = [line for line in lines if line.get("run_id") == run_id]
+    assert {"run.triggered", "run.dispatched", "attempt.started", "attempt.finished"} <= {
+        line["event"] for line in in_run
+    }
+    assert all("attempt" in line for line in in_run)
+    retries = [line for line in lines if line["event"] == "github.retry"]
+    assert len(retries) == 2
+    for line in retries:
+        assert _context(line) == (run_id, 1, "fetch", API)
+        assert ghlog.REDACTED in line["url"]
+    done = {line["repository"]: line for line in lines if line["event"] == "fetch.repository_done"}
+    assert set(done) == {API, WEB}
+    assert all(_context(line)[:3] == (run_id, 1, "fetch") for line in done.values())
+    # Outside the fetch step's repositories, no repository is bound.
+    finished = [line for line in in_run if line["event"] == "attempt.finished"]
+    assert all("repository" not in line for line in finished)
+
+
+async def test_console_lines_carry_the_context_and_not_the_token(
+    tmp_path: Path, fake: FakeGitHub
+) -> None:
+    text, run_id = await _crawl(tmp_path, fake, "console")
+
+    assert TOKEN not in text
+    retries = [line for line in text.splitlines() if "github.retry" in line]
+    assert len(retries) == 2
+    for line in retries:
+        for part in (f"run_id={run_id}", "attempt=1", "step=fetch", f"repository={API}"):
+            assert part in line
+        assert ghlog.REDACTED in line
+
+
+def _context(line: dict[str, Any]) -> tuple[Any, ...]:
+    return line.get("run_id"), line.get("attempt"), line.get("step"), line.get("repository")
