@@ -64,6 +64,7 @@ class Orchestrator:
         self.timing = timing
         self.broker = broker or EventBroker()
         self.dispatcher = Dispatcher(self._claim)
+        self._cancels_sent: set[AttemptRef] = set()
         self.metrics: RunMetrics = NullMetrics()
 
     # -- applying transitions ----------------------------------------------------------------
@@ -74,6 +75,8 @@ class Orchestrator:
         self.metrics.observe(transition)
         for stop in transition.stops:
             self.dispatcher.stop(stop)
+            if stop.kind is StopKind.CANCEL:
+                self._cancels_sent.add(stop.ref)
         for event in transition.events:
             if event.kind is EventKind.STATE_CHANGED and "retry_at" in event.data:
                 self._wake_at(datetime.fromisoformat(event.data["retry_at"]))
@@ -234,8 +237,12 @@ class Orchestrator:
         now = self.clock.now()
         self.apply(await self.store.expire(now, self.timing.cancel_grace))
         local = [conn.id for conn in self.dispatcher.workers]
-        for stop in await self.store.pending_cancels(local):
-            self.dispatcher.stop(stop)
+        pending = await self.store.pending_cancels(local)
+        # Push each cancel requested through another scheduler process once, not every sweep.
+        for stop in pending:
+            if stop.ref not in self._cancels_sent:
+                self.dispatcher.stop(stop)
+        self._cancels_sent = {stop.ref for stop in pending}
         self.dispatcher.kick()
 
 
