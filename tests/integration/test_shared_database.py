@@ -27,12 +27,14 @@ async def test_a_run_triggered_on_one_scheduler_runs_via_another(
         try:
             async with grpc.aio.insecure_channel(a.address) as channel:
                 stub_a = SchedulerServiceStub(channel)
-                request = spb.TriggerRunRequest(crawl=runs_pb2.CrawlJob(repositories=["test/x"]))
+                gated = runs_pb2.CrawlJob(repositories=["test/gated"])
+                request = spb.TriggerRunRequest(crawl=gated)
                 answers = await asyncio.gather(
                     stub_a.TriggerRun(request), b.stub.TriggerRun(request)
                 )
                 assert answers[0].run.id == answers[1].run.id  # one active run per key
                 run_id = answers[0].run.id
+                b.open_gate(run_id)
                 # A has no crawler: B's sweep dispatches the run; A's watcher follows it anyway.
                 seen = [m async for m in stub_a.WatchRun(spb.WatchRunRequest(run_id=run_id))]
         finally:
