@@ -11,7 +11,7 @@ Two sources:
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, cast
 
@@ -188,8 +188,8 @@ class SchedulerMetrics:
             _runs.c.job_kind, _runs.c.state
         )
         async with self._engine.connect() as conn:
-            rows: Sequence[tuple[str, str, int]] = (await conn.execute(statement)).tuples().all()
-        return {(job, state): int(count) for job, state, count in rows}
+            rows = (await conn.execute(statement)).all()
+        return {(str(job), str(state)): int(count) for job, state, count in rows}
 
     async def _resolve_ended(self) -> None:
         while self._unresolved:

@@ -17,7 +17,8 @@ from crawler_service.fake_github import FakeGitHub
 from tests.support.cluster import TERMINAL, cluster
 from tests.support.github import TOKEN, serve
 
-API, WEB = "ghpulse-demo/api", "ghpulse-demo/web"
+#: legacy is archived: its fetch fails (permanently, for it alone) and the run still succeeds.
+INFRA, LEGACY = "ghpulse-demo/infra", "ghpulse-demo/legacy"
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ async def _crawl(tmp: Path, fake: FakeGitHub, fmt: str) -> tuple[str, str]:
     # Credentials in the API URL (as in `https://x-access-token:TOKEN@host`) put the token in
     # every URL the client logs: the redaction must catch it there.
     api_url = fake.url.replace("http://", f"http://x-access-token:{TOKEN}@")
-    fake.faults.fail_next(rf"^/repos/{API}/pulls$", 502, count=2)
+    fake.faults.fail_next(rf"^/repos/{INFRA}/pulls$", 502, count=2)
     stream = io.StringIO()
     ghlog.configure("info", fmt, stream=stream, cache=False)
     try:
@@ -39,7 +40,7 @@ async def _crawl(tmp: Path, fake: FakeGitHub, fmt: str) -> tuple[str, str]:
             await c.add_crawler(
                 github_api_url=api_url, github_token=TOKEN, github_retry_backoff=0.0, plugins=""
             )
-            response = await c.trigger(API, WEB)
+            response = await c.trigger(INFRA, LEGACY)
             run = await c.wait_for_state(response.run.id, *TERMINAL)
     finally:
         ghlog.reset()
@@ -60,11 +61,12 @@ async def test_json_lines_inside_a_run_carry_its_context(tmp_path: Path, fake: F
     retries = [line for line in lines if line["event"] == "github.retry"]
     assert len(retries) == 2
     for line in retries:
-        assert _context(line) == (run_id, 1, "fetch", API)
+        assert _context(line) == (run_id, 1, "fetch", INFRA)
         assert ghlog.REDACTED in line["url"]
-    done = {line["repository"]: line for line in lines if line["event"] == "fetch.repository_done"}
-    assert set(done) == {API, WEB}
-    assert all(_context(line)[:3] == (run_id, 1, "fetch") for line in done.values())
+    (done,) = [line for line in lines if line["event"] == "fetch.repository_done"]
+    (failed,) = [line for line in lines if line["event"] == "fetch.repository_failed"]
+    assert _context(done) == (run_id, 1, "fetch", INFRA)
+    assert _context(failed) == (run_id, 1, "fetch", LEGACY)
     # Outside the fetch step's repositories, no repository is bound.
     finished = [line for line in in_run if line["event"] == "attempt.finished"]
     assert all("repository" not in line for line in finished)
@@ -79,7 +81,7 @@ async def test_console_lines_carry_the_context_and_not_the_token(
     retries = [line for line in text.splitlines() if "github.retry" in line]
     assert len(retries) == 2
     for line in retries:
-        for part in (f"run_id={run_id}", "attempt=1", "step=fetch", f"repository={API}"):
+        for part in (f"run_id={run_id}", "attempt=1", "step=fetch", f"repository={INFRA}"):
             assert part in line
         assert ghlog.REDACTED in line
 
