@@ -19,7 +19,7 @@ from scheduler_service.leases import Sweeper
 from scheduler_service.metrics import serve_metrics
 from scheduler_service.orchestrator import Orchestrator, Timing
 from scheduler_service.retries import RetryPolicy
-from scheduler_service.server import SchedulerServicer
+from scheduler_service.schedule_wiring import Schedules
 from scheduler_service.settings import SchedulerSettings
 from scheduler_service.sqla_store import SqlRunStore
 from scheduler_service.worker_server import WorkerServicer
@@ -63,6 +63,7 @@ class SchedulerApp(Lifecycle):
             self.orchestrator, self.clock, _seconds(settings.sweep_interval),
             _seconds(settings.retention),
         )
+        self.schedules = Schedules(settings, self.store, self.orchestrator, self.clock)
         self.host = ServerHost(
             settings.listen, SERVICE_NAMES, self._register, grace=settings.shutdown_grace
         )
@@ -71,7 +72,7 @@ class SchedulerApp(Lifecycle):
 
     def _register(self, server: object) -> None:
         sched_grpc.add_SchedulerServiceServicer_to_server(
-            SchedulerServicer(self.orchestrator), server  # type: ignore[arg-type]
+            self.schedules.servicer(), server  # type: ignore[arg-type]
         )
         worker_grpc.add_WorkerServiceServicer_to_server(
             WorkerServicer(self.orchestrator), server  # type: ignore[arg-type]
@@ -88,6 +89,7 @@ class SchedulerApp(Lifecycle):
             asyncio.create_task(self.orchestrator.dispatcher.run(), name="dispatcher"),
             asyncio.create_task(self.sweeper.run(), name="sweeper"),
         ]
+        await self.schedules.start()
         await self.host.start()
         self.metrics_server = await serve_metrics(
             self.settings.metrics_listen, self.settings.db, self.orchestrator
@@ -100,6 +102,7 @@ class SchedulerApp(Lifecycle):
         for conn in self.orchestrator.dispatcher.workers:
             conn.close()
         await self.host.stop()
+        await self.schedules.stop()
         self.orchestrator.dispatcher.close()
         self.sweeper.close()
         _done, pending = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT)

@@ -13,7 +13,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, MetaData, String, Text, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -135,3 +147,51 @@ class IdempotencyRow(Base):
     disposition: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ScheduleRow(Base):
+    """A recurring run (see `scheduler_service.schedules.Schedule`)."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    cron: Mapped[str] = mapped_column(String(200), server_default="")
+    interval_seconds: Mapped[float | None] = mapped_column(Float)
+    start_time: Mapped[datetime | None]
+    time_zone: Mapped[str] = mapped_column(String(64), server_default="UTC")
+    job_kind: Mapped[str] = mapped_column(String(32))
+    job: Mapped[dict[str, Any]]
+    labels: Mapped[dict[str, Any]]
+    max_attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    overlap: Mapped[str] = mapped_column(String(8))
+    catch_up_window_seconds: Mapped[float] = mapped_column(Float)
+    jitter_seconds: Mapped[float] = mapped_column(Float, server_default=text("0"))
+    paused: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    fire_after: Mapped[datetime]
+    last_fire_time: Mapped[datetime | None]
+    last_run_id: Mapped[str] = mapped_column(String(40), server_default="")
+    skipped_count: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    missed_count: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+
+
+class ScheduleFiringRow(Base):
+    """One tick of a schedule. The primary key `(schedule_id, nominal_time)` is the constraint
+    that makes several scheduler processes fire each tick exactly once."""
+
+    __tablename__ = "schedule_firings"
+
+    schedule_id: Mapped[str] = mapped_column(
+        ForeignKey("schedules.id", ondelete="CASCADE"), primary_key=True
+    )
+    nominal_time: Mapped[datetime] = mapped_column(primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(8))
+    run_id: Mapped[str] = mapped_column(String(40), server_default="")
+    claimed_at: Mapped[datetime]
+    fire_time: Mapped[datetime | None]
+    scheduler_id: Mapped[str] = mapped_column(String(200), server_default="")
+    error: Mapped[str] = mapped_column(Text, server_default="")
+
+    __table_args__ = (Index("ix_schedule_firings_outcome_claimed_at", "outcome", "claimed_at"),)

@@ -48,3 +48,19 @@ class SchedulerSettings(BaseSettings):
     shutdown_grace: float = Field(5.0, ge=0, validation_alias=_env("GHPULSE_SHUTDOWN_GRACE"))
     metrics_listen: str = Field("", validation_alias=_env("GHPULSE_SCHEDULER_METRICS_LISTEN"))
     migrate: bool = Field(True, validation_alias=_env("GHPULSE_SCHEDULER_MIGRATE"))
+    #: Comma-separated `owner/name` repositories: seeded as the hourly incremental crawl schedule
+    #: `config-repositories` at start-up.
+    schedule_repositories: str = Field("", validation_alias=_env("GHPULSE_SCHEDULE_REPOSITORIES"))
+    #: Comma-separated organizations: one seeded hourly schedule `config-org-<login>` each.
+    schedule_organizations: str = Field("", validation_alias=_env("GHPULSE_SCHEDULE_ORGANIZATIONS"))
+    #: How often each scheduler re-reads the schedules (changes made through another replica).
+    schedule_poll: float = Field(2.0, gt=0, validation_alias=_env("GHPULSE_SCHEDULE_POLL"))
+    #: Fire schedules from this process (the RPCs work either way).
+    schedules_enabled: bool = Field(True, validation_alias=_env("GHPULSE_SCHEDULES_ENABLED"))
+    #: Names this process in the firings it claims (default: host name and process id).
+    scheduler_id: str = Field("", validation_alias=_env("GHPULSE_SCHEDULER_ID"))
+
+    @staticmethod
+    def split(value: str) -> list[str]:
+        """The non-empty items of a comma-separated setting."""
+        return [item.strip() for item in value.split(",") if item.strip()]
