@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from common.cli import services
+from common.cli import queries, runs, services
 
 app = typer.Typer(
     name="ghpulse",
@@ -14,6 +14,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 services.register(app)
+runs.register(app)
+queries.register(app)
 
 
 def main() -> None:
