@@ -121,11 +121,13 @@ def _watch_rep(
         assert out.get(timeout=120)[0] == "ready"
     ready_rss = _procs.rss_bytes(pid)
     (gates / run.id).touch()
+    cpu, started = _procs.cpu_seconds(pid), time.monotonic()
     peak, done = ready_rss, list[Any]()
     while len(done) < len(commands):
         with contextlib.suppress(Empty):
             done.append(out.get(timeout=0.1))
         peak = max(peak, _procs.rss_bytes(pid))
+    cores = (_procs.cpu_seconds(pid) - cpu) / (time.monotonic() - started)
     latencies = [value for item in done for value in item[1]]
     return {
         "p50": percentile(latencies, 50),
@@ -135,6 +137,7 @@ def _watch_rep(
         "jumps": sum(item[2] for item in done),
         "ready_rss": ready_rss,
         "peak_rss": peak,
+        "cores": cores,
     }
 
 
@@ -156,6 +159,7 @@ def _watch_rows(report: Report, plan: Plan, baseline: int, reps: list[dict[str, 
         f"{label}: scheduler RSS before -> all subscribed -> peak",
         f"{baseline / MB:.0f} -> {med('ready_rss') / MB:.0f} -> {med('peak_rss') / MB:.0f} MB",
     )
+    report.add(f"{label}: scheduler CPU while events flow", f"{med('cores'):.2f} cores")
     report.add(f"{label}: extra RSS", f"{extra:.0f} MB", "<= 100 MB", extra <= 100)
 
 
