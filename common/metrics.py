@@ -9,6 +9,7 @@ in the database) runs on the app's loop right before each scrape, and stopping i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
@@ -104,7 +105,7 @@ class MetricsServer:
         except (TimeoutError, ConnectionError, ValueError, asyncio.IncompleteReadError):
             pass  # a client that went away or spoke something else: nothing to answer
         finally:
-            writer.close()
+            await _close(writer)
 
     async def _answer(
         self, method: str, path: str, headers: dict[str, str]
@@ -124,6 +125,13 @@ class MetricsServer:
             await asyncio.wait_for(self._refresh(), REFRESH_TIMEOUT)
         except Exception:
             log.warning("metrics.refresh_failed", exc_info=True)
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    # Reset by the client meanwhile: closed all the same.
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
 
 
 async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str]]:
