@@ -142,7 +142,7 @@ class Dispatcher:
             if self._workers.get(conn.id) is not conn:
                 # It disconnected while we claimed: the crawler never got the run, so when it
                 # reconnects (or its lease expires) the run is retried.
-                log.info("dispatch.worker_gone", run_id=run.id, worker=conn.id)
+                log.info("dispatch.worker_gone", run_id=run.id, attempt=run.attempt, worker=conn.id)
                 continue
             conn.running[run.id] = run.attempt
             conn.send(run)
