@@ -181,16 +181,23 @@ def _day_ticks(cron: Cron, day: date, tz: ZoneInfo) -> list[datetime]:
     return sorted(ticks)
 
 
-def cron_next(cron: Cron, tz: ZoneInfo, after: datetime) -> datetime | None:
-    """The first tick strictly after `after` (UTC), or None if the expression never matches."""
+def cron_ticks(cron: Cron, tz: ZoneInfo, after: datetime) -> Iterator[datetime]:
+    """The ticks strictly after `after` (UTC), oldest first (ends if none within the horizon)."""
     day = after.astimezone(tz).date() - timedelta(days=1)
-    for _ in range(_HORIZON_DAYS):
+    last, idle = after, 0
+    while idle < _HORIZON_DAYS:
+        idle += 1
         if cron.matches_date(day):
             for tick in _day_ticks(cron, day, tz):
-                if tick > after:
-                    return tick
+                if tick > last:
+                    last, idle = tick, 0
+                    yield tick
         day += timedelta(days=1)
-    return None
+
+
+def cron_next(cron: Cron, tz: ZoneInfo, after: datetime) -> datetime | None:
+    """The first tick strictly after `after` (UTC), or None if the expression never matches."""
+    return next(cron_ticks(cron, tz, after), None)
 
 
 def interval_next(start: datetime, interval: timedelta, after: datetime) -> datetime:
@@ -228,11 +235,20 @@ class Timing:
 
     def ticks(self, after: datetime, until: datetime, limit: int) -> Iterator[datetime]:
         """Nominal times in `(after, until]`, oldest first, at most `limit`."""
-        tick = self._next(after)
-        count = 0
-        while tick is not None and tick <= until and count < limit:
+        for count, tick in enumerate(self._stream(after)):
+            if tick > until or count >= limit:
+                return
             yield tick
-            count += 1
+
+    def _stream(self, after: datetime) -> Iterator[datetime]:
+        if self.interval is None:
+            yield from cron_ticks(
+                parse_cron(self.cron or DEFAULT_CRON), zone(self.time_zone), after
+            )
+            return
+        tick = self._next(after)
+        while tick is not None:
+            yield tick
             tick = self._next(tick)
 
 
