@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from common.cli import queries, runs, services
+from common.cli import demo, queries, runs, services, up
 
 app = typer.Typer(
     name="ghpulse",
@@ -16,6 +16,8 @@ app = typer.Typer(
 services.register(app)
 runs.register(app)
 queries.register(app)
+up.register(app)
+demo.register(app)
 
 
 def main() -> None:

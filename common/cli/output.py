@@ -25,6 +25,7 @@ import grpc
 import typer
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from rich.console import Console
 
 from common.client_config import (
     CRAWLER_ADDR_ENV,
@@ -126,5 +127,7 @@ def enum_label(name: str, prefix: str) -> str:
     return name.removeprefix(prefix).lower()
 
 
-def is_tty() -> bool:
-    return sys.stdout.isatty()
+def console() -> Console:
+    """A rich console for stdout: the terminal's width, or 160 columns when piped (so tables are
+    not squeezed to 80 columns in logs and files)."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)

@@ -6,9 +6,16 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from common.cli.output import CRAWLER_DEFAULT, CrawlerOpt, OutputFormat, OutputOpt, print_json, run
+from common.cli.output import (
+    CRAWLER_DEFAULT,
+    CrawlerOpt,
+    OutputFormat,
+    OutputOpt,
+    console,
+    print_json,
+    run,
+)
 from common.client import GhpulseClient
 from common.proto.ghpulse.v1 import pull_request_service_pb2 as ppb
 
@@ -47,12 +54,12 @@ def prs(
     if output is OutputFormat.JSON:
         print_json(response)
         return
-    console = Console(highlight=False)
-    console.print(pull_requests_table(response.pull_requests))
+    out = console()
+    out.print(pull_requests_table(response.pull_requests))
     if response.next_page_token:
-        console.print(f"more: --page-token {response.next_page_token}")
+        out.print(f"more: --page-token {response.next_page_token}")
     if not response.links_complete and response.backfill_run_id:
-        console.print(f"closing links are being computed by run {response.backfill_run_id}")
+        out.print(f"closing links are being computed by run {response.backfill_run_id}")
 
 
 def stats(
@@ -71,9 +78,9 @@ def stats(
     if output is OutputFormat.JSON:
         print_json(response)
         return
-    console = Console(highlight=False)
-    console.print(stats_table([response]))
-    console.print(phase_table(response))
+    out = console()
+    out.print(stats_table([response]))
+    out.print(phase_table(response))
 
 
 def register(app: typer.Typer) -> None:

@@ -14,6 +14,7 @@ from common.cli.output import (
     OutputFormat,
     OutputOpt,
     SchedulerOpt,
+    console,
     fail,
     print_json,
     run,
@@ -59,7 +60,7 @@ def parse_labels(items: list[str] | None) -> dict[str, str]:
 
 
 def _console() -> Console:
-    return Console(highlight=False)
+    return console()
 
 
 async def _trigger(

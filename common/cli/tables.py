@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 
 from google.protobuf import duration_pb2, timestamp_pb2
 from google.protobuf.message import Message
+from rich import box
 from rich.table import Table
 
 from common.cli.output import enum_label, human_duration
@@ -128,22 +129,23 @@ def _states(stats: ppb.GetRepositoryStatsResponse) -> dict[str, int]:
 def _p50_p90(phase: ppb.PhaseStats) -> str:
     if not phase.count:
         return "-"
-    return f"{span(phase.p50)} / {span(phase.p90)}"
+    return f"{span(phase.p50)}/{span(phase.p90)}"
 
 
 def stats_table(all_stats: Sequence[ppb.GetRepositoryStatsResponse]) -> Table:
     """One row per repository: PR counts, size classes, p50 / p90 of each cycle-time phase."""
-    table = Table(title="Pull requests by repository (cycle-time phases: p50 / p90)")
-    for column in ("REPOSITORY", "PRS", "OPEN", "MERGED", "CLOSED", *SIZE_CLASSES):
-        table.add_column(column, justify="left" if column == "REPOSITORY" else "right")
+    table = Table(title="Pull requests by repository", box=box.SIMPLE_HEAD)
+    table.add_column("REPOSITORY")
+    for column in ("PRS", "OPEN/MERGED/CLOSED", "XS/S/M/L/XL/XXL"):
+        table.add_column(column, justify="right")
     for phase in PHASES:
-        table.add_column(phase.removesuffix("_time").upper(), justify="right")
+        table.add_column(f"{phase.removesuffix('_time').upper()} p50/p90", justify="right")
     for stats in all_stats:
         states, sizes = _states(stats), _sizes(stats)
         table.add_row(
             stats.repository, str(stats.total),
-            *(str(states.get(s, 0)) for s in ("open", "merged", "closed")),
-            *(str(sizes[name]) for name in SIZE_CLASSES),
+            "/".join(str(states.get(s, 0)) for s in ("open", "merged", "closed")),
+            "/".join(str(sizes[name]) for name in SIZE_CLASSES),
             *(_p50_p90(getattr(stats, phase)) for phase in PHASES),
         )  # fmt: skip
     return table
