@@ -76,10 +76,10 @@ class _Snapshot(Collector):
             value=self.crawlers,
         )
         yield GaugeMetricFamily(
-            "ghpulse_crawler_slots", "Slots of the connected crawlers.", value=self.slots
+            "ghpulse_crawler_slots_connected", "Slots of the connected crawlers.", value=self.slots
         )
         yield GaugeMetricFamily(
-            "ghpulse_crawler_free_slots",
+            "ghpulse_crawler_slots_free",
             "Free slots of the connected crawlers.",
             value=self.free_slots,
         )

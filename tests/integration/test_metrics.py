@@ -84,7 +84,9 @@ async def test_after_crawls_both_endpoints_report_them(c: Cluster, fake: FakeGit
         labels = {"job": "crawl", "step": step, "state": "succeeded"}
         assert value(s, "ghpulse_step_duration_seconds_count", **labels) == 2
     assert value(s, "ghpulse_crawlers_connected") == 1
-    assert value(s, "ghpulse_crawler_slots") == value(s, "ghpulse_crawler_free_slots") == 2
+    assert (
+        value(s, "ghpulse_crawler_slots_connected") == value(s, "ghpulse_crawler_slots_free") == 2
+    )
     assert value(s, "ghpulse_watchers_active") == 0
 
     assert crawler.metrics_server is not None
