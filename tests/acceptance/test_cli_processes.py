@@ -1,0 +1,181 @@
+"""The `ghpulse` client commands as a user runs them, against real `ghpulse scheduler` and
+`ghpulse crawler` processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.acceptance.conftest import Processes
+from tests.support.github import serve
+from tests.support.processes import BIN, ROOT, Service, free_port
+
+pytestmark = pytest.mark.slow
+TIMEOUT = 60
+
+
+def ghpulse(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "ghpulse"), *args],
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+@pytest.fixture
+def cluster(processes: Processes) -> dict[str, str]:
+    """A scheduler and a crawler running the test jobs; the env that points the CLI at them."""
+    processes.scheduler()
+    processes.crawler("crawler-1")
+    return {"GHPULSE_SCHEDULER_ADDR": processes.scheduler_addr}
+
+
+def as_json(result: subprocess.CompletedProcess[str]) -> Any:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_trigger_watch_get_runs_and_workers(cluster: dict[str, str]) -> None:
+    watched = ghpulse("trigger", "crawl", "octo/a", "--label", "team=core", "--watch", env=cluster)
+    assert watched.returncode == 0, watched.stderr
+    assert "succeeded" in watched.stdout
+
+    triggered = as_json(ghpulse("trigger", "crawl", "octo/b", "-o", "json", env=cluster))
+    run_id = triggered["run"]["id"]
+    assert triggered["disposition"] == "DISPOSITION_CREATED"
+    assert ghpulse("watch", run_id, env=cluster).returncode == 0
+    run = as_json(ghpulse("get", run_id, "--output", "json", env=cluster))
+    assert run["state"] == "RUN_STATE_SUCCEEDED"
+    assert [step["name"] for step in run["steps"]] == ["alpha", "beta", "gamma"]
+
+    listed = ghpulse("runs", "--state", "succeeded", "--label", "team=core", env=cluster)
+    assert listed.returncode == 0
+    assert "octo/a" in listed.stdout
+    assert "octo/b" not in listed.stdout
+    workers = as_json(ghpulse("workers", "-o", "json", env=cluster))
+    assert [worker["id"] for worker in workers["workers"]] == ["crawler-1"]
+
+
+def test_exit_codes_of_failed_and_cancelled_runs(
+    cluster: dict[str, str], processes: Processes
+) -> None:
+    failed = ghpulse("trigger", "crawl", "test/fail", "--watch", env=cluster)
+    assert failed.returncode == 3
+    assert "failed: TEST_PERMANENT" in failed.stdout
+
+    gated = as_json(ghpulse("trigger", "crawl", "test/gated", "-o", "json", env=cluster))
+    run_id = gated["run"]["id"]
+    cancelled = as_json(ghpulse("cancel", run_id, "--reason", "test", "-o", "json", env=cluster))
+    assert cancelled["id"] == run_id
+    assert ghpulse("watch", run_id, env=cluster).returncode == 4
+
+
+def test_errors_print_status_and_details_on_one_line(cluster: dict[str, str]) -> None:
+    missing = ghpulse("get", "run_nope", env=cluster)
+    invalid = ghpulse("trigger", "crawl", "not a repo", env=cluster)
+    unreachable = ghpulse("runs", "--scheduler", f"127.0.0.1:{free_port()}")
+
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("error: NOT_FOUND: ")
+    assert "reason=" in missing.stderr
+    assert invalid.returncode == 1
+    assert invalid.stderr.startswith("error: INVALID_ARGUMENT: ")
+    assert "invalid fields: crawl.repositories" in invalid.stderr
+    assert unreachable.returncode == 1
+    assert unreachable.stderr.startswith("error: UNAVAILABLE: ")
+    for result in (missing, invalid, unreachable):
+        assert result.stderr.count("\n") == 1
+    assert ghpulse("runs", "--label", "nolabel").returncode == 2
+
+
+def _read_first_message(watch: subprocess.Popen[str]) -> str:
+    """The first pretty-printed JSON message of `ghpulse watch -o json` (the snapshot)."""
+    assert watch.stdout is not None
+    lines = []
+    for line in watch.stdout:
+        lines.append(line)
+        if line.rstrip() == "}":
+            return "".join(lines)
+    raise AssertionError("watch printed nothing")
+
+
+def test_watch_survives_a_scheduler_restart(processes: Processes) -> None:
+    scheduler = processes.scheduler()
+    processes.crawler("crawler-1")
+    env = {"GHPULSE_SCHEDULER_ADDR": processes.scheduler_addr}
+    run_id = as_json(ghpulse("trigger", "crawl", "test/gated", "-o", "json", env=env))["run"]["id"]
+    watch = subprocess.Popen(
+        [str(BIN / "ghpulse"), "watch", run_id, "-o", "json"],
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert '"snapshot"' in _read_first_message(watch)
+        scheduler.kill()
+        processes.scheduler()
+        processes.open_gate(run_id)
+        rest, _ = watch.communicate(timeout=TIMEOUT)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait()
+
+    assert watch.returncode == 0
+    assert rest.count('"snapshot"') >= 1, "the watch reconnected (a new snapshot)"
+    assert '"state": "RUN_STATE_SUCCEEDED"' in rest
+
+
+def test_prs_and_stats_after_a_real_crawl(processes: Processes) -> None:
+    with serve() as github:
+        processes.scheduler()
+        crawler = processes.crawler(
+            "crawler-1", GHPULSE_CRAWLER_PLUGINS="", GHPULSE_GITHUB_API_URL=github.url
+        )
+        env = {
+            "GHPULSE_SCHEDULER_ADDR": processes.scheduler_addr,
+            "GHPULSE_CRAWLER_ADDR": crawler.address,
+        }
+        crawl = ghpulse("trigger", "crawl", "ghpulse-demo/infra", "--watch", env=env)
+        assert crawl.returncode == 0, crawl.stdout + crawl.stderr
+        prs = as_json(ghpulse("prs", "ghpulse-demo/infra", "-o", "json", "--limit", "5", env=env))
+        stats = as_json(ghpulse("stats", "ghpulse-demo/infra", "-o", "json", env=env))
+        table = ghpulse("stats", "ghpulse-demo/infra", env=env)
+
+    assert len(prs["pullRequests"]) == 5
+    assert prs["nextPageToken"]
+    assert stats["repository"] == "ghpulse-demo/infra"
+    assert int(stats["total"]) > 0
+    assert table.returncode == 0
+    assert "ghpulse-demo/infra" in table.stdout
+    assert "p50/p90" in table.stdout
+
+
+def test_up_serves_both_services_until_interrupted(tmp_path: Path) -> None:
+    scheduler, crawler = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    env = {
+        "GHPULSE_SCHEDULER_LISTEN": scheduler,
+        "GHPULSE_CRAWLER_LISTEN": crawler,
+        "GHPULSE_SCHEDULER_METRICS_LISTEN": "",
+        "GHPULSE_CRAWLER_METRICS_LISTEN": "",
+        "GHPULSE_GITHUB_API_URL": "http://127.0.0.1:9",
+    }
+    up = Service("up", scheduler, env, tmp_path / "up.log").start()
+    try:
+        workers = as_json(ghpulse("workers", "-o", "json", "--scheduler", scheduler))
+        assert len(workers["workers"]) == 1
+        assert (tmp_path / ".ghpulse" / "scheduler.db").exists()
+        assert up.process is not None
+        os.killpg(up.process.pid, signal.SIGINT)
+        assert up.process.wait(30) == 0
+    finally:
+        up.kill()
