@@ -63,6 +63,18 @@ def _duration(message: schedules_pb2.Schedule, name: str) -> timedelta | None:
     return value
 
 
+def require_job(message: schedules_pb2.Schedule) -> None:
+    """A schedule's template must name its job (create, or update of `template`/`template.job`)."""
+    if message.template.WhichOneof("job") is None:
+        require(
+            [
+                FieldViolation(
+                    "schedule.template.job", "set one job: crawl, recalculate or backfill_links"
+                )
+            ]
+        )
+
+
 def template_from_pb(message: schedules_pb2.ScheduleTemplate) -> Template:
     spec = job_from_pb(message) or CrawlSpec()
     return Template(spec, dict(message.labels), message.max_attempts)

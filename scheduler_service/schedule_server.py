@@ -13,6 +13,7 @@ from scheduler_service.orchestrator import Orchestrator
 from scheduler_service.schedule_convert import (
     firing_to_pb,
     mask_paths,
+    require_job,
     schedule_from_pb,
     schedule_to_pb,
 )
@@ -58,6 +59,7 @@ class ScheduleServicer(SchedulerServicer):
     async def CreateSchedule(  # noqa: N802
         self, request: pb2.CreateScheduleRequest, context: Context
     ) -> pb2.CreateScheduleResponse:
+        require_job(request.schedule)
         schedule = schedule_from_pb(request.schedule, request.schedule_id.strip())
         created = await self._ops.create(schedule)
         return pb2.CreateScheduleResponse(schedule=_view_pb(await self._ops.view(created)))
@@ -90,6 +92,8 @@ class ScheduleServicer(SchedulerServicer):
     ) -> pb2.UpdateScheduleResponse:
         schedule_id = _schedule_id(request.schedule.id, "schedule.id")
         fields = mask_paths(list(request.update_mask.paths))
+        if fields & {"template", "template.job"}:
+            require_job(request.schedule)
         incoming = schedule_from_pb(request.schedule, schedule_id)
         updated = await self._ops.update(schedule_id, incoming, fields)
         return pb2.UpdateScheduleResponse(schedule=_view_pb(await self._ops.view(updated)))
