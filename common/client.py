@@ -27,7 +27,7 @@ from common.client_watch import Backoff, RunView, follow_run
 from common.job_convert import job_to_pb
 from common.jobs import JobSpec
 from common.proto.ghpulse.v1 import pull_request_service_pb2 as ppb
-from common.proto.ghpulse.v1 import runs_pb2
+from common.proto.ghpulse.v1 import runs_pb2, schedules_pb2
 from common.proto.ghpulse.v1 import scheduler_service_pb2 as spb
 from common.proto.ghpulse.v1.pull_request_service_pb2_grpc import PullRequestServiceStub
 from common.proto.ghpulse.v1.scheduler_service_pb2_grpc import SchedulerServiceStub
@@ -222,3 +222,40 @@ class GhpulseClient:
         """Counts, size classes and cycle-time percentiles of the repository's pull requests."""
         request = ppb.GetRepositoryStatsRequest(repository=repository)
         return await self.pull_requests.GetRepositoryStats(request, timeout=self.timeout)
+
+    # -- schedules -------------------------------------------------------------------------------
+
+    async def create_schedule(
+        self, schedule: schedules_pb2.Schedule, schedule_id: str = ""
+    ) -> schedules_pb2.Schedule:
+        request = spb.CreateScheduleRequest(schedule=schedule, schedule_id=schedule_id)
+        return (await self.scheduler.CreateSchedule(request, timeout=self.timeout)).schedule
+
+    async def list_schedules(
+        self, page_size: int = 50, page_token: str = ""
+    ) -> spb.ListSchedulesResponse:
+        request = spb.ListSchedulesRequest(page_size=page_size, page_token=page_token)
+        return await self.scheduler.ListSchedules(request, timeout=self.timeout)
+
+    async def get_schedule(
+        self, schedule_id: str, firing_count: int = 20
+    ) -> spb.GetScheduleResponse:
+        request = spb.GetScheduleRequest(schedule_id=schedule_id, firing_count=firing_count)
+        return await self.scheduler.GetSchedule(request, timeout=self.timeout)
+
+    async def pause_schedule(self, schedule_id: str) -> schedules_pb2.Schedule:
+        request = spb.PauseScheduleRequest(schedule_id=schedule_id)
+        return (await self.scheduler.PauseSchedule(request, timeout=self.timeout)).schedule
+
+    async def resume_schedule(self, schedule_id: str) -> schedules_pb2.Schedule:
+        request = spb.ResumeScheduleRequest(schedule_id=schedule_id)
+        return (await self.scheduler.ResumeSchedule(request, timeout=self.timeout)).schedule
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        request = spb.DeleteScheduleRequest(schedule_id=schedule_id)
+        await self.scheduler.DeleteSchedule(request, timeout=self.timeout)
+
+    async def run_schedule_now(self, schedule_id: str) -> spb.RunScheduleNowResponse:
+        """Fire the schedule once now (its overlap policy applies)."""
+        request = spb.RunScheduleNowRequest(schedule_id=schedule_id)
+        return await self.scheduler.RunScheduleNow(request, timeout=self.timeout)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from common.cli import demo, queries, runs, services, up
+from common.cli import demo, queries, runs, schedules, services, up
 
 app = typer.Typer(
     name="ghpulse",
@@ -16,6 +16,7 @@ app = typer.Typer(
 services.register(app)
 runs.register(app)
 queries.register(app)
+schedules.register(app)
 up.register(app)
 demo.register(app)
 

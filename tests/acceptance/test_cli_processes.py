@@ -179,3 +179,29 @@ def test_up_serves_both_services_until_interrupted(tmp_path: Path) -> None:
         assert up.process.wait(30) == 0
     finally:
         up.kill()
+
+
+def test_schedules_lifecycle(cluster: dict[str, str]) -> None:
+    created = as_json(
+        ghpulse(
+            "schedules", "create", "octo/a", "--id", "hourly-a", "--every", "1h",
+            "--label", "team=core", "-o", "json", env=cluster,
+        )
+    )  # fmt: skip
+    assert created["id"] == "hourly-a"
+    assert created["interval"] == "3600s"
+    listed = ghpulse("schedules", "list", env=cluster)
+    assert "hourly-a" in listed.stdout
+    assert "every 1h00m" in listed.stdout
+    assert as_json(ghpulse("schedules", "pause", "hourly-a", "-o", "json", env=cluster))["paused"]
+    resumed = as_json(ghpulse("schedules", "resume", "hourly-a", "-o", "json", env=cluster))
+    assert not resumed.get("paused", False)
+    fired = as_json(ghpulse("schedules", "run-now", "hourly-a", "-o", "json", env=cluster))
+    assert fired["run"]["scheduleId"] == "hourly-a"
+    assert ghpulse("watch", fired["run"]["id"], env=cluster).returncode == 0
+    assert ghpulse("schedules", "delete", "hourly-a", env=cluster).returncode == 0
+    gone = ghpulse("schedules", "get", "hourly-a", env=cluster)
+    assert gone.returncode == 1
+    assert gone.stderr.startswith("error: NOT_FOUND")
+    bad = ghpulse("schedules", "create", "octo/a", "--every", "soon", env=cluster)
+    assert bad.returncode == 2
