@@ -84,6 +84,18 @@ def create_async(url: str | URL, *, immediate: bool = True, **kwargs: Any) -> As
     return create_async_engine(async_url(url), **kwargs)
 
 
+def create_pooled(url: str | URL, *, immediate: bool = True, **kwargs: Any) -> Engine:
+    """A synchronous engine with a connection pool, for use from worker threads. On SQLite: WAL,
+    connections usable from any thread, and (unless `immediate=False`) IMMEDIATE transactions."""
+    ensure_sqlite_dir(url)
+    if is_sqlite(url):
+        engine = create_engine(sync_url(url), connect_args={"check_same_thread": False}, **kwargs)
+        configure_sqlite(engine, immediate=immediate)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(sync_url(url), **kwargs)
+
+
 def create_sync(url: str | URL, **kwargs: Any) -> Engine:
     ensure_sqlite_dir(url)
     engine = create_engine(sync_url(url), poolclass=NullPool, **kwargs)

@@ -99,7 +99,7 @@ class SqlScheduleStore(ScheduleStore):
     @classmethod
     def beside(cls, runs: SqlRunStore) -> SqlScheduleStore:
         """A schedule store sharing the run store's engines (SQLite has one writer connection)."""
-        return cls(runs._engine, runs._reader)
+        return cls(*runs.async_engines())
 
     async def create(self, schedule: Schedule, now: datetime) -> Schedule:
         schedule = replace(

@@ -1,697 +1,164 @@
-"""`RunStore` on SQLAlchemy: SQLite (embedded default) and PostgreSQL."""
+"""`RunStore` on SQLAlchemy: SQLite (embedded default) and PostgreSQL.
+
+Each operation is one synchronous transaction (`sqla_sync.SyncRunStore`) run on a database thread.
+On SQLite every write goes through one writer thread and connection — SQLite has one writer, and
+queueing for that thread is cheaper than busy-waiting on the database lock — while reads run on a
+few reader threads against WAL snapshots. On PostgreSQL a pool of threads shares a connection pool.
+A write whose caller is cancelled still runs to its commit or rollback on its thread, so a
+cancelled RPC never leaves a connection half-used.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import ParamSpec, TypeVar
 
-from sqlalchemy import Table, and_, delete, exists, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common import db
-from common.errors import Unavailable
-from common.jobs import from_json, to_json
-from scheduler_service import sqla_transitions as t
-from scheduler_service.errors import (
-    IdempotencyMismatch,
-    RunConflict,
-    RunFinished,
-    RunNotFound,
-    RunNotRetryable,
-    StaleAttempt,
-)
-from scheduler_service.models import ACTIVE, QUEUED, IdempotencyRow, RunLabelRow
 from scheduler_service.retries import RetryPolicy
 from scheduler_service.runs import (
     AttemptRef,
     AttemptResult,
-    Disposition,
-    EventKind,
     NewRun,
-    Outcome,
     Run,
-    RunError,
     RunEvent,
     RunQuery,
-    RunState,
     StepReport,
-    StepState,
-    StepStatus,
-    Trigger,
-    new_run_id,
 )
-from scheduler_service.store import (
-    Created,
-    Reattachment,
-    RunStore,
-    StopKind,
-    StopRequest,
-    Transition,
-)
+from scheduler_service.sqla_sync import SyncRunStore
+from scheduler_service.store import Created, Reattachment, RunStore, StopRequest, Transition
 
-runs, steps, events = t.runs, t.steps, t.events
-labels = cast(Table, RunLabelRow.__table__)
-idempotency = cast(Table, IdempotencyRow.__table__)
-_ACTIVE_STATES = (RunState.PENDING.value, RunState.QUEUED.value, RunState.RUNNING.value)
-_CONTENTION_RETRIES = 8
+P = ParamSpec("P")
+T = TypeVar("T")
+SQLITE_READERS = 4
+POSTGRES_THREADS = 10
 
 
 class SqlRunStore(RunStore):
-    def __init__(self, engine: AsyncEngine, reader: AsyncEngine, retry: RetryPolicy) -> None:
-        self._engine = engine
-        self._reader = reader
-        self._retry = retry
+    def __init__(
+        self,
+        url: str,
+        engines: tuple[Engine, Engine],
+        pools: tuple[ThreadPoolExecutor, ThreadPoolExecutor],
+        retry: RetryPolicy,
+    ) -> None:
+        self.url = url
+        self._engines = engines
+        self._write_pool, self._read_pool = pools
+        self._sync = SyncRunStore(engines[0], engines[1], retry)
+        self._async_engines: tuple[AsyncEngine, AsyncEngine] | None = None
 
     @classmethod
     def open(cls, url: str, retry: RetryPolicy | None = None) -> SqlRunStore:
         retry = retry or RetryPolicy()
         if db.is_sqlite(url):
-            # One writer connection: SQLite allows one writer, and queueing in the pool is cheaper
-            # than busy-waiting on the database lock. Readers use WAL snapshots concurrently.
-            writer = db.create_async(url, pool_size=1, max_overflow=0, pool_timeout=60)
-            reader = db.create_async(url, immediate=False, pool_size=4, max_overflow=4)
-            return cls(writer, reader, retry)
-        engine = db.create_async(url, pool_size=10, max_overflow=10)
-        return cls(engine, engine, retry)
+            writer = db.create_pooled(url, pool_size=1, max_overflow=0)
+            reader = db.create_pooled(
+                url, immediate=False, pool_size=SQLITE_READERS, max_overflow=0
+            )
+            pools = (
+                ThreadPoolExecutor(1, thread_name_prefix="ghpulse-db-writer"),
+                ThreadPoolExecutor(SQLITE_READERS, thread_name_prefix="ghpulse-db-reader"),
+            )
+            return cls(url, (writer, reader), pools, retry)
+        engine = db.create_pooled(url, pool_size=POSTGRES_THREADS, max_overflow=0)
+        pool = ThreadPoolExecutor(POSTGRES_THREADS, thread_name_prefix="ghpulse-db")
+        return cls(url, (engine, engine), (pool, pool), retry)
+
+    def async_engines(self) -> tuple[AsyncEngine, AsyncEngine]:
+        """(writer, reader) async engines on the run store's database, for components with async
+        SQLAlchemy code of their own (the schedule store); disposed with the run store."""
+        if self._async_engines is None:
+            if db.is_sqlite(self.url):
+                writer = db.create_async(self.url, pool_size=1, max_overflow=0, pool_timeout=60)
+                reader = db.create_async(self.url, immediate=False, pool_size=2, max_overflow=2)
+                self._async_engines = (writer, reader)
+            else:
+                engine = db.create_async(self.url, pool_size=4, max_overflow=4)
+                self._async_engines = (engine, engine)
+        return self._async_engines
 
     async def close(self) -> None:
-        await self._engine.dispose()
-        if self._reader is not self._engine:
-            await self._reader.dispose()
+        self._write_pool.shutdown(wait=True)
+        self._read_pool.shutdown(wait=True)
+        for engine in set(self._engines):
+            engine.dispose()
+        if self._async_engines is not None:
+            for async_engine in set(self._async_engines):
+                await async_engine.dispose()
 
-    @asynccontextmanager
-    async def _tx(self, now: datetime) -> AsyncIterator[t.Tx]:
-        async with self._engine.begin() as conn:
-            yield t.Tx(conn, now, self._retry)
+    async def _write(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._write_pool, functools.partial(fn, *args, **kwargs))
 
-    @staticmethod
-    def _transition(tx: t.Tx, run: Run | None = None) -> Transition:
-        return Transition(run=run, events=list(tx.events), dispatchable=tx.dispatchable)
-
-    # -- reads -------------------------------------------------------------------------------
-
-    async def get_run(self, run_id: str) -> Run:
-        async with self._reader.connect() as conn:
-            return await self._load(conn, run_id)
-
-    async def _load(self, conn: AsyncConnection, run_id: str) -> Run:
-        row = (await conn.execute(select(runs).where(runs.c.id == run_id))).mappings().first()
-        if row is None:
-            raise RunNotFound(run_id)
-        step_rows = await self._steps(conn, [run_id])
-        return _to_run(dict(row), step_rows.get(run_id, []))
-
-    @staticmethod
-    async def _steps(conn: AsyncConnection, run_ids: Sequence[str]) -> dict[str, list[StepStatus]]:
-        result = await conn.execute(
-            select(steps)
-            .where(steps.c.run_id.in_(run_ids))
-            .order_by(steps.c.run_id, steps.c.position)
-        )
-        by_run: dict[str, list[StepStatus]] = {}
-        for row in result.mappings():
-            by_run.setdefault(row["run_id"], []).append(_to_step(dict(row)))
-        return by_run
-
-    async def list_runs(self, query: RunQuery) -> list[Run]:
-        statement = (
-            select(runs)
-            .where(*_filters(query))
-            .order_by(runs.c.created_at.desc(), runs.c.id.desc())
-            .limit(query.page_size + 1)
-        )
-        async with self._reader.connect() as conn:
-            rows = [dict(r) for r in (await conn.execute(statement)).mappings()]
-            step_rows = await self._steps(conn, [r["id"] for r in rows])
-        return [_to_run(row, step_rows.get(row["id"], [])) for row in rows]
-
-    async def events_after(self, run_id: str, after_seq: int, limit: int = 1000) -> list[RunEvent]:
-        statement = (
-            select(events)
-            .where(events.c.run_id == run_id, events.c.seq > after_seq)
-            .order_by(events.c.seq)
-            .limit(limit)
-        )
-        async with self._reader.connect() as conn:
-            return [_to_event(dict(r)) for r in (await conn.execute(statement)).mappings()]
-
-    async def next_due(self, now: datetime) -> datetime | None:
-        statement = select(func.min(runs.c.not_before)).where(
-            runs.c.state == RunState.PENDING.value, runs.c.not_before > now
-        )
-        async with self._reader.connect() as conn:
-            value = (await conn.execute(statement)).scalar()
-        return db.UTCDateTime().process_result_value(value, self._reader.dialect)
-
-    async def has_dispatchable(self, now: datetime) -> bool:
-        statement = select(runs.c.id).where(*_dispatchable(now)).limit(1)
-        async with self._reader.connect() as conn:
-            return (await conn.execute(statement)).first() is not None
-
-    # -- creating runs -----------------------------------------------------------------------
+    async def _read(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._read_pool, functools.partial(fn, *args, **kwargs))
 
     async def create_run(self, new: NewRun, now: datetime, idempotency_ttl: timedelta) -> Created:
-        for _ in range(_CONTENTION_RETRIES):
-            try:
-                async with self._tx(now) as tx:
-                    return await self._create(tx, new, idempotency_ttl)
-            except IntegrityError:
-                # Another process won a race on the same key or request_id (PostgreSQL; SQLite
-                # transactions are serialized): the next pass sees its row.
-                continue
-        raise Unavailable("too much contention creating the run; retry", retry_after=timedelta(1))
+        return await self._write(self._sync.create_run, new, now, idempotency_ttl)
 
-    async def _create(self, tx: t.Tx, new: NewRun, ttl: timedelta) -> Created:
-        if new.request_id:
-            previous = await self._idempotent(tx, new)
-            if previous is not None:
-                return previous
-        run_id, disposition, inserted = await self._resolve_conflict(tx, new)
-        if new.request_id:
-            await tx.conn.execute(
-                idempotency.insert().values(
-                    request_id=new.request_id,
-                    payload_hash=new.payload_hash,
-                    run_id=run_id,
-                    disposition=disposition.value,
-                    created_at=tx.now,
-                    expires_at=tx.now + ttl,
-                )
-            )
-        # A run inserted by this transaction is known without reading it back (it has no steps).
-        run = _to_run(inserted, []) if inserted else await self._load(tx.conn, run_id)
-        return Created(run, disposition, self._transition(tx, run))
+    async def get_run(self, run_id: str) -> Run:
+        return await self._read(self._sync.get_run, run_id)
 
-    async def _idempotent(self, tx: t.Tx, new: NewRun) -> Created | None:
-        result = await tx.conn.execute(
-            select(idempotency).where(idempotency.c.request_id == new.request_id)
-        )
-        record = result.mappings().first()
-        if record is None:
-            return None
-        if record["expires_at"] <= tx.now:
-            await tx.conn.execute(
-                delete(idempotency).where(idempotency.c.request_id == new.request_id)
-            )
-            return None
-        if record["payload_hash"] != new.payload_hash:
-            raise IdempotencyMismatch(new.request_id, record["run_id"])
-        run = await self._load(tx.conn, record["run_id"])
-        return Created(run, Disposition.IDEMPOTENT, Transition(run=run))
+    async def list_runs(self, query: RunQuery) -> list[Run]:
+        return await self._read(self._sync.list_runs, query)
 
-    async def _slot_holder(self, tx: t.Tx, key: str, slot: str) -> str | None:
-        result = await tx.conn.execute(
-            select(runs.c.id).where(runs.c.concurrency_key == key, runs.c.slot == slot)
-        )
-        return result.scalar()
-
-    async def _resolve_conflict(
-        self, tx: t.Tx, new: NewRun
-    ) -> tuple[str, Disposition, t.Row | None]:
-        """The run the trigger resolves to, its disposition and, if inserted, its row."""
-        active = await self._slot_holder(tx, new.concurrency_key, ACTIVE)
-        if active is None:
-            row = await self._insert(tx, new, ACTIVE)
-            return row["id"], Disposition.CREATED, row
-        if new.policy == "reject":
-            raise RunConflict(new.concurrency_key, active)
-        if new.policy == "join":
-            return active, Disposition.JOINED, None
-        queued = await self._slot_holder(tx, new.concurrency_key, QUEUED)
-        if queued is not None:
-            return queued, Disposition.JOINED, None
-        row = await self._insert(tx, new, QUEUED)
-        return row["id"], Disposition.QUEUED, row
-
-    async def _insert(self, tx: t.Tx, new: NewRun, slot: str) -> t.Row:
-        state = RunState.PENDING if slot == ACTIVE else RunState.QUEUED
-        row: dict[str, Any] = {
-            "id": new_run_id(),
-            "job_kind": new.spec.kind.value,
-            "job": to_json(new.spec),
-            "state": state.value,
-            "slot": slot,
-            "concurrency_key": new.concurrency_key,
-            "attempt": 1,
-            "attempt_floor": 0,
-            "max_attempts": new.max_attempts,
-            "trigger": new.trigger.value,
-            "schedule_id": new.schedule_id,
-            "nominal_time": new.nominal_time,
-            "labels": dict(new.labels),
-            "created_at": tx.now,
-            "deadline_at": new.deadline_at,
-            "worker_id": "",
-            "last_seq": 0,
-            "started_at": None,
-            "finished_at": None,
-            "not_before": None,
-            "lease_expires_at": None,
-            "cancel_requested_at": None,
-            "output": None,
-            "error": None,
-        }
-        # The run is written with its first event's seq already counted: one statement less
-        # than inserting it with 0 and letting `t.append` bump it.
-        event = RunEvent(
-            row["id"],
-            1,
-            tx.now,
-            1,
-            EventKind.STATE_CHANGED,
-            {"state": state.value, "reason": "created"},
-        )
-        row["last_seq"] = event.seq
-        # Parameters passed separately (not `.values(**row)`) keep the compiled statement cached.
-        await tx.conn.execute(runs.insert(), row)
-        if new.labels:
-            await tx.conn.execute(
-                labels.insert(),
-                [{"run_id": row["id"], "key": k, "value": v} for k, v in new.labels.items()],
-            )
-        await tx.conn.execute(events.insert(), _event_row(event))
-        tx.events.append(event)
-        tx.dispatchable = slot == ACTIVE
-        return row
-
-    # -- dispatch and reports from crawlers ----------------------------------------------------
+    async def events_after(self, run_id: str, after_seq: int, limit: int = 1000) -> list[RunEvent]:
+        return await self._read(self._sync.events_after, run_id, after_seq, limit)
 
     async def claim(self, worker_id: str, now: datetime, lease_ttl: timedelta) -> Transition:
-        async with self._tx(now) as tx:
-            # The whole row, locked by this one statement (FOR UPDATE SKIP LOCKED on PostgreSQL;
-            # SQLite transactions hold the write lock): no second read to lock it.
-            statement = (
-                select(runs)
-                .where(*_dispatchable(now))
-                .order_by(runs.c.created_at, runs.c.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            )
-            found = (await tx.conn.execute(statement)).mappings().first()
-            if found is None:
-                return Transition()
-            row = dict(found)
-            await t.start_attempt(tx, row, worker_id, lease_ttl)
-            # `start_attempt` keeps `row` up to date: only the steps need reading.
-            step_rows = await self._steps(tx.conn, [row["id"]])
-            return self._transition(tx, _to_run(row, step_rows.get(row["id"], [])))
-
-    async def _owned(self, tx: t.Tx, ref: AttemptRef, worker_id: str) -> t.Row:
-        row = await t.lock_run(tx, ref.run_id)
-        if (
-            row is None
-            or row["state"] != RunState.RUNNING.value
-            or row["attempt"] != ref.attempt
-            or row["worker_id"] != worker_id
-        ):
-            raise StaleAttempt(ref.run_id, ref.attempt)
-        return row
+        return await self._write(self._sync.claim, worker_id, now, lease_ttl)
 
     async def record_step(
         self, ref: AttemptRef, worker_id: str, report: StepReport, now: datetime
     ) -> Transition:
-        async with self._tx(now) as tx:
-            row = await self._owned(tx, ref, worker_id)
-            await _apply_report(tx, row, report)
-            return self._transition(tx)
+        return await self._write(self._sync.record_step, ref, worker_id, report, now)
 
     async def finish_attempt(
         self, ref: AttemptRef, worker_id: str, result: AttemptResult, now: datetime
     ) -> Transition:
-        async with self._tx(now) as tx:
-            row = await self._owned(tx, ref, worker_id)
-            await _apply_result(tx, row, result)
-            return self._transition(tx, await self._load(tx.conn, ref.run_id))
+        return await self._write(self._sync.finish_attempt, ref, worker_id, result, now)
 
     async def renew_leases(
         self, worker_id: str, refs: list[AttemptRef], now: datetime, lease_ttl: timedelta
     ) -> list[AttemptRef]:
-        async with self._tx(now) as tx:
-            return await _renew(tx, worker_id, refs, lease_ttl)
+        return await self._write(self._sync.renew_leases, worker_id, refs, now, lease_ttl)
 
     async def reattach(
         self, worker_id: str, refs: list[AttemptRef], now: datetime, lease_ttl: timedelta
     ) -> Reattachment:
-        async with self._tx(now) as tx:
-            reattached = await _renew(tx, worker_id, refs, lease_ttl)
-            abandoned = [ref for ref in refs if ref not in reattached]
-            held = {ref.run_id for ref in reattached}
-            lost = await tx.conn.execute(
-                select(runs.c.id).where(
-                    runs.c.worker_id == worker_id, runs.c.state == RunState.RUNNING.value
-                )
-            )
-            for run_id in [r for r in lost.scalars() if r not in held]:
-                row = await t.lock_run(tx, run_id)
-                assert row is not None
-                error = RunError("WORKER_LOST", "the crawler no longer had this run", True)
-                await t.retry_or_fail(tx, row, error, "crawler restarted")
-            return Reattachment(reattached, abandoned, self._transition(tx))
+        return await self._write(self._sync.reattach, worker_id, refs, now, lease_ttl)
 
     async def shorten_leases(self, worker_id: str, until: datetime) -> None:
-        async with self._tx(until) as tx:
-            await tx.conn.execute(
-                update(runs)
-                .where(
-                    runs.c.worker_id == worker_id,
-                    runs.c.state == RunState.RUNNING.value,
-                    runs.c.lease_expires_at > until,
-                )
-                .values(lease_expires_at=until)
-            )
-
-    # -- client operations --------------------------------------------------------------------
+        await self._write(self._sync.shorten_leases, worker_id, until)
 
     async def cancel_run(self, run_id: str, reason: str, now: datetime) -> Transition:
-        async with self._tx(now) as tx:
-            row = await t.lock_run(tx, run_id)
-            if row is None:
-                raise RunNotFound(run_id)
-            state = RunState(row["state"])
-            stops: list[StopRequest] = []
-            if state in (RunState.SUCCEEDED, RunState.FAILED):
-                raise RunFinished(run_id, state.value, "cancel")
-            if state in (RunState.PENDING, RunState.QUEUED):
-                await t.finish(tx, row, RunState.CANCELLED, reason or "cancelled")
-            elif state is RunState.RUNNING:
-                if row["cancel_requested_at"] is None:
-                    await t.set_run(tx, row, cancel_requested_at=now)
-                stops.append(
-                    StopRequest(
-                        row["worker_id"],
-                        AttemptRef(run_id, row["attempt"]),
-                        StopKind.CANCEL,
-                        reason or "cancelled",
-                    )
-                )
-            transition = self._transition(tx, await self._load(tx.conn, run_id))
-            transition.stops = stops
-            return transition
+        return await self._write(self._sync.cancel_run, run_id, reason, now)
 
     async def retry_run(self, run_id: str, now: datetime) -> Transition:
-        try:
-            async with self._tx(now) as tx:
-                row = await t.lock_run(tx, run_id)
-                if row is None:
-                    raise RunNotFound(run_id)
-                if row["state"] != RunState.FAILED.value:
-                    raise RunNotRetryable(run_id, row["state"])
-                active = await self._slot_holder(tx, row["concurrency_key"], ACTIVE)
-                if active is not None:
-                    raise RunConflict(row["concurrency_key"], active)
-                await t.set_run(
-                    tx,
-                    row,
-                    state=RunState.PENDING.value,
-                    slot=ACTIVE,
-                    attempt=row["attempt"] + 1,
-                    attempt_floor=row["attempt"],
-                    finished_at=None,
-                    not_before=None,
-                    error=None,
-                    cancel_requested_at=None,
-                )
-                await t.append(
-                    tx,
-                    row,
-                    EventKind.STATE_CHANGED,
-                    {"state": RunState.PENDING.value, "reason": "retry requested"},
-                )
-                tx.dispatchable = True
-                return self._transition(tx, await self._load(tx.conn, run_id))
-        except IntegrityError:
-            run = await self.get_run(run_id)
-            raise RunConflict(run.concurrency_key, "(another run)") from None
-
-    # -- time ------------------------------------------------------------------------------
+        return await self._write(self._sync.retry_run, run_id, now)
 
     async def expire(self, now: datetime, cancel_grace: timedelta) -> Transition:
-        total = Transition()
-        candidates = await self._expiry_candidates(now, cancel_grace)
-        for run_id in candidates:
-            async with self._tx(now) as tx:
-                row = await t.lock_run(tx, run_id)
-                if row is None:
-                    continue
-                stops = await _expire_one(tx, row, cancel_grace)
-                step = self._transition(tx)
-                step.stops = stops
-                total.merge(step)
-        return total
-
-    async def _expiry_candidates(self, now: datetime, cancel_grace: timedelta) -> list[str]:
-        running = runs.c.state == RunState.RUNNING.value
-        statement = select(runs.c.id).where(
-            or_(
-                and_(running, runs.c.lease_expires_at < now),
-                and_(running, runs.c.cancel_requested_at < now - cancel_grace),
-                and_(runs.c.state.in_(_ACTIVE_STATES), runs.c.deadline_at < now),
-            )
-        )
-        async with self._reader.connect() as conn:
-            return list((await conn.execute(statement)).scalars())
+        candidates = await self._read(self._sync.expiry_candidates, now, cancel_grace)
+        if not candidates:
+            return Transition()
+        return await self._write(self._sync.expire, candidates, now, cancel_grace)
 
     async def pending_cancels(self, worker_ids: list[str]) -> list[StopRequest]:
-        if not worker_ids:
-            return []
-        statement = select(runs.c.id, runs.c.attempt, runs.c.worker_id).where(
-            runs.c.state == RunState.RUNNING.value,
-            runs.c.cancel_requested_at.is_not(None),
-            runs.c.worker_id.in_(worker_ids),
-        )
-        async with self._reader.connect() as conn:
-            rows = (await conn.execute(statement)).all()
-        return [
-            StopRequest(worker, AttemptRef(run_id, attempt), StopKind.CANCEL, "cancelled")
-            for run_id, attempt, worker in rows
-        ]
+        return await self._read(self._sync.pending_cancels, worker_ids)
+
+    async def next_due(self, now: datetime) -> datetime | None:
+        return await self._read(self._sync.next_due, now)
+
+    async def has_dispatchable(self, now: datetime) -> bool:
+        return await self._read(self._sync.has_dispatchable, now)
 
     async def purge(self, finished_before: datetime, now: datetime) -> int:
-        async with self._tx(now) as tx:
-            await tx.conn.execute(delete(idempotency).where(idempotency.c.expires_at <= now))
-            result = await tx.conn.execute(
-                delete(runs).where(
-                    runs.c.slot.is_(None),
-                    runs.c.state.not_in(_ACTIVE_STATES),
-                    runs.c.finished_at < finished_before,
-                )
-            )
-            return int(result.rowcount or 0)
-
-
-# -- helpers ------------------------------------------------------------------------------------
-
-
-async def _renew(
-    tx: t.Tx, worker_id: str, refs: list[AttemptRef], lease_ttl: timedelta
-) -> list[AttemptRef]:
-    """Extend the leases of the attempts in `refs` that `worker_id` still holds."""
-    renewed = []
-    for ref in refs:
-        result = await tx.conn.execute(
-            update(runs).where(*_held(ref, worker_id)).values(lease_expires_at=tx.now + lease_ttl)
-        )
-        if result.rowcount:
-            renewed.append(ref)
-    return renewed
-
-
-def _held(ref: AttemptRef, worker_id: str) -> tuple[Any, ...]:
-    return (
-        runs.c.id == ref.run_id,
-        runs.c.attempt == ref.attempt,
-        runs.c.state == RunState.RUNNING.value,
-        runs.c.worker_id == worker_id,
-    )
-
-
-def _dispatchable(now: datetime) -> tuple[Any, ...]:
-    return (
-        runs.c.state == RunState.PENDING.value,
-        or_(runs.c.not_before.is_(None), runs.c.not_before <= now),
-        or_(runs.c.deadline_at.is_(None), runs.c.deadline_at > now),
-    )
-
-
-def _filters(query: RunQuery) -> list[Any]:
-    clauses: list[Any] = []
-    if query.jobs:
-        clauses.append(runs.c.job_kind.in_(query.jobs))
-    if query.states:
-        clauses.append(runs.c.state.in_([s.value for s in query.states]))
-    if query.concurrency_key:
-        clauses.append(runs.c.concurrency_key == query.concurrency_key)
-    if query.trigger is not None:
-        clauses.append(runs.c.trigger == query.trigger.value)
-    if query.created_after is not None:
-        clauses.append(runs.c.created_at >= query.created_after)
-    if query.created_before is not None:
-        clauses.append(runs.c.created_at < query.created_before)
-    for key, value in query.labels.items():
-        clauses.append(
-            exists().where(
-                labels.c.run_id == runs.c.id, labels.c.key == key, labels.c.value == value
-            )
-        )
-    if query.after is not None:
-        created, run_id = query.after
-        clauses.append(
-            or_(runs.c.created_at < created, and_(runs.c.created_at == created, runs.c.id < run_id))
-        )
-    return clauses
-
-
-async def _apply_report(tx: t.Tx, row: t.Row, report: StepReport) -> None:
-    data: dict[str, Any] = {"step": report.step}
-    if report.kind is EventKind.STEP_STARTED:
-        await t.upsert_step(
-            tx,
-            row,
-            report.step,
-            state=StepState.RUNNING.value,
-            current=0,
-            total=report.total,
-            message=report.message,
-            attempt=row["attempt"],
-            started_at=tx.now,
-            finished_at=None,
-            output=None,
-        )
-        data.update(total=report.total, message=report.message)
-    elif report.kind is EventKind.STEP_PROGRESS:
-        await t.upsert_step(
-            tx,
-            row,
-            report.step,
-            state=StepState.RUNNING.value,
-            current=report.current,
-            total=report.total,
-            message=report.message,
-        )
-        data.update(current=report.current, total=report.total, message=report.message)
-    else:
-        output = report.output if report.state is StepState.SUCCEEDED else None
-        await t.upsert_step(
-            tx,
-            row,
-            report.step,
-            state=report.state.value,
-            finished_at=tx.now,
-            message=report.message,
-            output=output,
-        )
-        data.update(state=report.state.value, message=report.message)
-        if output is not None:
-            data["output"] = output
-    await t.append(tx, row, report.kind, data)
-
-
-async def _apply_result(tx: t.Tx, row: t.Row, result: AttemptResult) -> None:
-    outcome = result.outcome
-    if row["cancel_requested_at"] is not None and outcome is not Outcome.SUCCEEDED:
-        outcome = Outcome.CANCELLED
-    if outcome is Outcome.SUCCEEDED:
-        await t.finish(tx, row, RunState.SUCCEEDED, "succeeded", output=result.output or {})
-    elif outcome is Outcome.CANCELLED:
-        await t.finish(tx, row, RunState.CANCELLED, "cancelled")
-    elif outcome is Outcome.RELEASED:
-        await t.release(tx, row, "handed back by the crawler")
-    else:
-        error = result.error or RunError("UNKNOWN", "the attempt failed", False)
-        if error.retryable:
-            await t.retry_or_fail(tx, row, error, "attempt failed")
-        else:
-            await t.finish(tx, row, RunState.FAILED, "attempt failed", error=error)
-
-
-async def _expire_one(tx: t.Tx, row: t.Row, cancel_grace: timedelta) -> list[StopRequest]:
-    """Apply whichever time limit `row` passed; returns the crawler stops to push."""
-    now, state = tx.now, RunState(row["state"])
-    stops = []
-    if state is RunState.RUNNING:
-        stops.append(
-            StopRequest(
-                row["worker_id"], AttemptRef(row["id"], row["attempt"]), StopKind.ABANDON, "expired"
-            )
-        )
-    if row["deadline_at"] is not None and row["deadline_at"] < now and not state.terminal:
-        error = RunError("DEADLINE_EXCEEDED", "the run did not finish before its deadline", False)
-        await t.finish(tx, row, RunState.FAILED, "deadline exceeded", error=error)
-    elif state is not RunState.RUNNING:
-        return []
-    elif row["cancel_requested_at"] is not None and (
-        row["cancel_requested_at"] < now - cancel_grace or row["lease_expires_at"] < now
-    ):
-        await t.finish(tx, row, RunState.CANCELLED, "cancelled (forced after the grace period)")
-    elif row["lease_expires_at"] is not None and row["lease_expires_at"] < now:
-        error = RunError("WORKER_LOST", "the crawler's lease expired", True)
-        await t.retry_or_fail(tx, row, error, "lease expired")
-    else:
-        return []
-    return stops
-
-
-def _to_step(row: dict[str, Any]) -> StepStatus:
-    return StepStatus(
-        name=row["name"],
-        state=StepState(row["state"]),
-        current=row["current"],
-        total=row["total"],
-        message=row["message"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        attempt=row["attempt"],
-        output=row["output"],
-    )
-
-
-def _to_run(row: dict[str, Any], step_list: list[StepStatus]) -> Run:
-    return Run(
-        id=row["id"],
-        spec=from_json(row["job_kind"], row["job"]),
-        state=RunState(row["state"]),
-        concurrency_key=row["concurrency_key"],
-        attempt=row["attempt"],
-        max_attempts=row["max_attempts"],
-        created_at=row["created_at"],
-        trigger=Trigger(row["trigger"]),
-        labels=dict(row["labels"] or {}),
-        steps=tuple(step_list),
-        output=row["output"],
-        error=RunError.from_json(row["error"]),
-        schedule_id=row["schedule_id"],
-        nominal_time=row["nominal_time"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        deadline_at=row["deadline_at"],
-        not_before=row["not_before"],
-        last_seq=row["last_seq"],
-        worker_id=row["worker_id"],
-        lease_expires_at=row["lease_expires_at"],
-        cancel_requested_at=row["cancel_requested_at"],
-    )
-
-
-def _event_row(event: RunEvent) -> dict[str, Any]:
-    return {
-        "run_id": event.run_id,
-        "seq": event.seq,
-        "time": event.time,
-        "attempt": event.attempt,
-        "kind": event.kind.value,
-        "data": event.data,
-    }
-
-
-def _to_event(row: dict[str, Any]) -> RunEvent:
-    return RunEvent(
-        run_id=row["run_id"],
-        seq=row["seq"],
-        time=row["time"],
-        attempt=row["attempt"],
-        kind=EventKind(row["kind"]),
-        data=dict(row["data"]),
-    )
+        return await self._write(self._sync.purge, finished_before, now)

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection
 
 from scheduler_service.models import ACTIVE, QUEUED, RunEventRow, RunRow, RunStepRow
 from scheduler_service.retries import RetryPolicy
@@ -28,31 +28,31 @@ Row = dict[str, Any]
 class Tx:
     """One transaction's connection, clock reading and collected events."""
 
-    conn: AsyncConnection
+    conn: Connection
     now: datetime
     retry: RetryPolicy
     events: list[RunEvent] = field(default_factory=list)
     dispatchable: bool = False
 
 
-async def lock_run(tx: Tx, run_id: str) -> Row | None:
+def lock_run(tx: Tx, run_id: str) -> Row | None:
     """The run's row, locked for the rest of the transaction (FOR UPDATE on PostgreSQL; SQLite
     transactions already hold the database write lock)."""
-    result = await tx.conn.execute(select(runs).where(runs.c.id == run_id).with_for_update())
+    result = tx.conn.execute(select(runs).where(runs.c.id == run_id).with_for_update())
     row = result.mappings().first()
     return dict(row) if row is not None else None
 
 
-async def set_run(tx: Tx, run: Row, **values: Any) -> None:
-    await tx.conn.execute(update(runs).where(runs.c.id == run["id"]).values(**values))
+def set_run(tx: Tx, run: Row, **values: Any) -> None:
+    tx.conn.execute(update(runs).where(runs.c.id == run["id"]).values(**values))
     run.update(values)
 
 
-async def append(tx: Tx, run: Row, kind: EventKind, data: dict[str, Any]) -> RunEvent:
+def append(tx: Tx, run: Row, kind: EventKind, data: dict[str, Any]) -> RunEvent:
     """Append an event to the run's log with the next seq."""
     seq = run["last_seq"] + 1
     event = RunEvent(run["id"], seq, tx.now, run["attempt"], kind, data)
-    await tx.conn.execute(
+    tx.conn.execute(
         events.insert().values(
             run_id=event.run_id,
             seq=seq,
@@ -62,7 +62,7 @@ async def append(tx: Tx, run: Row, kind: EventKind, data: dict[str, Any]) -> Run
             data=data,
         )
     )
-    await set_run(tx, run, last_seq=seq)
+    set_run(tx, run, last_seq=seq)
     tx.events.append(event)
     return event
 
@@ -73,20 +73,20 @@ def _state_data(state: RunState, reason: str, **extra: Any) -> dict[str, Any]:
     return data
 
 
-async def close_open_steps(tx: Tx, run: Row, state: StepState, message: str) -> None:
+def close_open_steps(tx: Tx, run: Row, state: StepState, message: str) -> None:
     """Steps left RUNNING by an attempt that ended without finishing them."""
-    result = await tx.conn.execute(
+    result = tx.conn.execute(
         select(steps.c.name)
         .where(steps.c.run_id == run["id"], steps.c.state == StepState.RUNNING.value)
         .order_by(steps.c.position)
     )
     for (name,) in result.all():
-        await tx.conn.execute(
+        tx.conn.execute(
             update(steps)
             .where(steps.c.run_id == run["id"], steps.c.name == name)
             .values(state=state.value, finished_at=tx.now, message=message)
         )
-        await append(
+        append(
             tx,
             run,
             EventKind.STEP_FINISHED,
@@ -94,7 +94,7 @@ async def close_open_steps(tx: Tx, run: Row, state: StepState, message: str) -> 
         )
 
 
-async def finish(
+def finish(
     tx: Tx,
     run: Row,
     state: RunState,
@@ -105,10 +105,10 @@ async def finish(
 ) -> None:
     """Move the run to terminal `state`, freeing its slot (and promoting its key's queued run)."""
     step_state = StepState.CANCELLED if state is RunState.CANCELLED else StepState.FAILED
-    await close_open_steps(tx, run, step_state, reason)
+    close_open_steps(tx, run, step_state, reason)
     held_active = run["slot"] == ACTIVE
     error_json = error.to_json() if error else None
-    await set_run(
+    set_run(
         tx,
         run,
         state=state.value,
@@ -120,39 +120,39 @@ async def finish(
         output=output,
         error=error_json if state is not RunState.SUCCEEDED else None,
     )
-    await append(
+    append(
         tx,
         run,
         EventKind.STATE_CHANGED,
         _state_data(state, reason, output=output, error=error_json),
     )
     if held_active:
-        await promote_queued(tx, run["concurrency_key"])
+        promote_queued(tx, run["concurrency_key"])
 
 
-async def promote_queued(tx: Tx, concurrency_key: str) -> None:
-    result = await tx.conn.execute(
+def promote_queued(tx: Tx, concurrency_key: str) -> None:
+    result = tx.conn.execute(
         select(runs.c.id).where(runs.c.concurrency_key == concurrency_key, runs.c.slot == QUEUED)
     )
     queued_id = result.scalar()
     if queued_id is None:
         return
-    queued = await lock_run(tx, queued_id)
+    queued = lock_run(tx, queued_id)
     assert queued is not None
-    await set_run(tx, queued, slot=ACTIVE, state=RunState.PENDING.value, not_before=None)
-    await append(tx, queued, EventKind.STATE_CHANGED, _state_data(RunState.PENDING, "promoted"))
+    set_run(tx, queued, slot=ACTIVE, state=RunState.PENDING.value, not_before=None)
+    append(tx, queued, EventKind.STATE_CHANGED, _state_data(RunState.PENDING, "promoted"))
     tx.dispatchable = True
 
 
-async def retry_or_fail(tx: Tx, run: Row, error: RunError, reason: str) -> None:
+def retry_or_fail(tx: Tx, run: Row, error: RunError, reason: str) -> None:
     """A retryable failure: pending again after a backoff while the attempt budget lasts."""
     used = run["attempt"] - run["attempt_floor"]
     if used >= run["max_attempts"]:
-        await finish(tx, run, RunState.FAILED, f"{reason}; attempts exhausted", error=error)
+        finish(tx, run, RunState.FAILED, f"{reason}; attempts exhausted", error=error)
         return
-    await close_open_steps(tx, run, StepState.FAILED, reason)
+    close_open_steps(tx, run, StepState.FAILED, reason)
     not_before = tx.now + tx.retry.delay(used)
-    await set_run(
+    set_run(
         tx,
         run,
         state=RunState.PENDING.value,
@@ -163,7 +163,7 @@ async def retry_or_fail(tx: Tx, run: Row, error: RunError, reason: str) -> None:
         error=error.to_json(),
         cancel_requested_at=None,
     )
-    await append(
+    append(
         tx,
         run,
         EventKind.STATE_CHANGED,
@@ -174,10 +174,10 @@ async def retry_or_fail(tx: Tx, run: Row, error: RunError, reason: str) -> None:
     tx.dispatchable = tx.dispatchable or not_before <= tx.now
 
 
-async def release(tx: Tx, run: Row, reason: str) -> None:
+def release(tx: Tx, run: Row, reason: str) -> None:
     """Pending again at once, as a new attempt that does not count against the budget."""
-    await close_open_steps(tx, run, StepState.CANCELLED, reason)
-    await set_run(
+    close_open_steps(tx, run, StepState.CANCELLED, reason)
+    set_run(
         tx,
         run,
         state=RunState.PENDING.value,
@@ -187,12 +187,12 @@ async def release(tx: Tx, run: Row, reason: str) -> None:
         lease_expires_at=None,
         not_before=None,
     )
-    await append(tx, run, EventKind.STATE_CHANGED, _state_data(RunState.PENDING, reason))
+    append(tx, run, EventKind.STATE_CHANGED, _state_data(RunState.PENDING, reason))
     tx.dispatchable = True
 
 
-async def start_attempt(tx: Tx, run: Row, worker_id: str, lease_ttl: timedelta) -> None:
-    await set_run(
+def start_attempt(tx: Tx, run: Row, worker_id: str, lease_ttl: timedelta) -> None:
+    set_run(
         tx,
         run,
         state=RunState.RUNNING.value,
@@ -201,7 +201,7 @@ async def start_attempt(tx: Tx, run: Row, worker_id: str, lease_ttl: timedelta) 
         not_before=None,
         started_at=run["started_at"] or tx.now,
     )
-    await append(
+    append(
         tx,
         run,
         EventKind.STATE_CHANGED,
@@ -209,19 +209,19 @@ async def start_attempt(tx: Tx, run: Row, worker_id: str, lease_ttl: timedelta) 
     )
 
 
-async def upsert_step(tx: Tx, run: Row, name: str, **values: Any) -> None:
+def upsert_step(tx: Tx, run: Row, name: str, **values: Any) -> None:
     key = (steps.c.run_id == run["id"], steps.c.name == name)
-    result = await tx.conn.execute(update(steps).where(*key).values(**values))
+    result = tx.conn.execute(update(steps).where(*key).values(**values))
     if result.rowcount:
         return
-    position = await tx.conn.execute(
+    position = tx.conn.execute(
         select(steps.c.position)
         .where(steps.c.run_id == run["id"])
         .order_by(steps.c.position.desc())
         .limit(1)
     )
     last = position.scalar()
-    await tx.conn.execute(
+    tx.conn.execute(
         steps.insert().values(
             run_id=run["id"],
             name=name,
