@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, select, update
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Table, select, update
 
 from scheduler_service.models import ACTIVE, QUEUED, RunEventRow, RunRow, RunStepRow
 from scheduler_service.retries import RetryPolicy
