@@ -1,1 +1,1 @@
-"""Code shared by the ghpulse services: generated protos, configuration, logging, errors, clients."""
+"""Shared by the ghpulse services: generated protos, configuration, logging, errors, clients."""

@@ -2,8 +2,8 @@
 
 Each service derives its own base exception from `GhpulseError` and its specific errors from the
 kinds below (`InvalidArgument`, `NotFound`, ...). A subclass's docstring is its default message;
-structured context goes into attributes. The mapping to gRPC status and `google.rpc` details lives in
-`common.grpc_errors`, and nowhere else.
+structured context goes into attributes. The mapping to gRPC status and `google.rpc` details
+lives in `common.grpc_errors`, and nowhere else.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The jobs a run can execute, as domain types: what each job needs, validation, concurrency keys."""
+"""The jobs a run can execute, as domain types: parameters, validation, concurrency keys."""
 
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ def load_plugins(registry: JobRegistry, spec: str) -> None:
 
 
 class CrawlerApp(Lifecycle):
-    """`async with CrawlerApp(settings) as app:` crawls and answers queries until the block exits."""
+    """`async with CrawlerApp(settings) as app:` crawls and answers queries until the block ends."""
 
     def __init__(self, settings: CrawlerSettings) -> None:
         self.settings = settings
@@ -59,8 +59,11 @@ class CrawlerApp(Lifecycle):
         settings = self.settings
         token = settings.github_token.get_secret_value() if settings.github_token else None
         return GitHubClient(
-            settings.github_api_url, token, concurrency=settings.github_concurrency,
-            timeout=settings.github_timeout, max_retries=settings.github_max_retries,
+            settings.github_api_url,
+            token,
+            concurrency=settings.github_concurrency,
+            timeout=settings.github_timeout,
+            max_retries=settings.github_max_retries,
             retry_backoff=settings.github_retry_backoff,
             secondary_backoff=settings.github_secondary_backoff,
         )
@@ -76,7 +79,9 @@ class CrawlerApp(Lifecycle):
         self.metrics_server = await serve_metrics(self, registry)
         servicer = PullRequestServicer(Queries(self.store.engine), self.backfill)
         self.host = ServerHost(
-            settings.listen, SERVICE_NAMES, lambda server: add_to_server(servicer, server),
+            settings.listen,
+            SERVICE_NAMES,
+            lambda server: add_to_server(servicer, server),
             grace=settings.shutdown_grace,
         )
         await self.host.start()

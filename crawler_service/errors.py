@@ -17,7 +17,11 @@ class StepFailed(CrawlerError):
     reason = "STEP_FAILED"
 
     def __init__(
-        self, message: str | None = None, *, retryable: bool, code: str = "STEP_FAILED",
+        self,
+        message: str | None = None,
+        *,
+        retryable: bool,
+        code: str = "STEP_FAILED",
         **metadata: object,
     ) -> None:
         self.retryable = retryable
@@ -28,14 +32,18 @@ class StepFailed(CrawlerError):
 class TransientError(StepFailed):
     """A step failed for a reason that may go away (upstream unavailable, rate limited)."""
 
-    def __init__(self, message: str | None = None, code: str = "TRANSIENT", **metadata: object) -> None:
+    def __init__(
+        self, message: str | None = None, code: str = "TRANSIENT", **metadata: object
+    ) -> None:
         super().__init__(message, retryable=True, code=code, **metadata)
 
 
 class PermanentError(StepFailed):
     """A step failed for a reason retrying will not fix."""
 
-    def __init__(self, message: str | None = None, code: str = "PERMANENT", **metadata: object) -> None:
+    def __init__(
+        self, message: str | None = None, code: str = "PERMANENT", **metadata: object
+    ) -> None:
         super().__init__(message, retryable=False, code=code, **metadata)
 
 
@@ -45,5 +53,5 @@ class UnknownJob(CrawlerError, NotFound):
     reason = "UNKNOWN_JOB"
 
 
-class AttemptStopped(Exception):  # noqa: N818 - control flow, not an error
+class AttemptStopped(Exception):
     """Raised at a safe point when the attempt was cancelled, abandoned or handed back."""

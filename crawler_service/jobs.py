@@ -1,9 +1,9 @@
 """Jobs as the crawler executes them: an ordered list of named, idempotent steps.
 
-A step receives a `StepContext`, reports `(current, total, message)` progress through it and returns
-a JSON-compatible checkpoint output. Steps completed by an earlier attempt are skipped; their outputs
-are in `ctx.outputs`. `await ctx.progress(...)` and `ctx.check_stopped()` are the safe points where a
-cancelled or handed-back attempt stops (by raising `AttemptStopped`).
+A step receives a `StepContext`, reports `(current, total, message)` progress through it and
+returns a JSON-compatible checkpoint output. Steps completed by an earlier attempt are skipped;
+their outputs are in `ctx.outputs`. `await ctx.progress(...)` and `ctx.check_stopped()` are the safe
+points where a cancelled or handed-back attempt stops (by raising `AttemptStopped`).
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ class Job:
 
     kind: JobKind
     steps: Sequence[Step]
-    summarize: Callable[[JobSpec, Mapping[str, Output]], Output] = (
-        lambda _spec, outputs: _merge_outputs(outputs)
+    summarize: Callable[[JobSpec, Mapping[str, Output]], Output] = lambda _spec, outputs: (
+        _merge_outputs(outputs)
     )
 
     def steps_for(self, spec: JobSpec) -> Sequence[Step]:

@@ -26,15 +26,15 @@ class CrawlerSettings(BaseSettings):
 
     listen: str = Field("127.0.0.1:50052", validation_alias=_env("GHPULSE_CRAWLER_LISTEN"))
     db: str = Field("sqlite:///.ghpulse/crawler.db", validation_alias=_env("GHPULSE_CRAWLER_DB"))
-    scheduler_addr: str = Field(
-        "127.0.0.1:50051", validation_alias=_env("GHPULSE_SCHEDULER_ADDR")
-    )
+    scheduler_addr: str = Field("127.0.0.1:50051", validation_alias=_env("GHPULSE_SCHEDULER_ADDR"))
     github_api_url: str = Field(
         "https://api.github.com", validation_alias=_env("GHPULSE_GITHUB_API_URL")
     )
     github_token: SecretStr | None = Field(None, validation_alias=_env("GITHUB_TOKEN"))
     export_dir: str = Field(".ghpulse/exports", validation_alias=_env("GHPULSE_EXPORT_DIR"))
-    worker_id: str = Field(default_factory=_default_worker_id, validation_alias=_env("GHPULSE_CRAWLER_ID"))
+    worker_id: str = Field(
+        default_factory=_default_worker_id, validation_alias=_env("GHPULSE_CRAWLER_ID")
+    )
     #: How many runs this crawler executes at once.
     slots: int = Field(4, ge=1, le=256, validation_alias=_env("GHPULSE_CRAWLER_SLOTS"))
     #: First delay before reconnecting to the scheduler; doubles up to reconnect_backoff_max.
@@ -42,18 +42,22 @@ class CrawlerSettings(BaseSettings):
     reconnect_backoff_max: float = Field(
         5.0, gt=0, validation_alias=_env("GHPULSE_RECONNECT_BACKOFF_MAX")
     )
-    #: At shutdown, how long running steps get to reach a safe point before their runs are handed back.
+    #: At shutdown, how long running steps get to reach a safe point before being handed back.
     shutdown_grace: float = Field(10.0, ge=0, validation_alias=_env("GHPULSE_SHUTDOWN_GRACE"))
     #: Extra job modules (comma-separated `module:function`, called with the job registry).
     plugins: str = Field("", validation_alias=_env("GHPULSE_CRAWLER_PLUGINS"))
     metrics_listen: str = Field("", validation_alias=_env("GHPULSE_CRAWLER_METRICS_LISTEN"))
     migrate: bool = Field(True, validation_alias=_env("GHPULSE_CRAWLER_MIGRATE"))
     # GitHub client tunables.
-    github_concurrency: int = Field(4, ge=1, le=64, validation_alias=_env("GHPULSE_GITHUB_CONCURRENCY"))
+    github_concurrency: int = Field(
+        4, ge=1, le=64, validation_alias=_env("GHPULSE_GITHUB_CONCURRENCY")
+    )
     github_timeout: float = Field(30.0, gt=0, validation_alias=_env("GHPULSE_GITHUB_TIMEOUT"))
     github_max_retries: int = Field(5, ge=0, validation_alias=_env("GHPULSE_GITHUB_MAX_RETRIES"))
     #: First delay after a 5xx, reset or timeout (jittered, doubling).
-    github_retry_backoff: float = Field(1.0, ge=0, validation_alias=_env("GHPULSE_GITHUB_RETRY_BACKOFF"))
+    github_retry_backoff: float = Field(
+        1.0, ge=0, validation_alias=_env("GHPULSE_GITHUB_RETRY_BACKOFF")
+    )
     #: First delay after a secondary rate limit without retry-after (doubling).
     github_secondary_backoff: float = Field(
         60.0, ge=0, validation_alias=_env("GHPULSE_GITHUB_SECONDARY_BACKOFF")

@@ -60,7 +60,9 @@ class SchedulerApp(Lifecycle):
         self.store = SqlRunStore.open(settings.db, retry)
         self.orchestrator = Orchestrator(self.store, self.clock, timing_from(settings))
         self.sweeper = Sweeper(
-            self.orchestrator, self.clock, _seconds(settings.sweep_interval),
+            self.orchestrator,
+            self.clock,
+            _seconds(settings.sweep_interval),
             _seconds(settings.retention),
         )
         self.schedules = Schedules(settings, self.store, self.orchestrator, self.clock)
@@ -72,10 +74,12 @@ class SchedulerApp(Lifecycle):
 
     def _register(self, server: object) -> None:
         sched_grpc.add_SchedulerServiceServicer_to_server(
-            self.schedules.servicer(), server  # type: ignore[arg-type]
+            self.schedules.servicer(),
+            server,  # type: ignore[arg-type]
         )
         worker_grpc.add_WorkerServiceServicer_to_server(
-            WorkerServicer(self.orchestrator), server  # type: ignore[arg-type]
+            WorkerServicer(self.orchestrator),
+            server,  # type: ignore[arg-type]
         )
 
     @property

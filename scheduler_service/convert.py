@@ -80,23 +80,39 @@ def error_to_pb(error: RunError | None) -> runs_pb2.RunError | None:
 
 def step_to_pb(step: StepStatus) -> runs_pb2.Step:
     return runs_pb2.Step(
-        name=step.name, state=STEP_STATES[step.state], current=step.current, total=step.total,
-        message=step.message, started_at=pb.timestamp(step.started_at),
-        finished_at=pb.timestamp(step.finished_at), attempt=step.attempt,
+        name=step.name,
+        state=STEP_STATES[step.state],
+        current=step.current,
+        total=step.total,
+        message=step.message,
+        started_at=pb.timestamp(step.started_at),
+        finished_at=pb.timestamp(step.finished_at),
+        attempt=step.attempt,
     )
 
 
 def run_to_pb(run: Run) -> runs_pb2.Run:
     message = runs_pb2.Run(
-        id=run.id, state=RUN_STATES[run.state], attempt=run.attempt,
-        max_attempts=run.max_attempts, steps=[step_to_pb(s) for s in run.steps],
-        output=pb.struct(run.output), error=error_to_pb(run.error), labels=run.labels,
-        concurrency_key=run.concurrency_key, trigger=TRIGGERS[run.trigger],
-        schedule_id=run.schedule_id, nominal_time=pb.timestamp(run.nominal_time),
-        created_at=pb.timestamp(run.created_at), started_at=pb.timestamp(run.started_at),
-        finished_at=pb.timestamp(run.finished_at), deadline_at=pb.timestamp(run.deadline_at),
-        last_seq=run.last_seq, worker_id=run.worker_id,
-        cancel_requested=run.cancel_requested_at is not None, job_kind=kind_to_pb(run.spec.kind),
+        id=run.id,
+        state=RUN_STATES[run.state],
+        attempt=run.attempt,
+        max_attempts=run.max_attempts,
+        steps=[step_to_pb(s) for s in run.steps],
+        output=pb.struct(run.output),
+        error=error_to_pb(run.error),
+        labels=run.labels,
+        concurrency_key=run.concurrency_key,
+        trigger=TRIGGERS[run.trigger],
+        schedule_id=run.schedule_id,
+        nominal_time=pb.timestamp(run.nominal_time),
+        created_at=pb.timestamp(run.created_at),
+        started_at=pb.timestamp(run.started_at),
+        finished_at=pb.timestamp(run.finished_at),
+        deadline_at=pb.timestamp(run.deadline_at),
+        last_seq=run.last_seq,
+        worker_id=run.worker_id,
+        cancel_requested=run.cancel_requested_at is not None,
+        job_kind=kind_to_pb(run.spec.kind),
         not_before=pb.timestamp(run.not_before),
     )
     job_to_pb(run.spec, message)
@@ -111,9 +127,11 @@ def event_to_pb(event: RunEvent) -> runs_pb2.RunEvent:
     if event.kind is EventKind.STATE_CHANGED:
         message.state_changed.CopyFrom(
             runs_pb2.RunStateChanged(
-                state=RUN_STATES[RunState(data["state"])], attempt=event.attempt,
+                state=RUN_STATES[RunState(data["state"])],
+                attempt=event.attempt,
                 error=error_to_pb(RunError.from_json(data.get("error"))),
-                output=pb.struct(data.get("output")), reason=data.get("reason", ""),
+                output=pb.struct(data.get("output")),
+                reason=data.get("reason", ""),
             )
         )
     elif event.kind is EventKind.STEP_STARTED:
@@ -125,15 +143,19 @@ def event_to_pb(event: RunEvent) -> runs_pb2.RunEvent:
     elif event.kind is EventKind.STEP_PROGRESS:
         message.step_progress.CopyFrom(
             runs_pb2.StepProgress(
-                step=data["step"], current=data.get("current", 0), total=data.get("total", 0),
+                step=data["step"],
+                current=data.get("current", 0),
+                total=data.get("total", 0),
                 message=data.get("message", ""),
             )
         )
     else:
         message.step_finished.CopyFrom(
             runs_pb2.StepFinished(
-                step=data["step"], state=STEP_STATES[StepState(data["state"])],
-                output=pb.struct(data.get("output")), message=data.get("message", ""),
+                step=data["step"],
+                state=STEP_STATES[StepState(data["state"])],
+                output=pb.struct(data.get("output")),
+                message=data.get("message", ""),
             )
         )
     return message
@@ -202,7 +224,9 @@ def query_from_pb(request: scheduler_service_pb2.ListRunsRequest) -> RunQuery:
         violations.append(FieldViolation("trigger", f"unknown trigger {request.trigger}"))
     require(violations)
     return RunQuery(
-        jobs=tuple(jobs), states=tuple(states), labels=dict(request.labels),
+        jobs=tuple(jobs),
+        states=tuple(states),
+        labels=dict(request.labels),
         concurrency_key=request.concurrency_key,
         trigger=trigger,
         created_after=pb.from_timestamp(request.created_after, request.HasField("created_after")),

@@ -99,7 +99,10 @@ class Dispatcher:
         if conn is None:
             return False
         conn.send(request)
-        if request.kind == "abandon" and conn.running.get(request.ref.run_id) == request.ref.attempt:
+        if (
+            request.kind == "abandon"
+            and conn.running.get(request.ref.run_id) == request.ref.attempt
+        ):
             del conn.running[request.ref.run_id]
             self.kick()
         return True

@@ -4,6 +4,7 @@ scheduler processes, and retention. Slow and cheap: the hot path never waits for
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 
 import structlog
@@ -46,7 +47,5 @@ class Sweeper:
                 await self.sweep_once()
             except Exception:
                 log.exception("sweep.failed")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self._interval.total_seconds())
-            except TimeoutError:
-                pass

@@ -13,6 +13,7 @@ import structlog
 
 from common.clock import Clock
 from scheduler_service.dispatch import Dispatcher, HeartbeatAcked, Welcome, WorkerConn
+from scheduler_service.errors import StaleAttempt
 from scheduler_service.events import EventBroker, Mailbox
 from scheduler_service.metrics import NullMetrics, RunMetrics
 from scheduler_service.runs import (
@@ -26,7 +27,6 @@ from scheduler_service.runs import (
     RunState,
     StepReport,
 )
-from scheduler_service.errors import StaleAttempt
 from scheduler_service.store import RunStore, StopKind, StopRequest, Transition
 from scheduler_service.validation import TriggerCommand, to_new_run
 
@@ -50,9 +50,7 @@ class Timing:
 
 
 def is_terminal(event: RunEvent) -> bool:
-    return (
-        event.kind is EventKind.STATE_CHANGED and RunState(event.data["state"]).terminal
-    )
+    return event.kind is EventKind.STATE_CHANGED and RunState(event.data["state"]).terminal
 
 
 class Orchestrator:
@@ -100,9 +98,12 @@ class Orchestrator:
         self.apply(created.transition)
         self.metrics.triggered_run(new.spec.kind.value, created.disposition.value)
         log.info(
-            "run.triggered", run_id=created.run.id, attempt=created.run.attempt,
+            "run.triggered",
+            run_id=created.run.id,
+            attempt=created.run.attempt,
             disposition=created.disposition.value,
-            job=new.spec.kind.value, concurrency_key=new.concurrency_key,
+            job=new.spec.kind.value,
+            concurrency_key=new.concurrency_key,
         )
         return created.run, created.disposition
 
@@ -117,7 +118,9 @@ class Orchestrator:
         self.apply(transition)
         assert transition.run is not None
         log.info(
-            "run.cancel_requested", run_id=run_id, attempt=transition.run.attempt,
+            "run.cancel_requested",
+            run_id=run_id,
+            attempt=transition.run.attempt,
             state=transition.run.state.value,
         )
         return transition.run
@@ -179,8 +182,11 @@ class Orchestrator:
         self.dispatcher.add(conn)
         self.apply(result.transition)
         log.info(
-            "worker.connected", worker=conn.id, slots=conn.slots,
-            reattached=len(result.reattached), abandoned=len(result.abandoned),
+            "worker.connected",
+            worker=conn.id,
+            slots=conn.slots,
+            reattached=len(result.reattached),
+            abandoned=len(result.abandoned),
         )
 
     async def worker_disconnected(self, conn: WorkerConn) -> None:
@@ -201,8 +207,13 @@ class Orchestrator:
 
     def _abandon(self, conn: WorkerConn, ref: AttemptRef, reason: str) -> None:
         self.dispatcher.stop(StopRequest(conn.id, ref, StopKind.ABANDON, reason))
-        log.info("attempt.abandoned", run_id=ref.run_id, attempt=ref.attempt, worker=conn.id,
-                 reason=reason)
+        log.info(
+            "attempt.abandoned",
+            run_id=ref.run_id,
+            attempt=ref.attempt,
+            worker=conn.id,
+            reason=reason,
+        )
 
     async def step_report(self, conn: WorkerConn, ref: AttemptRef, report: StepReport) -> None:
         try:
@@ -212,7 +223,9 @@ class Orchestrator:
             return
         self.apply(transition)
 
-    async def attempt_result(self, conn: WorkerConn, ref: AttemptRef, result: AttemptResult) -> None:
+    async def attempt_result(
+        self, conn: WorkerConn, ref: AttemptRef, result: AttemptResult
+    ) -> None:
         try:
             transition = await self.store.finish_attempt(ref, conn.id, result, self.clock.now())
         except StaleAttempt:
@@ -222,8 +235,12 @@ class Orchestrator:
         self.apply(transition)
         run = transition.run
         log.info(
-            "attempt.finished", run_id=ref.run_id, attempt=ref.attempt, worker=conn.id,
-            outcome=result.outcome.value, state=run.state.value if run else "",
+            "attempt.finished",
+            run_id=ref.run_id,
+            attempt=ref.attempt,
+            worker=conn.id,
+            outcome=result.outcome.value,
+            state=run.state.value if run else "",
         )
 
     def drain(self, conn: WorkerConn) -> None:

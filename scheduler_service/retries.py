@@ -8,7 +8,7 @@ from datetime import timedelta
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff: `backoff` after the first failed attempt, doubling, capped at `maximum`."""
+    """Exponential backoff: `backoff` after the first failure, doubling, capped at `maximum`."""
 
     backoff: timedelta = timedelta(seconds=5)
     maximum: timedelta = timedelta(minutes=5)

@@ -56,7 +56,7 @@ class ScheduleServicer(SchedulerServicer):
         super().__init__(orchestrator)
         self._ops = ops
 
-    async def CreateSchedule(  # noqa: N802
+    async def CreateSchedule(
         self, request: pb2.CreateScheduleRequest, context: Context
     ) -> pb2.CreateScheduleResponse:
         require_job(request.schedule)
@@ -64,7 +64,7 @@ class ScheduleServicer(SchedulerServicer):
         created = await self._ops.create(schedule)
         return pb2.CreateScheduleResponse(schedule=_view_pb(await self._ops.view(created)))
 
-    async def GetSchedule(  # noqa: N802
+    async def GetSchedule(
         self, request: pb2.GetScheduleRequest, context: Context
     ) -> pb2.GetScheduleResponse:
         if not 0 <= request.firing_count <= MAX_PAGE_SIZE:
@@ -76,7 +76,7 @@ class ScheduleServicer(SchedulerServicer):
             schedule=_view_pb(view), recent_firings=[firing_to_pb(f) for f in view.firings]
         )
 
-    async def ListSchedules(  # noqa: N802
+    async def ListSchedules(
         self, request: pb2.ListSchedulesRequest, context: Context
     ) -> pb2.ListSchedulesResponse:
         size = _page_size(request.page_size)
@@ -87,7 +87,7 @@ class ScheduleServicer(SchedulerServicer):
             schedules=[_view_pb(v) for v in page], next_page_token=token
         )
 
-    async def UpdateSchedule(  # noqa: N802
+    async def UpdateSchedule(
         self, request: pb2.UpdateScheduleRequest, context: Context
     ) -> pb2.UpdateScheduleResponse:
         schedule_id = _schedule_id(request.schedule.id, "schedule.id")
@@ -98,25 +98,25 @@ class ScheduleServicer(SchedulerServicer):
         updated = await self._ops.update(schedule_id, incoming, fields)
         return pb2.UpdateScheduleResponse(schedule=_view_pb(await self._ops.view(updated)))
 
-    async def DeleteSchedule(  # noqa: N802
+    async def DeleteSchedule(
         self, request: pb2.DeleteScheduleRequest, context: Context
     ) -> pb2.DeleteScheduleResponse:
         await self._ops.delete(_schedule_id(request.schedule_id))
         return pb2.DeleteScheduleResponse()
 
-    async def PauseSchedule(  # noqa: N802
+    async def PauseSchedule(
         self, request: pb2.PauseScheduleRequest, context: Context
     ) -> pb2.PauseScheduleResponse:
         schedule = await self._ops.set_paused(_schedule_id(request.schedule_id), True)
         return pb2.PauseScheduleResponse(schedule=_view_pb(await self._ops.view(schedule)))
 
-    async def ResumeSchedule(  # noqa: N802
+    async def ResumeSchedule(
         self, request: pb2.ResumeScheduleRequest, context: Context
     ) -> pb2.ResumeScheduleResponse:
         schedule = await self._ops.set_paused(_schedule_id(request.schedule_id), False)
         return pb2.ResumeScheduleResponse(schedule=_view_pb(await self._ops.view(schedule)))
 
-    async def RunScheduleNow(  # noqa: N802
+    async def RunScheduleNow(
         self, request: pb2.RunScheduleNowRequest, context: Context
     ) -> pb2.RunScheduleNowResponse:
         run, disposition = await self._ops.run_now(_schedule_id(request.schedule_id))

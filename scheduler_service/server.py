@@ -37,13 +37,13 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):
     def __init__(self, orchestrator: Orchestrator) -> None:
         self._orchestrator = orchestrator
 
-    async def TriggerRun(  # noqa: N802
+    async def TriggerRun(
         self, request: pb2.TriggerRunRequest, context: Context
     ) -> pb2.TriggerRunResponse:
         run, disposition = await self._orchestrator.trigger(trigger_from_pb(request))
         return pb2.TriggerRunResponse(run=run_to_pb(run), disposition=DISPOSITIONS[disposition])
 
-    async def WatchRun(  # noqa: N802
+    async def WatchRun(
         self, request: pb2.WatchRunRequest, context: Context
     ) -> AsyncIterator[pb2.WatchRunResponse]:
         run_id = _run_id(request.run_id)
@@ -55,11 +55,11 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):
             else:
                 yield pb2.WatchRunResponse(event=event_to_pb(item))
 
-    async def GetRun(self, request: pb2.GetRunRequest, context: Context) -> pb2.GetRunResponse:  # noqa: N802
+    async def GetRun(self, request: pb2.GetRunRequest, context: Context) -> pb2.GetRunResponse:
         run = await self._orchestrator.get(_run_id(request.run_id))
         return pb2.GetRunResponse(run=run_to_pb(run))
 
-    async def ListRuns(  # noqa: N802
+    async def ListRuns(
         self, request: pb2.ListRunsRequest, context: Context
     ) -> pb2.ListRunsResponse:
         query = query_from_pb(request)
@@ -70,26 +70,30 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):
             next_page_token=encode_page_token(page[-1]) if more else "",
         )
 
-    async def CancelRun(  # noqa: N802
+    async def CancelRun(
         self, request: pb2.CancelRunRequest, context: Context
     ) -> pb2.CancelRunResponse:
         run = await self._orchestrator.cancel(_run_id(request.run_id), request.reason)
         return pb2.CancelRunResponse(run=run_to_pb(run))
 
-    async def RetryRun(  # noqa: N802
+    async def RetryRun(
         self, request: pb2.RetryRunRequest, context: Context
     ) -> pb2.RetryRunResponse:
         run = await self._orchestrator.retry(_run_id(request.run_id))
         return pb2.RetryRunResponse(run=run_to_pb(run))
 
-    async def ListWorkers(  # noqa: N802
+    async def ListWorkers(
         self, request: pb2.ListWorkersRequest, context: Context
     ) -> pb2.ListWorkersResponse:
         workers = [
             pb2.Worker(
-                id=conn.id, slots=conn.slots, free_slots=conn.free_slots,
-                run_ids=sorted(conn.running), connected_at=pb.timestamp(conn.connected_at),
-                last_heartbeat_at=pb.timestamp(conn.last_heartbeat_at), draining=conn.draining,
+                id=conn.id,
+                slots=conn.slots,
+                free_slots=conn.free_slots,
+                run_ids=sorted(conn.running),
+                connected_at=pb.timestamp(conn.connected_at),
+                last_heartbeat_at=pb.timestamp(conn.last_heartbeat_at),
+                draining=conn.draining,
                 version=conn.version,
             )
             for conn in sorted(self._orchestrator.dispatcher.workers, key=lambda c: c.id)

@@ -75,11 +75,15 @@ def _option_violations(command: TriggerCommand) -> list[FieldViolation]:
 def payload_hash(command: TriggerCommand, spec: JobSpec) -> str:
     """A digest of what the request asks for (to detect a request_id reused for another one)."""
     payload = {
-        "job": spec.kind.value, "params": to_json(spec), "key": command.concurrency_key,
-        "policy": command.policy.value, "labels": command.labels,
+        "job": spec.kind.value,
+        "params": to_json(spec),
+        "key": command.concurrency_key,
+        "policy": command.policy.value,
+        "labels": command.labels,
         "max_attempts": command.max_attempts,
         "deadline": command.deadline.total_seconds() if command.deadline else None,
-        "trigger": command.trigger.value, "schedule_id": command.schedule_id,
+        "trigger": command.trigger.value,
+        "schedule_id": command.schedule_id,
         "nominal_time": command.nominal_time.isoformat() if command.nominal_time else None,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

@@ -49,15 +49,21 @@ def report_from_pb(message: worker_service_pb2.StepReport) -> StepReport | None:
     if which == "progress":
         progress = message.progress
         return StepReport(
-            EventKind.STEP_PROGRESS, progress.step, current=progress.current,
-            total=progress.total, message=progress.message,
+            EventKind.STEP_PROGRESS,
+            progress.step,
+            current=progress.current,
+            total=progress.total,
+            message=progress.message,
         )
     if which == "finished":
         finished = message.finished
         state = _reverse(STEP_STATES, finished.state) or StepState.FAILED
         output = pb.from_struct(finished.output) if finished.HasField("output") else None
         return StepReport(
-            EventKind.STEP_FINISHED, finished.step, state=state, message=finished.message,
+            EventKind.STEP_FINISHED,
+            finished.step,
+            state=state,
+            message=finished.message,
             output=output,
         )
     return None
@@ -125,4 +131,3 @@ def rejected(reason: str) -> worker_service_pb2.ConnectResponse:
             reason=reason, supported_protocol_version=PROTOCOL_VERSION
         )
     )
-

@@ -37,7 +37,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         self._lease_ttl = timing.lease_ttl.total_seconds()
         self._heartbeat = timing.heartbeat_interval.total_seconds()
 
-    async def Connect(  # noqa: N802 - gRPC method name
+    async def Connect(
         self, request_iterator: ConnectRequests, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[worker_service_pb2.ConnectResponse]:
         first = await anext(aiter(request_iterator), None)

@@ -36,11 +36,17 @@ def generate(out: Path) -> None:
         protos = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
         subprocess.run(
             [
-                sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTOS}",
+                sys.executable,
+                "-m",
+                "grpc_tools.protoc",
+                f"-I{PROTOS}",
                 f"--plugin=protoc-gen-mypy={_plugin('protoc-gen-mypy')}",
                 f"--plugin=protoc-gen-mypy_grpc={_plugin('protoc-gen-mypy_grpc')}",
-                f"--python_out={tmp}", f"--grpc_python_out={tmp}",
-                f"--mypy_out={tmp}", f"--mypy_grpc_out={tmp}", *protos,
+                f"--python_out={tmp}",
+                f"--grpc_python_out={tmp}",
+                f"--mypy_out={tmp}",
+                f"--mypy_grpc_out={tmp}",
+                *protos,
             ],
             check=True,
         )

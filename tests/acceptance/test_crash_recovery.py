@@ -74,7 +74,7 @@ def test_crawler_killed_mid_run_another_crawler_resumes_it(processes: Processes)
 
 
 class Watcher(threading.Thread):
-    """Watches a run to its end, reconnecting from the last seq it saw whenever the stream breaks."""
+    """Watches a run to its end, reconnecting from the last seq seen whenever the stream breaks."""
 
     def __init__(self, address: str, run_id: str) -> None:
         super().__init__(daemon=True)

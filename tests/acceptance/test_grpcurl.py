@@ -1,4 +1,4 @@
-"""The services as a person drives them with the real grpcurl binary (no proto files: reflection)."""
+"""The services as a person drives them with the real grpcurl binary (reflection, no protos)."""
 
 from __future__ import annotations
 

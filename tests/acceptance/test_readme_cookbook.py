@@ -22,7 +22,9 @@ SAMPLE = ROOT / "crawler_service" / "fake_github" / "sample"
 
 def cookbook() -> list[str]:
     text = (ROOT / "README.md").read_text()
-    block = re.search(r"<!-- cookbook:start -->\n```sh\n(.*?)```\n<!-- cookbook:end -->", text, re.S)
+    block = re.search(
+        r"<!-- cookbook:start -->\n```sh\n(.*?)```\n<!-- cookbook:end -->", text, re.S
+    )
     assert block is not None, "the README lost its cookbook markers"
     return [line for line in block.group(1).splitlines() if line.strip()]
 
@@ -31,9 +33,20 @@ def cookbook() -> list[str]:
 def fake_github(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "crawler_service.fake_github", "--data", str(SAMPLE),
-         "--port", str(port), "--latency-ms", "20"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "crawler_service.fake_github",
+            "--data",
+            str(SAMPLE),
+            "--port",
+            str(port),
+            "--latency-ms",
+            "20",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         assert process.stdout is not None

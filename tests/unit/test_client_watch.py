@@ -61,7 +61,7 @@ class ScriptedStub:
         self.scripts = list(scripts)
         self.requests: list[spb.WatchRunRequest] = []
 
-    def WatchRun(self, request: spb.WatchRunRequest) -> Call:  # noqa: N802
+    def WatchRun(self, request: spb.WatchRunRequest) -> Call:
         self.requests.append(request)
         return Call(self.scripts.pop(0))
 
