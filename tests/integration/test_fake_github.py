@@ -15,7 +15,8 @@ from crawler_service.fake_github.import_csv import convert
 from crawler_service.github import GitHubClient
 from tests.support.github import ANTS, ANTS_DIR, SAMPLE_DIR, ants_dataset, sample_dataset, serve
 
-RECORDING = Path("/work/shared/acceptance/github-ants")
+# shared/ sits beside the repository (on developer machines and in CI).
+RECORDING = Path(__file__).resolve().parents[3] / "shared" / "acceptance" / "github-ants"
 API = "ghpulse-demo/api"
 
 
