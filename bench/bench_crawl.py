@@ -18,7 +18,7 @@ import statistics
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
@@ -86,9 +86,15 @@ class Measurement:
     """One crawl and its baseline, from the same run."""
 
     seconds: float
-    fetch_seconds: float
+    #: Seconds per crawl step, in order.
+    steps: Mapping[str, float]
     requests: int
     baseline_seconds: float
+
+    @property
+    def fetch_seconds(self) -> float:
+        """The fetch step's share: the only step that talks to GitHub."""
+        return self.steps["fetch"]
 
     @property
     def ratio(self) -> float:
@@ -181,7 +187,7 @@ async def measure(
     steps = await crawl(store, fake, concurrency, run_id=mode)
     crawled = fake.requests
     raw = await baseline(fake, crawled, concurrency)
-    return Measurement(sum(steps.values()), steps["fetch"], len(crawled), raw)
+    return Measurement(sum(steps.values()), steps, len(crawled), raw)
 
 
 async def one_run(ds: Dataset, latency: float, concurrency: int) -> dict[str, Measurement]:
@@ -202,7 +208,7 @@ def _medians(runs: Sequence[dict[str, Measurement]], mode: str) -> Measurement:
     of = [run[mode] for run in runs]
     return Measurement(
         seconds=statistics.median(m.seconds for m in of),
-        fetch_seconds=statistics.median(m.fetch_seconds for m in of),
+        steps={step: statistics.median(m.steps[step] for m in of) for step in of[0].steps},
         requests=int(statistics.median(m.requests for m in of)),
         baseline_seconds=statistics.median(m.baseline_seconds for m in of),
     )
@@ -227,6 +233,16 @@ def table(runs: Sequence[dict[str, Measurement]], prs: int, floor: float) -> lis
             f"| {_median_ratio(runs, mode):.2f}x | {prs / m.seconds:,.1f} | {m.requests} "
             f"| {m.requests / prs:.3f} | {m.requests * floor:.2f} |"
         )
+    return lines
+
+
+def step_table(runs: Sequence[dict[str, Measurement]]) -> list[str]:
+    """The markdown table of the median seconds per step."""
+    names = list(runs[0][MODES[0]].steps)
+    lines = [f"| crawl | {' | '.join(names)} |", "|---|" + "---:|" * len(names)]
+    for mode in MODES:
+        steps = _medians(runs, mode).steps
+        lines.append(f"| {mode} | " + " | ".join(f"{steps[n]:.2f}" for n in names) + " |")
     return lines
 
 
@@ -260,6 +276,8 @@ def main() -> None:
         "latency floor: requests x latency / concurrency.\n"
     )
     print("\n".join(table(runs, args.prs, latency / args.concurrency)))
+    print("\nSeconds per step (medians):\n")
+    print("\n".join(step_table(runs)))
 
 
 if __name__ == "__main__":
