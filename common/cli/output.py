@@ -68,8 +68,9 @@ CRAWLER_DEFAULT = DEFAULT_CRAWLER_ADDR
 
 
 def to_json(message: Message) -> str:
-    """Protobuf's canonical JSON mapping (lowerCamelCase names, enum names, RFC 3339 times)."""
-    return json_format.MessageToJson(message, indent=2)
+    """Protobuf's JSON mapping as grpcurl prints it: proto field names (the mapping's
+    `preserving_proto_field_name` option), enum names, RFC 3339 times, 64-bit ints as strings."""
+    return json_format.MessageToJson(message, indent=2, preserving_proto_field_name=True)
 
 
 def print_json(message: Message) -> None:

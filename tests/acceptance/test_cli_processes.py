@@ -151,8 +151,8 @@ def test_prs_and_stats_after_a_real_crawl(processes: Processes) -> None:
         stats = as_json(ghpulse("stats", "ghpulse-demo/infra", "-o", "json", env=env))
         table = ghpulse("stats", "ghpulse-demo/infra", env=env)
 
-    assert len(prs["pullRequests"]) == 5
-    assert prs["nextPageToken"]
+    assert len(prs["pull_requests"]) == 5
+    assert prs["next_page_token"]
     assert stats["repository"] == "ghpulse-demo/infra"
     assert int(stats["total"]) > 0
     assert table.returncode == 0
@@ -197,7 +197,7 @@ def test_schedules_lifecycle(cluster: dict[str, str]) -> None:
     resumed = as_json(ghpulse("schedules", "resume", "hourly-a", "-o", "json", env=cluster))
     assert not resumed.get("paused", False)
     fired = as_json(ghpulse("schedules", "run-now", "hourly-a", "-o", "json", env=cluster))
-    assert fired["run"]["scheduleId"] == "hourly-a"
+    assert fired["run"]["schedule_id"] == "hourly-a"
     assert ghpulse("watch", fired["run"]["id"], env=cluster).returncode == 0
     assert ghpulse("schedules", "delete", "hourly-a", env=cluster).returncode == 0
     gone = ghpulse("schedules", "get", "hourly-a", env=cluster)

@@ -86,7 +86,7 @@ def test_exit_codes_of_run_states() -> None:
 def test_json_is_the_canonical_protobuf_mapping() -> None:
     run = runs_pb2.Run(id="r", state=runs_pb2.RUN_STATE_RUNNING, last_seq=7)
 
-    assert json.loads(to_json(run)) == {"id": "r", "state": "RUN_STATE_RUNNING", "lastSeq": "7"}
+    assert json.loads(to_json(run)) == {"id": "r", "state": "RUN_STATE_RUNNING", "last_seq": "7"}
 
 
 def test_stats_table_shows_counts_sizes_and_percentiles() -> None:
