@@ -19,6 +19,7 @@ from scheduler_service.leases import Sweeper
 from scheduler_service.metrics import serve_metrics
 from scheduler_service.orchestrator import Orchestrator, Timing
 from scheduler_service.retries import RetryPolicy
+from scheduler_service.schedule_firing import ScheduleMetrics
 from scheduler_service.schedule_wiring import Schedules
 from scheduler_service.settings import SchedulerSettings
 from scheduler_service.sqla_store import SqlRunStore
@@ -65,7 +66,10 @@ class SchedulerApp(Lifecycle):
             _seconds(settings.sweep_interval),
             _seconds(settings.retention),
         )
-        self.schedules = Schedules(settings, self.store, self.orchestrator, self.clock)
+        self.schedule_metrics = ScheduleMetrics()
+        self.schedules = Schedules(
+            settings, self.store, self.orchestrator, self.clock, metrics=self.schedule_metrics
+        )
         self.host = ServerHost(
             settings.listen, SERVICE_NAMES, self._register, grace=settings.shutdown_grace
         )
@@ -96,7 +100,10 @@ class SchedulerApp(Lifecycle):
         await self.schedules.start()
         await self.host.start()
         self.metrics_server = await serve_metrics(
-            self.settings.metrics_listen, self.settings.db, self.orchestrator
+            self.settings.metrics_listen,
+            self.settings.db,
+            self.orchestrator,
+            extra=[self.schedule_metrics.registry],
         )
         log.info("scheduler.started", address=self.address)
 

@@ -11,7 +11,7 @@ Two sources:
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, cast
 
@@ -226,12 +226,15 @@ class NullMetrics:
 
 
 async def serve_metrics(
-    listen: str, db_url: str, orchestrator: Orchestrator
+    listen: str, db_url: str, orchestrator: Orchestrator, extra: Sequence[Collector] = ()
 ) -> MetricsServer | None:
-    """Hook the orchestrator's metrics up and serve them on `listen` (None: metrics off)."""
+    """Hook the orchestrator's metrics up and serve them on `listen` (None: metrics off), with
+    the `extra` collectors (e.g. the schedule firings' registry) beside them."""
     if not listen:
         return None
     metrics = SchedulerMetrics(db_url, orchestrator.store)
+    for collector in extra:
+        metrics.registry.register(collector)
     metrics.attach(orchestrator.dispatcher, orchestrator.broker)
     orchestrator.metrics = metrics
     return await serve(metrics.registry, listen, metrics.refresh, metrics.close)
