@@ -16,5 +16,5 @@ async def test_schedule_firings_are_on_the_metrics_endpoint(tmp_path: Path) -> N
     app = SchedulerApp(scheduler_settings(tmp_path, metrics_listen=listen))
     async with app, httpx.AsyncClient() as http:
         page = (await http.get(f"http://{listen}/metrics")).text
-    assert "# TYPE ghpulse_schedule_firings counter" in page
+    assert "# TYPE ghpulse_schedule_firings_total counter" in page
     assert "ghpulse_queue_depth" in page
