@@ -8,7 +8,8 @@ sweep), claims runs in the store and pushes assignments. No polling on the hot p
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -49,11 +50,13 @@ class WorkerConn:
     #: run id -> attempt of the assignments it holds.
     running: dict[str, int] = field(default_factory=dict)
     draining: bool = False
+    #: Slots held for a claim in progress (so two claims never take the same last slot).
+    reserved: int = 0
     outbox: asyncio.Queue[Outgoing | None] = field(default_factory=asyncio.Queue)
 
     @property
     def free_slots(self) -> int:
-        return 0 if self.draining else max(0, self.slots - len(self.running))
+        return 0 if self.draining else max(0, self.slots - len(self.running) - self.reserved)
 
     def send(self, item: Outgoing) -> None:
         self.outbox.put_nowait(item)
@@ -133,20 +136,37 @@ class Dispatcher:
                 await asyncio.sleep(0.5)
                 self.kick()
 
-    def _pick(self) -> WorkerConn | None:
+    @contextmanager
+    def reserve(self) -> Iterator[WorkerConn | None]:
+        """The connected crawler with the most free slots, one of them held for the block."""
         candidates = [c for c in self._workers.values() if c.free_slots > 0]
-        return max(candidates, key=lambda c: c.free_slots, default=None)
+        conn = max(candidates, key=lambda c: c.free_slots, default=None)
+        if conn is None:
+            yield None
+            return
+        conn.reserved += 1
+        try:
+            yield conn
+        finally:
+            conn.reserved -= 1
+
+    def assign(self, conn: WorkerConn, run: Run) -> None:
+        """Push a run claimed for `conn` down its stream."""
+        if self._workers.get(conn.id) is not conn:
+            # It disconnected while we claimed: the crawler never got the run, so when it
+            # reconnects (or its lease expires) the run is retried.
+            log.info("dispatch.worker_gone", run_id=run.id, attempt=run.attempt, worker=conn.id)
+            return
+        conn.running[run.id] = run.attempt
+        conn.send(run)
+        log.info("run.dispatched", run_id=run.id, attempt=run.attempt, worker=conn.id)
 
     async def _dispatch(self) -> None:
-        while not self._closing and (conn := self._pick()) is not None:
-            run = await self._claim(conn.id)
+        while not self._closing:
+            with self.reserve() as conn:
+                if conn is None:
+                    return
+                run = await self._claim(conn.id)
             if run is None:
                 return
-            if self._workers.get(conn.id) is not conn:
-                # It disconnected while we claimed: the crawler never got the run, so when it
-                # reconnects (or its lease expires) the run is retried.
-                log.info("dispatch.worker_gone", run_id=run.id, attempt=run.attempt, worker=conn.id)
-                continue
-            conn.running[run.id] = run.attempt
-            conn.send(run)
-            log.info("run.dispatched", run_id=run.id, attempt=run.attempt, worker=conn.id)
+            self.assign(conn, run)

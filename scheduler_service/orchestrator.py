@@ -27,7 +27,7 @@ from scheduler_service.runs import (
     RunState,
     StepReport,
 )
-from scheduler_service.store import RunStore, StopKind, StopRequest, Transition
+from scheduler_service.store import Claim, RunStore, StopKind, StopRequest, Transition
 from scheduler_service.validation import TriggerCommand, to_new_run
 
 log = structlog.get_logger(__name__)
@@ -94,8 +94,13 @@ class Orchestrator:
         new = to_new_run(
             command, now, self.timing.default_max_attempts, self.timing.default_deadline
         )
-        created = await self.store.create_run(new, now, self.timing.idempotency_ttl)
+        with self.dispatcher.reserve() as conn:
+            # With a free crawler slot, the trigger's own transaction also dispatches.
+            claim = Claim(conn.id, self.timing.lease_ttl) if conn is not None else None
+            created = await self.store.create_run(new, now, self.timing.idempotency_ttl, claim)
         self.apply(created.transition)
+        if conn is not None and created.claimed is not None:
+            self.dispatcher.assign(conn, created.claimed)
         self.metrics.triggered_run(new.spec.kind.value, created.disposition.value)
         log.info(
             "run.triggered",

@@ -32,7 +32,14 @@ from scheduler_service.runs import (
     StepReport,
 )
 from scheduler_service.sqla_sync import SyncRunStore
-from scheduler_service.store import Created, Reattachment, RunStore, StopRequest, Transition
+from scheduler_service.store import (
+    Claim,
+    Created,
+    Reattachment,
+    RunStore,
+    StopRequest,
+    Transition,
+)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -101,8 +108,10 @@ class SqlRunStore(RunStore):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._read_pool, functools.partial(fn, *args, **kwargs))
 
-    async def create_run(self, new: NewRun, now: datetime, idempotency_ttl: timedelta) -> Created:
-        return await self._write(self._sync.create_run, new, now, idempotency_ttl)
+    async def create_run(
+        self, new: NewRun, now: datetime, idempotency_ttl: timedelta, claim: Claim | None = None
+    ) -> Created:
+        return await self._write(self._sync.create_run, new, now, idempotency_ttl, claim)
 
     async def get_run(self, run_id: str) -> Run:
         return await self._read(self._sync.get_run, run_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -48,6 +49,7 @@ from scheduler_service.runs import (
     new_run_id,
 )
 from scheduler_service.store import (
+    Claim,
     Created,
     Reattachment,
     StopKind,
@@ -141,11 +143,16 @@ class SyncRunStore:
 
     # -- creating runs -----------------------------------------------------------------------
 
-    def create_run(self, new: NewRun, now: datetime, idempotency_ttl: timedelta) -> Created:
+    def create_run(
+        self, new: NewRun, now: datetime, idempotency_ttl: timedelta, claim: Claim | None = None
+    ) -> Created:
         for _ in range(_CONTENTION_RETRIES):
             try:
                 with self._tx(now) as tx:
-                    return self._create(tx, new, idempotency_ttl)
+                    created = self._create(tx, new, idempotency_ttl)
+                    if claim is None or not tx.dispatchable:
+                        return created
+                    return self._create_and_claim(tx, created, claim)
             except IntegrityError:
                 # Another process won a race on the same key or request_id (PostgreSQL; SQLite
                 # transactions are serialized): the next pass sees its row.
@@ -263,25 +270,34 @@ class SyncRunStore:
 
     # -- dispatch and reports from crawlers ----------------------------------------------------
 
+    def _create_and_claim(self, tx: t.Tx, created: Created, claim: Claim) -> Created:
+        claimed = self._claim_in(tx, claim.worker_id, claim.lease_ttl)
+        # The oldest dispatchable run was claimed; if it is the new one, nothing else waits.
+        tx.dispatchable = claimed is None or claimed.id != created.run.id
+        return replace(created, transition=self._transition(tx, created.run), claimed=claimed)
+
     def claim(self, worker_id: str, now: datetime, lease_ttl: timedelta) -> Transition:
         with self._tx(now) as tx:
-            # The whole row, locked by this one statement (FOR UPDATE SKIP LOCKED on PostgreSQL;
-            # SQLite transactions hold the write lock): no second read to lock it.
-            statement = (
-                select(runs)
-                .where(*_dispatchable(now))
-                .order_by(runs.c.created_at, runs.c.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            )
-            found = (tx.conn.execute(statement)).mappings().first()
-            if found is None:
-                return Transition()
-            row = dict(found)
-            t.start_attempt(tx, row, worker_id, lease_ttl)
-            # `start_attempt` keeps `row` up to date: only the steps need reading.
-            step_rows = self._steps(tx.conn, [row["id"]])
-            return self._transition(tx, _to_run(row, step_rows.get(row["id"], [])))
+            return self._transition(tx, self._claim_in(tx, worker_id, lease_ttl))
+
+    def _claim_in(self, tx: t.Tx, worker_id: str, lease_ttl: timedelta) -> Run | None:
+        # The whole row, locked by this one statement (FOR UPDATE SKIP LOCKED on PostgreSQL;
+        # SQLite transactions hold the write lock): no second read to lock it.
+        statement = (
+            select(runs)
+            .where(*_dispatchable(tx.now))
+            .order_by(runs.c.created_at, runs.c.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        found = (tx.conn.execute(statement)).mappings().first()
+        if found is None:
+            return None
+        row = dict(found)
+        t.start_attempt(tx, row, worker_id, lease_ttl)
+        # `start_attempt` keeps `row` up to date: only the steps need reading.
+        step_rows = self._steps(tx.conn, [row["id"]])
+        return _to_run(row, step_rows.get(row["id"], []))
 
     def _owned(self, tx: t.Tx, ref: AttemptRef, worker_id: str) -> t.Row:
         row = t.lock_run(tx, ref.run_id)

@@ -64,10 +64,20 @@ class Transition:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """Assign a dispatchable run to this crawler in the same transaction as the trigger."""
+
+    worker_id: str
+    lease_ttl: timedelta
+
+
+@dataclass(frozen=True)
 class Created:
     run: Run
     disposition: Disposition
     transition: Transition
+    #: The run assigned to `Claim.worker_id` (the oldest dispatchable one), if any.
+    claimed: Run | None = None
 
 
 @dataclass(frozen=True)
@@ -82,8 +92,14 @@ class RunStore(ABC):
     """The durable run store. Implementations: `SqlRunStore` (SQLite, PostgreSQL)."""
 
     @abstractmethod
-    async def create_run(self, new: NewRun, now: datetime, idempotency_ttl: timedelta) -> Created:
+    async def create_run(
+        self, new: NewRun, now: datetime, idempotency_ttl: timedelta, claim: Claim | None = None
+    ) -> Created:
         """Create a run for `new`, or resolve the conflict with the active run of its key.
+
+        With `claim`, when the trigger made a run dispatchable, the oldest dispatchable run is also
+        assigned to `claim.worker_id` in the same transaction (as `claim()` would): one durable
+        write less between a trigger and its first step.
 
         With `new.request_id` set, a repeat within `idempotency_ttl` returns the first answer's run
         with `Disposition.IDEMPOTENT`; a repeat with another `payload_hash` raises

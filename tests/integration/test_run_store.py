@@ -35,7 +35,7 @@ from scheduler_service.runs import (
     StepState,
 )
 from scheduler_service.sqla_store import SqlRunStore
-from scheduler_service.store import StopKind
+from scheduler_service.store import Claim, StopKind
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 TTL = timedelta(seconds=30)
@@ -377,3 +377,23 @@ def test_migrated_schema_enforces_the_invariants(scheduler_db_url: str) -> None:
         assert f"'{slot}'" in definition and "WHERE" in definition.upper()
     assert pk == ["run_id", "seq"]
     assert idem_pk == ["request_id"]
+
+
+async def test_a_trigger_can_dispatch_in_its_own_transaction(store: SqlRunStore) -> None:
+    claim = Claim("w1", TTL)
+    first = await store.create_run(new_run("octo/a"), T0, DAY, claim)
+    assert first.claimed is not None
+    assert (first.claimed.id, first.claimed.state, first.claimed.worker_id) == (
+        first.run.id,
+        RunState.RUNNING,
+        "w1",
+    )
+    assert not first.transition.dispatchable  # nothing else waits
+    assert [e.data["state"] for e in first.transition.events] == ["pending", "running"]
+    # A join dispatches nothing; an older pending run is claimed before the new one (FIFO).
+    assert (await store.create_run(new_run("octo/a"), T0, DAY, claim)).claimed is None
+    backlog = await store.create_run(new_run("octo/b"), T0, DAY)
+    newer = await store.create_run(new_run("octo/c"), T0 + timedelta(seconds=1), DAY, claim)
+    assert newer.claimed is not None
+    assert newer.claimed.id == backlog.run.id
+    assert newer.transition.dispatchable
