@@ -6,7 +6,7 @@ the job has a fetch step, else the repositories the spec names (an organization'
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -17,6 +17,7 @@ from crawler_service.models import repo_key
 from crawler_service.store import CrawlerStore
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 @asynccontextmanager
@@ -58,3 +59,20 @@ async def targets(ctx: StepContext, store: CrawlerStore) -> list[str]:
     if spec.organization:
         names += await store.repositories_of(spec.organization)
     return [repo_key(name) for name in dedupe(names)]
+
+
+async def each_repository(
+    ctx: StepContext,
+    store: CrawlerStore,
+    work: Callable[[str], Awaitable[R]],
+    done: str,
+) -> list[R]:
+    """Run `work` on every target repository in turn, reporting `(i, n, repository)` progress
+    before each and `(n, n, done)` at the end; returns the results in order."""
+    repositories = await targets(ctx, store)
+    results = []
+    for index, repository in enumerate(repositories):
+        await ctx.progress(index, len(repositories), repository)
+        results.append(await work(repository))
+    await ctx.progress(len(repositories), len(repositories), done)
+    return results

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from crawler_service.jobs import Output, StepContext
 from crawler_service.metrics import CycleTimes, ReviewInfo, cycle_times, size_class
 from crawler_service.models import Commit, PullRequest, Release, Review
-from crawler_service.steps import targets
+from crawler_service.steps import each_repository
 from crawler_service.store import CrawlerStore, Row
 
 
@@ -47,13 +47,8 @@ class ClassifyStep:
     name: str = "classify"
 
     async def run(self, ctx: StepContext) -> Output:
-        repositories = await targets(ctx, self.store)
-        total = 0
-        for index, repository in enumerate(repositories):
-            await ctx.progress(index, len(repositories), repository)
-            total += await self._repository(repository)
-        await ctx.progress(len(repositories), len(repositories), "classified")
-        return {"prs_classified": total}
+        counts = await each_repository(ctx, self.store, self._repository, "classified")
+        return {"prs_classified": sum(counts)}
 
     async def _repository(self, key: str) -> int:
         pulls = await self.store.select(

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from crawler_service.jobs import Output, StepContext
 from crawler_service.models import ClosingLink, PullRequest
-from crawler_service.steps import targets
+from crawler_service.steps import each_repository
 from crawler_service.store import CrawlerStore
 
 COLUMNS = (
@@ -87,13 +87,8 @@ class ExportStep:
     name: str = "export"
 
     async def run(self, ctx: StepContext) -> Output:
-        repositories = await targets(ctx, self.store)
-        paths: list[str] = []
-        for index, repository in enumerate(repositories):
-            await ctx.progress(index, len(repositories), repository)
-            paths += await self._repository(repository)
-        await ctx.progress(len(repositories), len(repositories), "exported")
-        return {"exports": paths}
+        per_repository = await each_repository(ctx, self.store, self._repository, "exported")
+        return {"exports": [path for paths in per_repository for path in paths]}
 
     async def _repository(self, key: str) -> list[str]:
         records = await self._records(key)

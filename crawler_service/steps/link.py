@@ -24,7 +24,7 @@ from crawler_service.models import (
     Repository,
     repo_key,
 )
-from crawler_service.steps import targets
+from crawler_service.steps import each_repository
 from crawler_service.store import CrawlerStore, Link
 
 
@@ -50,13 +50,8 @@ class LinkStep:
     name: str = "link"
 
     async def run(self, ctx: StepContext) -> Output:
-        repositories = await targets(ctx, self.store)
-        total = 0
-        for index, repository in enumerate(repositories):
-            await ctx.progress(index, len(repositories), repository)
-            total += await self._repository(repository)
-        await ctx.progress(len(repositories), len(repositories), "linked")
-        return {"links": total}
+        counts = await each_repository(ctx, self.store, self._repository, "linked")
+        return {"links": sum(counts)}
 
     async def _repository(self, key: str) -> int:
         repos = await self.store.select(

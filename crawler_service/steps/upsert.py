@@ -24,7 +24,7 @@ from crawler_service.models import (
     STATE_OPEN,
     repo_key,
 )
-from crawler_service.steps import parse_time, targets
+from crawler_service.steps import each_repository, parse_time
 from crawler_service.store import CrawlerStore, Row, StoredRaw
 
 _PR_KINDS = (RAW_PULL, RAW_REVIEWS, RAW_COMMITS)
@@ -144,14 +144,13 @@ class UpsertStep:
     name: str = "upsert"
 
     async def run(self, ctx: StepContext) -> Output:
-        repositories = await targets(ctx, self.store)
         rebuild = isinstance(ctx.spec, RecalculateSpec)
-        written = 0
-        for index, repository in enumerate(repositories):
-            await ctx.progress(index, len(repositories), repository)
-            written += await self._repository(repository, rebuild)
-        await ctx.progress(len(repositories), len(repositories), "upserted")
-        return {"prs_upserted": written}
+
+        async def upsert(repository: str) -> int:
+            return await self._repository(repository, rebuild)
+
+        counts = await each_repository(ctx, self.store, upsert, "upserted")
+        return {"prs_upserted": sum(counts)}
 
     async def _repository(self, repository: str, rebuild: bool) -> int:
         key = repo_key(repository)
