@@ -5,6 +5,7 @@ Exceptions become gRPC status codes in `common.grpc_errors` (the server's interc
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,9 +24,11 @@ from scheduler_service.convert import (
     trigger_from_pb,
 )
 from scheduler_service.orchestrator import Orchestrator
-from scheduler_service.runs import Run
+from scheduler_service.runs import Run, RunEvent
 
 Context = grpc.aio.ServicerContext[Any, Any]
+#: Recent events' messages kept for watchers (a few seconds of a busy scheduler).
+EVENT_CACHE_SIZE = 4096
 
 
 def _run_id(value: str, field: str = "run_id") -> str:
@@ -36,6 +39,7 @@ def _run_id(value: str, field: str = "run_id") -> str:
 class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):
     def __init__(self, orchestrator: Orchestrator) -> None:
         self._orchestrator = orchestrator
+        self._events: OrderedDict[tuple[str, int], pb2.WatchRunResponse] = OrderedDict()
 
     async def TriggerRun(
         self, request: pb2.TriggerRunRequest, context: Context
@@ -53,7 +57,18 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):
             if isinstance(item, Run):
                 yield pb2.WatchRunResponse(snapshot=run_to_pb(item))
             else:
-                yield pb2.WatchRunResponse(event=event_to_pb(item))
+                yield self._event_message(item)
+
+    def _event_message(self, event: RunEvent) -> pb2.WatchRunResponse:
+        """One message per event, shared by all its watchers (not converted once per watcher)."""
+        key = (event.run_id, event.seq)
+        message = self._events.get(key)
+        if message is None:
+            message = pb2.WatchRunResponse(event=event_to_pb(event))
+            self._events[key] = message
+            if len(self._events) > EVENT_CACHE_SIZE:
+                self._events.popitem(last=False)
+        return message
 
     async def GetRun(self, request: pb2.GetRunRequest, context: Context) -> pb2.GetRunResponse:
         run = await self._orchestrator.get(_run_id(request.run_id))
