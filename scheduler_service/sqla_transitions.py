@@ -1,4 +1,5 @@
-"""State transitions of one run inside an open transaction: the building blocks of `SqlRunStore`.
+"""State transitions of one run inside an open transaction: the building blocks of `SqlRunStore`'s
+writes.
 
 Each function takes the transaction's connection and the run's row as a mutable dict (locked by the
 caller), writes the change and appends its events to the run's log.
@@ -14,7 +15,18 @@ from sqlalchemy import Connection, Table, select, update
 
 from scheduler_service.models import ACTIVE, QUEUED, RunEventRow, RunRow, RunStepRow
 from scheduler_service.retries import RetryPolicy
-from scheduler_service.runs import EventKind, RunError, RunEvent, RunState, StepState
+from scheduler_service.runs import (
+    AttemptRef,
+    AttemptResult,
+    EventKind,
+    Outcome,
+    RunError,
+    RunEvent,
+    RunState,
+    StepReport,
+    StepState,
+)
+from scheduler_service.store import StopKind, StopRequest
 
 runs = cast(Table, RunRow.__table__)
 steps = cast(Table, RunStepRow.__table__)
@@ -228,3 +240,114 @@ def upsert_step(tx: Tx, run: Row, name: str, **values: Any) -> None:
             **{"state": StepState.PENDING.value, "attempt": run["attempt"], **values},
         )
     )
+
+
+def renew(tx: Tx, worker_id: str, refs: list[AttemptRef], lease_ttl: timedelta) -> list[AttemptRef]:
+    """Extend the leases of the attempts in `refs` that `worker_id` still holds."""
+    renewed = []
+    for ref in refs:
+        result = tx.conn.execute(
+            update(runs).where(*held(ref, worker_id)).values(lease_expires_at=tx.now + lease_ttl)
+        )
+        if result.rowcount:
+            renewed.append(ref)
+    return renewed
+
+
+def held(ref: AttemptRef, worker_id: str) -> tuple[Any, ...]:
+    return (
+        runs.c.id == ref.run_id,
+        runs.c.attempt == ref.attempt,
+        runs.c.state == RunState.RUNNING.value,
+        runs.c.worker_id == worker_id,
+    )
+
+
+def apply_report(tx: Tx, row: Row, report: StepReport) -> None:
+    data: dict[str, Any] = {"step": report.step}
+    if report.kind is EventKind.STEP_STARTED:
+        upsert_step(
+            tx,
+            row,
+            report.step,
+            state=StepState.RUNNING.value,
+            current=0,
+            total=report.total,
+            message=report.message,
+            attempt=row["attempt"],
+            started_at=tx.now,
+            finished_at=None,
+            output=None,
+        )
+        data.update(total=report.total, message=report.message)
+    elif report.kind is EventKind.STEP_PROGRESS:
+        upsert_step(
+            tx,
+            row,
+            report.step,
+            state=StepState.RUNNING.value,
+            current=report.current,
+            total=report.total,
+            message=report.message,
+        )
+        data.update(current=report.current, total=report.total, message=report.message)
+    else:
+        output = report.output if report.state is StepState.SUCCEEDED else None
+        upsert_step(
+            tx,
+            row,
+            report.step,
+            state=report.state.value,
+            finished_at=tx.now,
+            message=report.message,
+            output=output,
+        )
+        data.update(state=report.state.value, message=report.message)
+        if output is not None:
+            data["output"] = output
+    append(tx, row, report.kind, data)
+
+
+def apply_result(tx: Tx, row: Row, result: AttemptResult) -> None:
+    outcome = result.outcome
+    if row["cancel_requested_at"] is not None and outcome is not Outcome.SUCCEEDED:
+        outcome = Outcome.CANCELLED
+    if outcome is Outcome.SUCCEEDED:
+        finish(tx, row, RunState.SUCCEEDED, "succeeded", output=result.output or {})
+    elif outcome is Outcome.CANCELLED:
+        finish(tx, row, RunState.CANCELLED, "cancelled")
+    elif outcome is Outcome.RELEASED:
+        release(tx, row, "handed back by the crawler")
+    else:
+        error = result.error or RunError("UNKNOWN", "the attempt failed", False)
+        if error.retryable:
+            retry_or_fail(tx, row, error, "attempt failed")
+        else:
+            finish(tx, row, RunState.FAILED, "attempt failed", error=error)
+
+
+def expire_one(tx: Tx, row: Row, cancel_grace: timedelta) -> list[StopRequest]:
+    """Apply whichever time limit `row` passed; returns the crawler stops to push."""
+    now, state = tx.now, RunState(row["state"])
+    stops = []
+    if state is RunState.RUNNING:
+        stops.append(
+            StopRequest(
+                row["worker_id"], AttemptRef(row["id"], row["attempt"]), StopKind.ABANDON, "expired"
+            )
+        )
+    if row["deadline_at"] is not None and row["deadline_at"] < now and not state.terminal:
+        error = RunError("DEADLINE_EXCEEDED", "the run did not finish before its deadline", False)
+        finish(tx, row, RunState.FAILED, "deadline exceeded", error=error)
+    elif state is not RunState.RUNNING:
+        return []
+    elif row["cancel_requested_at"] is not None and (
+        row["cancel_requested_at"] < now - cancel_grace or row["lease_expires_at"] < now
+    ):
+        finish(tx, row, RunState.CANCELLED, "cancelled (forced after the grace period)")
+    elif row["lease_expires_at"] is not None and row["lease_expires_at"] < now:
+        error = RunError("WORKER_LOST", "the crawler's lease expired", True)
+        retry_or_fail(tx, row, error, "lease expired")
+    else:
+        return []
+    return stops
