@@ -10,6 +10,7 @@ from datetime import timedelta
 import structlog
 
 from common.clock import Clock
+from common.errors import Unavailable
 from scheduler_service.orchestrator import Orchestrator
 
 log = structlog.get_logger(__name__)
@@ -45,6 +46,8 @@ class Sweeper:
         while not self._stopping.is_set():
             try:
                 await self.sweep_once()
+            except Unavailable as exc:
+                log.warning("sweep.store_unavailable", error=exc.message)
             except Exception:
                 log.exception("sweep.failed")
             with contextlib.suppress(TimeoutError):

@@ -17,10 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import ParamSpec, TypeVar
 
+import structlog
 from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common import db
+from common.errors import Unavailable
 from scheduler_service.retries import RetryPolicy
 from scheduler_service.runs import (
     AttemptRef,
@@ -43,6 +46,8 @@ from scheduler_service.store import (
 
 P = ParamSpec("P")
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
+RETRY_AFTER = timedelta(seconds=1)
 SQLITE_READERS = 4
 POSTGRES_THREADS = 10
 
@@ -101,12 +106,10 @@ class SqlRunStore(RunStore):
                 await async_engine.dispose()
 
     async def _write(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._write_pool, functools.partial(fn, *args, **kwargs))
+        return await _on(self._write_pool, functools.partial(fn, *args, **kwargs))
 
     async def _read(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._read_pool, functools.partial(fn, *args, **kwargs))
+        return await _on(self._read_pool, functools.partial(fn, *args, **kwargs))
 
     async def create_run(
         self, new: NewRun, now: datetime, idempotency_ttl: timedelta, claim: Claim | None = None
@@ -171,3 +174,14 @@ class SqlRunStore(RunStore):
 
     async def purge(self, finished_before: datetime, now: datetime) -> int:
         return await self._write(self._sync.purge, finished_before, now)
+
+
+async def _on(pool: ThreadPoolExecutor, call: Callable[[], T]) -> T:
+    """Run `call` on `pool`; a database that cannot be reached (or stays locked) is UNAVAILABLE
+    with a retry hint, never an INTERNAL error: the transaction was rolled back, so retrying the
+    RPC is safe (TriggerRun with its request_id)."""
+    try:
+        return await asyncio.get_running_loop().run_in_executor(pool, call)
+    except (OperationalError, InterfaceError) as exc:
+        log.warning("store.unavailable", error=str(exc.orig or exc).splitlines()[0])
+        raise Unavailable("the run store is unavailable; retry", retry_after=RETRY_AFTER) from exc
