@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, and_, exists, func, or_, select
+from sqlalchemy import Connection, Table, and_, exists, or_, select
 
-from common import db
 from common.jobs import from_json
 from scheduler_service import sqla_transitions as t
 from scheduler_service.errors import RunNotFound
@@ -71,19 +70,6 @@ def events_after(conn: Connection, run_id: str, after_seq: int, limit: int) -> l
         .limit(limit)
     )
     return [to_event(dict(r)) for r in (conn.execute(statement)).mappings()]
-
-
-def next_due(conn: Connection, now: datetime) -> datetime | None:
-    statement = select(func.min(runs.c.not_before)).where(
-        runs.c.state == RunState.PENDING.value, runs.c.not_before > now
-    )
-    value = (conn.execute(statement)).scalar()
-    return db.UTCDateTime().process_result_value(value, conn.dialect)
-
-
-def has_dispatchable(conn: Connection, now: datetime) -> bool:
-    statement = select(runs.c.id).where(*dispatchable(now)).limit(1)
-    return (conn.execute(statement)).first() is not None
 
 
 def expiry_candidates(conn: Connection, now: datetime, cancel_grace: timedelta) -> list[str]:

@@ -166,12 +166,6 @@ class SqlRunStore(RunStore):
     async def pending_cancels(self, worker_ids: list[str]) -> list[StopRequest]:
         return await self._read(self._sync.pending_cancels, worker_ids)
 
-    async def next_due(self, now: datetime) -> datetime | None:
-        return await self._read(self._sync.next_due, now)
-
-    async def has_dispatchable(self, now: datetime) -> bool:
-        return await self._read(self._sync.has_dispatchable, now)
-
     async def purge(self, finished_before: datetime, now: datetime) -> int:
         return await self._write(self._sync.purge, finished_before, now)
 

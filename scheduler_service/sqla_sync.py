@@ -91,14 +91,6 @@ class SyncRunStore:
         with self._reader.connect() as conn:
             return reads.events_after(conn, run_id, after_seq, limit)
 
-    def next_due(self, now: datetime) -> datetime | None:
-        with self._reader.connect() as conn:
-            return reads.next_due(conn, now)
-
-    def has_dispatchable(self, now: datetime) -> bool:
-        with self._reader.connect() as conn:
-            return reads.has_dispatchable(conn, now)
-
     def expiry_candidates(self, now: datetime, cancel_grace: timedelta) -> list[str]:
         with self._reader.connect() as conn:
             return reads.expiry_candidates(conn, now, cancel_grace)

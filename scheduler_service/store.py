@@ -179,14 +179,6 @@ class RunStore(ABC):
         scheduler process)."""
 
     @abstractmethod
-    async def next_due(self, now: datetime) -> datetime | None:
-        """When the next run backing off becomes dispatchable, if any."""
-
-    @abstractmethod
-    async def has_dispatchable(self, now: datetime) -> bool:
-        """Whether a pending run can be dispatched now."""
-
-    @abstractmethod
     async def purge(self, finished_before: datetime, now: datetime) -> int:
         """Delete runs finished before `finished_before` and expired idempotency keys; returns
         the number of runs deleted."""
