@@ -307,6 +307,10 @@ class SyncRunStore:
             for run_id in [r for r in lost.scalars() if r not in held]:
                 row = t.lock_run(tx, run_id)
                 assert row is not None
+                if row["cancel_requested_at"] is not None:
+                    # Its cancellation was requested: retrying would run a cancelled run again.
+                    t.finish(tx, row, RunState.CANCELLED, "cancelled (the crawler restarted)")
+                    continue
                 error = RunError("WORKER_LOST", "the crawler no longer had this run", True)
                 t.retry_or_fail(tx, row, error, "crawler restarted")
             return Reattachment(reattached, abandoned, self._transition(tx))
