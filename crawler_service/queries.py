@@ -58,7 +58,8 @@ class PageKey:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             created_at, number = json.loads(raw)
             when = datetime.fromisoformat(created_at)
-            if when.tzinfo is None or not isinstance(number, int):
+            # A PR number fits the 32-bit column; a larger one would fail in the database.
+            if when.tzinfo is None or type(number) is not int or not 0 < number < 2**31:
                 raise ValueError(token)
         except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
             raise InvalidArgument(

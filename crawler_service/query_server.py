@@ -39,6 +39,8 @@ from crawler_service.queries import (
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PullRequestService"].full_name
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
+#: PR and issue numbers are stored as 32-bit integers (PostgreSQL `integer`).
+MAX_NUMBER = 2**31 - 1
 
 _REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 _STATE_FROM_PB = {
@@ -75,14 +77,21 @@ def _repository_violations(value: str, field: str = "repository") -> list[FieldV
 
 
 def _positive_violations(value: int, field: str) -> list[FieldViolation]:
-    return [] if value > 0 else [FieldViolation(field, "must be a positive number")]
+    if 0 < value <= MAX_NUMBER:
+        return []
+    return [FieldViolation(field, f"must be a positive number up to {MAX_NUMBER}")]
 
 
 def _time(message: Any, field: str) -> datetime | None:
+    """The timestamp `field` of `message` (None if unset); raises InvalidArgument when the
+    Timestamp is outside what a datetime holds (years 1-9999)."""
     if not message.HasField(field):
         return None
     stamp: timestamp_pb2.Timestamp = getattr(message, field)
-    return stamp.ToDatetime(tzinfo=UTC)
+    try:
+        return stamp.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidArgument([FieldViolation(field, "not a valid timestamp")]) from exc
 
 
 def _window_violations(
