@@ -377,6 +377,9 @@ class SyncRunStore:
                     not_before=None,
                     error=None,
                     cancel_requested_at=None,
+                    # A fresh deadline as long as the first: a run that failed past its deadline
+                    # would otherwise never be dispatched and fail again at the next sweep.
+                    deadline_at=_fresh_deadline(row, now),
                 )
                 t.append(
                     tx,
@@ -417,3 +420,10 @@ class SyncRunStore:
                 )
             )
             return int(result.rowcount or 0)
+
+
+def _fresh_deadline(row: t.Row, now: datetime) -> datetime | None:
+    if row["deadline_at"] is None:
+        return None
+    allowed: timedelta = row["deadline_at"] - row["created_at"]
+    return now + allowed

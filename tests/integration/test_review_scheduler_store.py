@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 
 from scheduler_service.retries import RetryPolicy
-from scheduler_service.runs import RunState
+from scheduler_service.runs import AttemptResult, Outcome, RunError, RunState
 from scheduler_service.sqla_store import SqlRunStore
-from tests.integration.test_run_store import T0, TTL, running
+from tests.integration.test_run_store import DAY, T0, TTL, new_run, running
 
 
 @pytest.fixture
@@ -32,3 +32,27 @@ async def test_a_cancelled_run_lost_by_a_restarted_crawler_ends_cancelled(
     assert run.state is RunState.CANCELLED
     assert result.transition.events[-1].data["state"] == RunState.CANCELLED.value
     assert (await store.claim("w2", T0, TTL)).run is None
+
+
+async def test_retry_run_of_a_run_past_its_deadline_can_run_again(store: SqlRunStore) -> None:
+    ref = await running(store, deadline_at=T0 + timedelta(seconds=10))
+    late = T0 + timedelta(seconds=11)
+    await store.expire(late, timedelta(seconds=5))
+    failed = await store.get_run(ref.run_id)
+    assert failed.error is not None and failed.error.code == "DEADLINE_EXCEEDED"
+
+    retried = await store.retry_run(ref.run_id, late)
+    assert retried.run is not None and retried.run.state is RunState.PENDING
+    # A fresh deadline as long as the first one: dispatchable, and not failed again at once.
+    assert retried.run.deadline_at == late + timedelta(seconds=10)
+    claimed = await store.claim("w2", late, TTL)
+    assert claimed.run is not None and claimed.run.id == ref.run_id
+
+
+async def test_retry_run_without_deadline_keeps_none(store: SqlRunStore) -> None:
+    ref = await running(store)
+    error = RunError("X", "x", retryable=False)
+    await store.finish_attempt(ref, "w1", AttemptResult(Outcome.FAILED, error=error), T0)
+    retried = await store.retry_run(ref.run_id, T0 + DAY)
+    assert retried.run is not None and retried.run.deadline_at is None
+    assert (await store.create_run(new_run("octo/other"), T0, DAY)).run.deadline_at is None
