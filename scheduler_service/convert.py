@@ -6,8 +6,10 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
+
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from common import pb
 from common.errors import FieldViolation, require
@@ -26,7 +28,7 @@ from scheduler_service.runs import (
     StepStatus,
     Trigger,
 )
-from scheduler_service.validation import TriggerCommand
+from scheduler_service.validation import NUL_MESSAGE, TriggerCommand
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -161,8 +163,43 @@ def event_to_pb(event: RunEvent) -> runs_pb2.RunEvent:
     return message
 
 
+NUL = "\x00"
+
+
+def _time(
+    message: timestamp_pb2.Timestamp, present: bool, field: str, violations: list[FieldViolation]
+) -> datetime | None:
+    """The timestamp, or None with a violation when it is out of range (not an INTERNAL error)."""
+    try:
+        return pb.from_timestamp(message, present)
+    except (ValueError, OverflowError):
+        violations.append(FieldViolation(field, "not a valid timestamp"))
+        return None
+
+
+def _duration(
+    message: duration_pb2.Duration, present: bool, field: str, violations: list[FieldViolation]
+) -> timedelta | None:
+    if not present:
+        return None
+    try:
+        return message.ToTimedelta()
+    except (ValueError, OverflowError):
+        violations.append(FieldViolation(field, "not a valid duration"))
+        return None
+
+
+def nul_violations(field: str, values: Mapping[str, str]) -> list[FieldViolation]:
+    """Strings with NUL characters (PostgreSQL rejects them in text: INTERNAL otherwise)."""
+    return [
+        FieldViolation(f"{field}[{key}]" if key else field, NUL_MESSAGE)
+        for key, value in values.items()
+        if NUL in key or NUL in value
+    ]
+
+
 def trigger_from_pb(request: scheduler_service_pb2.TriggerRunRequest) -> TriggerCommand:
-    violations = []
+    violations: list[FieldViolation] = []
     policy = POLICIES.get(request.on_conflict)
     if policy is None:
         violations.append(FieldViolation("on_conflict", f"unknown policy {request.on_conflict}"))
@@ -171,6 +208,10 @@ def trigger_from_pb(request: scheduler_service_pb2.TriggerRunRequest) -> Trigger
         violations.append(FieldViolation("trigger", f"unknown trigger {request.trigger}"))
     if request.max_attempts < 0:
         violations.append(FieldViolation("max_attempts", "must not be negative"))
+    deadline = _duration(request.deadline, request.HasField("deadline"), "deadline", violations)
+    nominal_time = _time(
+        request.nominal_time, request.HasField("nominal_time"), "nominal_time", violations
+    )
     require(violations)
     assert isinstance(trigger, Trigger) and policy is not None
     return TriggerCommand(
@@ -180,10 +221,10 @@ def trigger_from_pb(request: scheduler_service_pb2.TriggerRunRequest) -> Trigger
         request_id=request.request_id,
         labels=dict(request.labels),
         max_attempts=request.max_attempts,
-        deadline=request.deadline.ToTimedelta() if request.HasField("deadline") else None,
+        deadline=deadline,
         trigger=trigger,
         schedule_id=request.schedule_id,
-        nominal_time=pb.from_timestamp(request.nominal_time, request.HasField("nominal_time")),
+        nominal_time=nominal_time,
     )
 
 
@@ -195,14 +236,18 @@ def encode_page_token(run: Run) -> str:
 def decode_page_token(token: str) -> tuple[datetime, str]:
     try:
         data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return datetime.fromisoformat(data["c"]), str(data["i"])
-    except (ValueError, KeyError, TypeError, binascii.Error):
+        created = datetime.fromisoformat(data["c"])
+        if created.tzinfo is None:
+            raise ValueError("naive")
+        return created.astimezone(UTC), str(data["i"])
+    except (ValueError, KeyError, TypeError, binascii.Error, RecursionError):
         require([FieldViolation("page_token", "not a page token returned by ListRuns")])
         raise AssertionError("unreachable") from None
 
 
 def query_from_pb(request: scheduler_service_pb2.ListRunsRequest) -> RunQuery:
-    violations = []
+    violations = nul_violations("concurrency_key", {"": request.concurrency_key})
+    violations += nul_violations("labels", dict(request.labels))
     if request.page_size < 0:
         violations.append(FieldViolation("page_size", "must not be negative"))
     jobs = []
@@ -222,6 +267,12 @@ def query_from_pb(request: scheduler_service_pb2.ListRunsRequest) -> RunQuery:
     trigger = _reverse(TRIGGERS, request.trigger) if request.trigger else None
     if request.trigger and trigger is None:
         violations.append(FieldViolation("trigger", f"unknown trigger {request.trigger}"))
+    after = _time(
+        request.created_after, request.HasField("created_after"), "created_after", violations
+    )
+    before = _time(
+        request.created_before, request.HasField("created_before"), "created_before", violations
+    )
     require(violations)
     return RunQuery(
         jobs=tuple(jobs),
@@ -229,10 +280,8 @@ def query_from_pb(request: scheduler_service_pb2.ListRunsRequest) -> RunQuery:
         labels=dict(request.labels),
         concurrency_key=request.concurrency_key,
         trigger=trigger,
-        created_after=pb.from_timestamp(request.created_after, request.HasField("created_after")),
-        created_before=pb.from_timestamp(
-            request.created_before, request.HasField("created_before")
-        ),
+        created_after=after,
+        created_before=before,
         page_size=min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
         after=decode_page_token(request.page_token) if request.page_token else None,
     )

@@ -33,6 +33,8 @@ EVENT_CACHE_SIZE = 4096
 
 def _run_id(value: str, field: str = "run_id") -> str:
     require([FieldViolation(field, "required")] if not value.strip() else [])
+    # PostgreSQL rejects NUL in text: an INTERNAL error otherwise.
+    require([FieldViolation(field, "must not contain NUL characters")] if "\x00" in value else [])
     return value.strip()
 
 

@@ -19,6 +19,7 @@ MAX_REQUEST_ID = 128
 MAX_CONCURRENCY_KEY = 512
 MAX_ATTEMPTS = 100
 MAX_DEADLINE = timedelta(days=7)
+NUL_MESSAGE = "must not contain NUL characters"
 _LABEL_KEY = re.compile(r"^[a-z0-9]([a-z0-9_.\-/]*[a-z0-9])?$")
 
 
@@ -50,6 +51,8 @@ def _label_violations(labels: dict[str, str]) -> list[FieldViolation]:
                     f"keys are 1-{MAX_LABEL_KEY} lowercase letters, digits, '_', '.', '-', '/'",
                 )
             )
+        if "\x00" in value:
+            violations.append(FieldViolation(f"labels[{key}]", NUL_MESSAGE))
         if len(value) > MAX_LABEL_VALUE:
             violations.append(
                 FieldViolation(f"labels[{key}]", f"values are at most {MAX_LABEL_VALUE} characters")
@@ -65,6 +68,13 @@ def _option_violations(command: TriggerCommand) -> list[FieldViolation]:
         violations.append(
             FieldViolation("concurrency_key", f"at most {MAX_CONCURRENCY_KEY} characters")
         )
+    for name, value in (
+        ("concurrency_key", command.concurrency_key),
+        ("request_id", command.request_id),
+        ("schedule_id", command.schedule_id),
+    ):
+        if "\x00" in value:
+            violations.append(FieldViolation(name, NUL_MESSAGE))
     if not 0 <= command.max_attempts <= MAX_ATTEMPTS:
         violations.append(FieldViolation("max_attempts", f"between 1 and {MAX_ATTEMPTS}"))
     if command.deadline is not None and not timedelta(0) < command.deadline <= MAX_DEADLINE:
