@@ -59,8 +59,20 @@ TIMING_FIELDS = frozenset({"cron", "interval", "start_time", "time_zone"})
 def _duration(message: schedules_pb2.Schedule, name: str) -> timedelta | None:
     if not message.HasField(name):  # type: ignore[arg-type]
         return None
-    value: timedelta = getattr(message, name).ToTimedelta()
+    try:
+        value: timedelta = getattr(message, name).ToTimedelta()
+    except (ValueError, OverflowError):
+        require([FieldViolation(f"schedule.{name}", "not a valid duration")])
+        raise AssertionError("unreachable") from None
     return value
+
+
+def _start_time(message: schedules_pb2.Schedule) -> datetime | None:
+    try:
+        return pb.from_timestamp(message.start_time, message.HasField("start_time"))
+    except (ValueError, OverflowError):
+        require([FieldViolation("schedule.start_time", "not a valid timestamp")])
+        raise AssertionError("unreachable") from None
 
 
 def require_job(message: schedules_pb2.Schedule) -> None:
@@ -88,7 +100,7 @@ def schedule_from_pb(message: schedules_pb2.Schedule, schedule_id: str = "") -> 
         template=template_from_pb(message.template),
         cron=message.cron,
         interval=_duration(message, "interval"),
-        start_time=pb.from_timestamp(message.start_time, message.HasField("start_time")),
+        start_time=_start_time(message),
         time_zone=message.time_zone or "UTC",
         overlap=(
             OverlapPolicy.QUEUE

@@ -27,6 +27,8 @@ DEFAULT_FIRINGS = 20
 
 def _schedule_id(value: str, field: str = "schedule_id") -> str:
     require([FieldViolation(field, "required")] if not value.strip() else [])
+    # PostgreSQL rejects NUL in text: an INTERNAL error otherwise.
+    require([FieldViolation(field, "must not contain NUL characters")] if "\x00" in value else [])
     return value.strip()
 
 
@@ -43,7 +45,10 @@ def _decode_token(token: str) -> str:
     if not token:
         return ""
     try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
+        after = base64.urlsafe_b64decode(token.encode()).decode()
+        if "\x00" in after:
+            raise ValueError("NUL")
+        return after
     except (binascii.Error, UnicodeDecodeError, ValueError):
         require([FieldViolation("page_token", "not a token from ListSchedules")])
         raise AssertionError("unreachable") from None
