@@ -117,7 +117,9 @@ class SyncRunStore:
                 # Another process won a race on the same key or request_id (PostgreSQL; SQLite
                 # transactions are serialized): the next pass sees its row.
                 continue
-        raise Unavailable("too much contention creating the run; retry", retry_after=timedelta(1))
+        raise Unavailable(
+            "too much contention creating the run; retry", retry_after=timedelta(seconds=1)
+        )
 
     def _create(self, tx: t.Tx, new: NewRun, ttl: timedelta) -> Created:
         if new.request_id:
