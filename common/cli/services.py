@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from common import logging as ghlog
+from common.cli.startup import safe_url, startup_errors
 
 
 def _given(**values: Any) -> dict[str, Any]:
@@ -54,7 +55,8 @@ def scheduler(
     )
     if no_migrate:
         overrides["migrate"] = False
-    asyncio.run(run_forever(SchedulerSettings(**overrides)))
+    with startup_errors("scheduler"):
+        asyncio.run(run_forever(SchedulerSettings(**overrides)))
 
 
 def crawler(
@@ -89,10 +91,11 @@ def crawler(
     )
     if no_migrate:
         overrides["migrate"] = False
-    settings = CrawlerSettings(**overrides)
-    if settings.github_token is not None:
-        ghlog.register_secret(settings.github_token.get_secret_value())
-    asyncio.run(run_forever(settings))
+    with startup_errors("crawler"):
+        settings = CrawlerSettings(**overrides)
+        if settings.github_token is not None:
+            ghlog.register_secret(settings.github_token.get_secret_value())
+        asyncio.run(run_forever(settings))
 
 
 def migrate(
@@ -106,16 +109,18 @@ def migrate(
         from scheduler_service.migrations import upgrade as upgrade_scheduler
         from scheduler_service.settings import SchedulerSettings
 
-        url = SchedulerSettings(**_given(db=scheduler_db)).db
-        upgrade_scheduler(url)
-        typer.echo(f"scheduler database migrated: {url}")
+        with startup_errors("migrate scheduler"):
+            url = SchedulerSettings(**_given(db=scheduler_db)).db
+            upgrade_scheduler(url)
+        typer.echo(f"scheduler database migrated: {safe_url(url)}")
     if target in (MigrateTarget.ALL, MigrateTarget.CRAWLER):
         from crawler_service.migrations import upgrade as upgrade_crawler
         from crawler_service.settings import CrawlerSettings
 
-        url = CrawlerSettings(**_given(db=crawler_db)).db
-        upgrade_crawler(url)
-        typer.echo(f"crawler database migrated: {url}")
+        with startup_errors("migrate crawler"):
+            url = CrawlerSettings(**_given(db=crawler_db)).db
+            upgrade_crawler(url)
+        typer.echo(f"crawler database migrated: {safe_url(url)}")
 
 
 def register(app: typer.Typer) -> None:

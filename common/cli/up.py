@@ -38,6 +38,7 @@ def up(
     """
     from common import logging as ghlog
     from common.cli.local import LocalConfig
+    from common.cli.startup import startup_errors
 
     ghlog.configure()
     ghlog.register_secret(os.environ.get("GITHUB_TOKEN"))
@@ -48,7 +49,8 @@ def up(
         scheduler_metrics=scheduler_metrics,
         crawler_metrics=crawler_metrics,
     )
-    asyncio.run(_serve(config))
+    with startup_errors("up"):
+        asyncio.run(_serve(config))
 
 
 async def _serve(config: LocalConfig) -> None:
