@@ -61,11 +61,12 @@ class PageKey:
             # A PR number fits the 32-bit column; a larger one would fail in the database.
             if when.tzinfo is None or type(number) is not int or not 0 < number < 2**31:
                 raise ValueError(token)
-        except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
+            when = utc(when)  # OverflowError for an offset pushing it past year 1 or 9999
+        except (binascii.Error, ValueError, TypeError, OverflowError) as exc:
             raise InvalidArgument(
                 [FieldViolation(field, "not a page token of this query")]
             ) from exc
-        return cls(utc(when), number)
+        return cls(when, number)
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,11 @@ BAD = [
          repository="octo/app", page_token=_token("2024-03-01T00:00:00+00:00", 10**30)
      ),
      ["page_token"]),
+    ("ListPullRequests",
+     pb.ListPullRequestsRequest(
+         repository="octo/app", page_token=_token("9999-12-31T23:59:59-05:00", 1)
+     ),
+     ["page_token"]),
     ("ListClosingIssues",
      pb.ListClosingIssuesRequest(repository="octo/app", pull_number=2**40),
      ["pull_number"]),
