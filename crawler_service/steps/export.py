@@ -92,8 +92,8 @@ class ExportStep:
 
     async def _repository(self, key: str) -> list[str]:
         records = await self._records(key)
-        base = self.export_dir / key
-        csv_path, jsonl_path = base.with_suffix(".csv"), base.with_suffix(".jsonl")
+        # Not `with_suffix`: it would cut `next.js` to `next`, and two repositories share a file.
+        csv_path, jsonl_path = self.export_dir / f"{key}.csv", self.export_dir / f"{key}.jsonl"
         # File I/O off the event loop: other runs and the query API share it.
         await asyncio.to_thread(write_atomic, csv_path, write_csv(records))
         await asyncio.to_thread(write_atomic, jsonl_path, write_jsonl(records))
