@@ -21,6 +21,7 @@ from scheduler_service.runs import (
     AttemptResult,
     Disposition,
     EventKind,
+    NewRun,
     Run,
     RunEvent,
     RunQuery,
@@ -63,6 +64,7 @@ class Orchestrator:
         self.broker = broker or EventBroker()
         self.dispatcher = Dispatcher(self._claim)
         self._cancels_sent: set[AttemptRef] = set()
+        self._creating: set[asyncio.Task[tuple[Run, Disposition]]] = set()
         self.metrics: RunMetrics = NullMetrics()
 
     # -- applying transitions ----------------------------------------------------------------
@@ -94,6 +96,21 @@ class Orchestrator:
         new = to_new_run(
             command, now, self.timing.default_max_attempts, self.timing.default_deadline
         )
+        # Shielded: once its transaction may have claimed a run for a crawler, the run must reach
+        # that crawler even if the caller goes away (else it sits RUNNING on a crawler that never
+        # got it until the lease expires, using up an attempt).
+        task = asyncio.ensure_future(self._create(new, now))
+        self._creating.add(task)
+        task.add_done_callback(self._created)
+        return await asyncio.shield(task)
+
+    def _created(self, task: asyncio.Task[tuple[Run, Disposition]]) -> None:
+        self._creating.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Retrieved here too: the caller may have gone away and never see it.
+            log.debug("run.trigger_failed", error=repr(task.exception()))
+
+    async def _create(self, new: NewRun, now: datetime) -> tuple[Run, Disposition]:
         with self.dispatcher.reserve() as conn:
             # With a free crawler slot, the trigger's own transaction also dispatches.
             claim = Claim(conn.id, self.timing.lease_ttl) if conn is not None else None

@@ -1,0 +1,69 @@
+"""Review: a TriggerRun whose caller goes away after its transaction claimed the run for a
+crawler still hands the run to that crawler (it is not left RUNNING on a crawler that never got
+it, to be retried only when its lease expires, using up an attempt)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from common.clock import ManualClock
+from common.jobs import CrawlSpec
+from scheduler_service.dispatch import WorkerConn
+from scheduler_service.orchestrator import Orchestrator, Timing
+from scheduler_service.retries import RetryPolicy
+from scheduler_service.runs import Run, RunQuery, RunState
+from scheduler_service.sqla_store import SqlRunStore
+from scheduler_service.store import Created
+from scheduler_service.validation import TriggerCommand
+
+
+class CallerGoneAfterCommit(SqlRunStore):
+    """The trigger's transaction commits, then its caller is cancelled before it resumes."""
+
+    committed: asyncio.Event
+    resume: asyncio.Event
+
+    async def create_run(self, *args: Any, **kwargs: Any) -> Created:
+        created = await super().create_run(*args, **kwargs)
+        self.committed.set()
+        await self.resume.wait()  # the RPC is cancelled here
+        return created
+
+
+@pytest.fixture
+async def store(scheduler_db_url: str) -> AsyncIterator[CallerGoneAfterCommit]:
+    plain = SqlRunStore.open(scheduler_db_url, RetryPolicy())
+    pools = (plain._write_pool, plain._read_pool)
+    store = CallerGoneAfterCommit(plain.url, plain._engines, pools, RetryPolicy())
+    store.committed, store.resume = asyncio.Event(), asyncio.Event()
+    yield store
+    await store.close()
+
+
+async def test_a_cancelled_trigger_still_assigns_the_run_it_claimed(
+    store: CallerGoneAfterCommit,
+) -> None:
+    clock = ManualClock()
+    orchestrator = Orchestrator(store, clock, Timing(lease_ttl=timedelta(seconds=30)))
+    conn = WorkerConn("w1", 1, "test", clock.now(), clock.now())
+    orchestrator.dispatcher.add(conn)
+
+    trigger = asyncio.create_task(orchestrator.trigger(TriggerCommand(CrawlSpec(("octo/one",)))))
+    await store.committed.wait()
+    trigger.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await trigger
+    store.resume.set()
+
+    [run] = await store.list_runs(RunQuery())
+    assert run.state is RunState.RUNNING and run.worker_id == "w1"
+    # The crawler that holds the lease is told about the run (bounded: before the fix, never).
+    async with asyncio.timeout(5):
+        sent = await conn.outbox.get()
+    assert isinstance(sent, Run) and sent.id == run.id
+    assert conn.running == {run.id: run.attempt}
