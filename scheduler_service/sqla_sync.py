@@ -154,7 +154,12 @@ class SyncRunStore:
             return None
         if record["payload_hash"] != new.payload_hash:
             raise IdempotencyMismatch(new.request_id, record["run_id"])
-        run = reads.load(tx.conn, record["run_id"])
+        try:
+            run = reads.load(tx.conn, record["run_id"])
+        except RunNotFound:
+            # Purged (retention shorter than the key's TTL): the key is free again.
+            tx.conn.execute(delete(idempotency).where(idempotency.c.request_id == new.request_id))
+            return None
         return Created(run, Disposition.IDEMPOTENT, Transition(run=run))
 
     def _slot_holder(self, tx: t.Tx, key: str, slot: str) -> str | None:

@@ -56,3 +56,15 @@ async def test_retry_run_without_deadline_keeps_none(store: SqlRunStore) -> None
     retried = await store.retry_run(ref.run_id, T0 + DAY)
     assert retried.run is not None and retried.run.deadline_at is None
     assert (await store.create_run(new_run("octo/other"), T0, DAY)).run.deadline_at is None
+
+
+async def test_an_idempotent_repeat_after_its_run_was_purged_creates_a_new_run(
+    store: SqlRunStore,
+) -> None:
+    # Retention shorter than the idempotency TTL: the key outlives its run.
+    first = await store.create_run(new_run(request_id="r1", payload_hash="h"), T0, DAY)
+    await store.cancel_run(first.run.id, "", T0)
+    later = T0 + timedelta(hours=2)
+    assert await store.purge(T0 + timedelta(hours=1), later) == 1
+    again = await store.create_run(new_run(request_id="r1", payload_hash="h"), later, DAY)
+    assert again.run.id != first.run.id and again.run.state is RunState.PENDING
