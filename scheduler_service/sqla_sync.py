@@ -163,8 +163,13 @@ class SyncRunStore:
         return Created(run, Disposition.IDEMPOTENT, Transition(run=run))
 
     def _slot_holder(self, tx: t.Tx, key: str, slot: str) -> str | None:
+        # Locked (PostgreSQL): a trigger that queues behind the active run must wait for a
+        # transaction finishing that run, or the finish promotes nothing and the queued run is
+        # orphaned; after the wait the row no longer matches and the trigger takes the slot.
         result = tx.conn.execute(
-            select(runs.c.id).where(runs.c.concurrency_key == key, runs.c.slot == slot)
+            select(runs.c.id)
+            .where(runs.c.concurrency_key == key, runs.c.slot == slot)
+            .with_for_update()
         )
         return result.scalar()
 

@@ -1,0 +1,76 @@
+"""Review: a QUEUE trigger racing the finish of its key's active run (PostgreSQL, READ COMMITTED)
+must not leave a queued run with no active run to promote it (it would wait for its deadline)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from common.db import sync_url
+from scheduler_service import sqla_transitions as t
+from scheduler_service.retries import RetryPolicy
+from scheduler_service.runs import AttemptResult, ConflictPolicy, Outcome, RunState
+from scheduler_service.sqla_store import SqlRunStore
+from tests.integration.test_run_store import DAY, T0, new_run, running
+
+WAIT = 15.0
+
+
+@pytest.fixture
+async def store(scheduler_db_url: str) -> AsyncIterator[SqlRunStore]:
+    store = SqlRunStore.open(scheduler_db_url, RetryPolicy(timedelta(seconds=5), timedelta(60)))
+    yield store
+    await store.close()
+
+
+def _someone_waits_for_a_lock(url: str) -> bool:
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.connect() as conn:
+            waiting = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+            return bool(waiting.scalar())
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("scheduler_db_url", ["postgresql"], indirect=True)
+async def test_queue_trigger_racing_the_active_runs_finish(store: SqlRunStore) -> None:
+    ref = await running(store)
+    sync = store._sync
+    finished, commit = threading.Event(), threading.Event()
+
+    def finish_active() -> None:
+        with sync._tx(T0) as tx:
+            row = sync._owned(tx, ref, "w1")
+            t.apply_result(tx, row, AttemptResult(Outcome.SUCCEEDED))
+            finished.set()
+            commit.wait(WAIT)
+
+    finishing = asyncio.create_task(asyncio.to_thread(finish_active))
+    await asyncio.to_thread(finished.wait, WAIT)
+    queueing = asyncio.create_task(store.create_run(new_run(policy=ConflictPolicy.QUEUE), T0, DAY))
+    async with asyncio.timeout(WAIT):
+        # The trigger either completes or waits for the finishing transaction's lock: the
+        # condition is in another transaction, there is no event to wait on.
+        while not queueing.done() and not await asyncio.to_thread(  # noqa: ASYNC110
+            _someone_waits_for_a_lock, store.url
+        ):
+            await asyncio.sleep(0.02)
+    commit.set()
+    await finishing
+    created = await queueing
+
+    run = await store.get_run(created.run.id)
+    # Either it became the active run itself, or it was queued and promoted: never orphaned.
+    assert run.state is RunState.PENDING, run.state
