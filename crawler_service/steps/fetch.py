@@ -106,7 +106,12 @@ class FetchStep:
     async def _resolve(self, ctx: StepContext, spec: CrawlSpec) -> list[str]:
         names = list(spec.repositories)
         if spec.organization:
-            async with closing(self.github.org_repositories(spec.organization)) as repos:
+
+            async def on_wait(message: str) -> None:
+                await ctx.progress(0, 0, message)
+
+            repos_of = self.github.org_repositories(spec.organization, on_wait=on_wait)
+            async with closing(repos_of) as repos:
                 names += [repo["full_name"] async for repo in repos if not repo.get("archived")]
         return dedupe(names)
 
@@ -279,7 +284,9 @@ class FetchStep:
         return items
 
     async def _releases(self, sweep: _Sweep, etags: dict[str, str]) -> None:
-        pages = self.github.paginate(f"/repos/{sweep.name}/releases", etags=etags)
+        pages = self.github.paginate(
+            f"/repos/{sweep.name}/releases", etags=etags, on_wait=sweep.report
+        )
         async with closing(pages) as listing:
             async for response in listing:
                 page = sweep.count(response)

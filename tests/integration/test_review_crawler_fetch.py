@@ -1,0 +1,55 @@
+"""Review: every rate-limit wait of the fetch step shows as the step's progress message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import MappingProxyType
+
+from common.jobs import CrawlSpec
+from crawler_service.github import GitHubClient
+from crawler_service.jobs import StepContext
+from crawler_service.steps.fetch import FetchStep
+from crawler_service.store import CrawlerStore
+from tests.support.github import TOKEN, FakeClock, fake_clock, fake_github
+
+__all__ = ["fake_clock", "fake_github"]
+
+API = "ghpulse-demo/api"
+
+
+async def _crawl_with_progress(
+    tmp_path: Path, fake: object, clock: FakeClock, spec: CrawlSpec
+) -> list[str]:
+    messages: list[str] = []
+
+    async def sink(step: str, current: int, total: int, message: str) -> None:
+        messages.append(message)
+
+    ctx = StepContext("run-1", 1, spec, "fetch", MappingProxyType({}), sink)
+    url = fake.url  # type: ignore[attr-defined]
+    async with (
+        await CrawlerStore.open(f"sqlite:///{tmp_path}/c.db", migrate=True) as store,
+        GitHubClient(url, TOKEN, sleep=clock.sleep, clock=clock) as github,
+    ):
+        await FetchStep(store, github, sleep=clock.sleep).run(ctx)
+    return messages
+
+
+async def test_a_rate_limit_wait_while_listing_releases_is_reported(
+    tmp_path: Path, fake_github: object, fake_clock: FakeClock
+) -> None:
+    fake_github.faults.exhaust_primary(r"/releases", reset_in=42)  # type: ignore[attr-defined]
+    messages = await _crawl_with_progress(
+        tmp_path, fake_github, fake_clock, CrawlSpec(repositories=(API,))
+    )
+    assert "rate limited; waiting 43s for reset" in messages
+
+
+async def test_a_rate_limit_wait_while_listing_the_organization_is_reported(
+    tmp_path: Path, fake_github: object, fake_clock: FakeClock
+) -> None:
+    fake_github.faults.exhaust_primary(r"/orgs/", reset_in=42)  # type: ignore[attr-defined]
+    messages = await _crawl_with_progress(
+        tmp_path, fake_github, fake_clock, CrawlSpec(organization="ghpulse-demo")
+    )
+    assert "rate limited; waiting 43s for reset" in messages
