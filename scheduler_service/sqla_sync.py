@@ -57,6 +57,7 @@ runs, steps, events = t.runs, t.steps, t.events
 labels = cast(Table, RunLabelRow.__table__)
 idempotency = cast(Table, IdempotencyRow.__table__)
 reads.ACTIVE_STATES = (RunState.PENDING.value, RunState.QUEUED.value, RunState.RUNNING.value)
+RUNNING = RunState.RUNNING.value
 _CONTENTION_RETRIES = 8
 
 
@@ -318,7 +319,9 @@ class SyncRunStore:
             )
             for run_id in [r for r in lost.scalars() if r not in held]:
                 row = t.lock_run(tx, run_id)
-                assert row is not None
+                if row is None or (row["state"], row["worker_id"]) != (RUNNING, worker_id):
+                    # Changed since the unlocked read (e.g. the sweep expired or failed it).
+                    continue
                 if row["cancel_requested_at"] is not None:
                     # Its cancellation was requested: retrying would run a cancelled run again.
                     t.finish(tx, row, RunState.CANCELLED, "cancelled (the crawler restarted)")

@@ -74,3 +74,38 @@ async def test_queue_trigger_racing_the_active_runs_finish(store: SqlRunStore) -
     run = await store.get_run(created.run.id)
     # Either it became the active run itself, or it was queued and promoted: never orphaned.
     assert run.state is RunState.PENDING, run.state
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("scheduler_db_url", ["postgresql"], indirect=True)
+async def test_reattach_racing_the_sweep_failing_the_run(store: SqlRunStore) -> None:
+    ref = await running(store, deadline_at=T0 + timedelta(seconds=10))
+    sync = store._sync
+    expired, commit = threading.Event(), threading.Event()
+    late = T0 + timedelta(seconds=11)
+
+    def fail_past_deadline() -> None:
+        with sync._tx(late) as tx:
+            row = t.lock_run(tx, ref.run_id)
+            assert row is not None
+            t.expire_one(tx, row, timedelta(seconds=30))
+            expired.set()
+            commit.wait(WAIT)
+
+    failing = asyncio.create_task(asyncio.to_thread(fail_past_deadline))
+    await asyncio.to_thread(expired.wait, WAIT)
+    # The crawler restarted without the run, while the sweep fails it past its deadline.
+    reattaching = asyncio.create_task(store.reattach("w1", [], late, timedelta(seconds=30)))
+    async with asyncio.timeout(WAIT):
+        while not reattaching.done() and not await asyncio.to_thread(  # noqa: ASYNC110
+            _someone_waits_for_a_lock, store.url
+        ):
+            await asyncio.sleep(0.02)
+    commit.set()
+    await failing
+    result = await reattaching
+
+    run = await store.get_run(ref.run_id)
+    # A finished run stays finished: never pending again (outside its key's slot).
+    assert run.state is RunState.FAILED, run.state
+    assert result.transition.events == []
