@@ -142,14 +142,17 @@ def finish(
 
 
 def promote_queued(tx: Tx, concurrency_key: str) -> None:
+    # Read and locked in one statement: PostgreSQL re-checks the condition after waiting for the
+    # lock, so a queued run cancelled meanwhile is not promoted back to life.
     result = tx.conn.execute(
-        select(runs.c.id).where(runs.c.concurrency_key == concurrency_key, runs.c.slot == QUEUED)
+        select(runs)
+        .where(runs.c.concurrency_key == concurrency_key, runs.c.slot == QUEUED)
+        .with_for_update()
     )
-    queued_id = result.scalar()
-    if queued_id is None:
+    found = result.mappings().first()
+    if found is None:
         return
-    queued = lock_run(tx, queued_id)
-    assert queued is not None
+    queued = dict(found)
     set_run(tx, queued, slot=ACTIVE, state=RunState.PENDING.value, not_before=None)
     append(tx, queued, EventKind.STATE_CHANGED, _state_data(RunState.PENDING, "promoted"))
     tx.dispatchable = True

@@ -109,3 +109,38 @@ async def test_reattach_racing_the_sweep_failing_the_run(store: SqlRunStore) -> 
     # A finished run stays finished: never pending again (outside its key's slot).
     assert run.state is RunState.FAILED, run.state
     assert result.transition.events == []
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("scheduler_db_url", ["postgresql"], indirect=True)
+async def test_finish_racing_the_cancel_of_the_queued_run(store: SqlRunStore) -> None:
+    ref = await running(store)
+    queued = await store.create_run(new_run(policy=ConflictPolicy.QUEUE), T0, DAY)
+    sync = store._sync
+    cancelled, commit = threading.Event(), threading.Event()
+
+    def cancel_queued() -> None:
+        with sync._tx(T0) as tx:
+            row = t.lock_run(tx, queued.run.id)
+            assert row is not None
+            t.finish(tx, row, RunState.CANCELLED, "user")
+            cancelled.set()
+            commit.wait(WAIT)
+
+    cancelling = asyncio.create_task(asyncio.to_thread(cancel_queued))
+    await asyncio.to_thread(cancelled.wait, WAIT)
+    finishing = asyncio.create_task(
+        store.finish_attempt(ref, "w1", AttemptResult(Outcome.SUCCEEDED), T0)
+    )
+    async with asyncio.timeout(WAIT):
+        while not finishing.done() and not await asyncio.to_thread(  # noqa: ASYNC110
+            _someone_waits_for_a_lock, store.url
+        ):
+            await asyncio.sleep(0.02)
+    commit.set()
+    await cancelling
+    await finishing
+
+    # The cancelled queued run is not promoted back to life.
+    assert (await store.get_run(queued.run.id)).state is RunState.CANCELLED
+    assert (await store.claim("w2", T0, timedelta(seconds=30))).run is None
