@@ -69,6 +69,14 @@ class CrawlerApp(Lifecycle):
         )
 
     async def start(self) -> None:
+        """Start everything; if a part fails (a busy port, say), stop what had started."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         settings = self.settings
         if settings.migrate:
             await asyncio.to_thread(migrations.upgrade, settings.db)
