@@ -149,4 +149,12 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
+        if handler.stream_stream is not None:
+            # The crawlers' Connect stream: e.g. UNAVAILABLE when the run store is down, not
+            # UNKNOWN with the exception's text.
+            return grpc.stream_stream_rpc_method_handler(
+                _wrap_stream(handler.stream_stream),  # type: ignore[arg-type]
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
         return handler
