@@ -200,6 +200,9 @@ class Orchestrator:
         now = self.clock.now()
         result = await self.store.reattach(conn.id, in_flight, now, self.timing.lease_ttl)
         conn.running = {ref.run_id: ref.attempt for ref in result.reattached}
+        # A cancel pushed down an earlier stream may have been lost with it: the next sweep
+        # pushes the cancels of the re-attached runs again.
+        self._cancels_sent.difference_update(result.reattached)
         conn.send(Welcome(result.reattached, result.abandoned, now + self.timing.lease_ttl))
         self.dispatcher.add(conn)
         self.apply(result.transition)
