@@ -125,6 +125,28 @@ class CrawlerStore:
             return postgresql.insert(model)
         return sqlite.insert(model)
 
+    async def _insert_replacing(
+        self,
+        conn: AsyncConnection,
+        model: Any,
+        rows: Sequence[Row],
+        keys: Sequence[str] | None = None,
+    ) -> None:
+        """Insert `rows` after a delete, overwriting rows with the same `keys` (default: the
+        primary key). On PostgreSQL a concurrent replacement of the same rows may have committed
+        rows this transaction's delete could not see; a plain insert would fail on them."""
+        if not rows:
+            return
+        table = model.__table__
+        keys = list(keys or [column.name for column in table.primary_key.columns])
+        stmt = self._insert(conn, model)
+        values = {
+            column.name: stmt.excluded[column.name]
+            for column in table.columns
+            if column.name not in keys and not column.primary_key
+        }
+        await conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=values), rows)
+
     # Leases -------------------------------------------------------------------------------------
 
     async def try_lock(self, repository: str, holder: str, ttl: timedelta) -> bool:
@@ -357,34 +379,33 @@ class CrawlerStore:
         await conn.execute(
             sa.delete(model).where(model.repository == repository, model.pr_number == number)
         )
-        if rows:
-            await conn.execute(sa.insert(model), [dict(row) for row in rows])
+        await self._insert_replacing(conn, model, [dict(row) for row in rows])
 
     async def replace_releases(self, repository: str, rows: Sequence[Row]) -> None:
         """Replace the stored releases of `repository`."""
         async with self.engine.begin() as conn:
             await conn.execute(sa.delete(Release).where(Release.repository == repository))
-            if rows:
-                await conn.execute(sa.insert(Release), [dict(row) for row in rows])
+            await self._insert_replacing(conn, Release, [dict(row) for row in rows])
 
     async def replace_links(self, repository: str, links: Sequence[Link]) -> None:
         """Replace the closing links of `repository` and set its links marker, atomically."""
         async with self.engine.begin() as conn:
             await conn.execute(sa.delete(ClosingLink).where(ClosingLink.repository == repository))
-            if links:
-                await conn.execute(
-                    sa.insert(ClosingLink),
-                    [
-                        {
-                            "repository": repository,
-                            "pr_number": link.pr_number,
-                            "issue_repository": link.issue_repository,
-                            "issue_number": link.issue_number,
-                            "source": link.source,
-                        }
-                        for link in links
-                    ],
-                )
+            await self._insert_replacing(
+                conn,
+                ClosingLink,
+                [
+                    {
+                        "repository": repository,
+                        "pr_number": link.pr_number,
+                        "issue_repository": link.issue_repository,
+                        "issue_number": link.issue_number,
+                        "source": link.source,
+                    }
+                    for link in links
+                ],
+                keys=("repository", "pr_number", "issue_repository", "issue_number"),
+            )
             await conn.execute(
                 sa.update(Repository)
                 .where(Repository.repository == repository)
