@@ -91,6 +91,14 @@ class SchedulerApp(Lifecycle):
         return self.host.address
 
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            # E.g. the port is taken: stop the loops, timers and database threads started so far.
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         if self.settings.migrate:
             await asyncio.to_thread(migrations.upgrade, self.settings.db)
         self._tasks = [
