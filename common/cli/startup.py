@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import typer
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -36,6 +37,8 @@ def startup_errors(what: str) -> Iterator[None]:
     """Turn configuration and start-up failures of `what` into one stderr line and exit 1."""
     try:
         yield
+    except typer.Exit:
+        raise  # the command's own exit code (typer.Exit is a RuntimeError)
     except ValidationError as exc:
         fail(f"error: {what}: invalid configuration: {_violations(exc)}")
     except STARTUP_ERRORS as exc:
