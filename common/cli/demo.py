@@ -36,12 +36,15 @@ def demo(
     from common import logging as ghlog
 
     # Expected warnings (the sample's archived repository) would interleave with the bars.
+    from common.cli.startup import startup_errors
+
     ghlog.configure(level="info" if verbose else "error")
-    if data_dir is not None:
-        code = run(_demo(data_dir.resolve()))
-    else:
-        with tempfile.TemporaryDirectory(prefix="ghpulse-demo-") as tmp:
-            code = run(_demo(Path(tmp)))
+    with startup_errors("demo"):
+        if data_dir is not None:
+            code = run(_demo(data_dir.resolve()))
+        else:
+            with tempfile.TemporaryDirectory(prefix="ghpulse-demo-") as tmp:
+                code = run(_demo(Path(tmp)))
     if code:
         raise typer.Exit(code)
 

@@ -90,3 +90,10 @@ def test_up_on_a_busy_port(tmp_path: Path, busy_port: int) -> None:
         "",
     )
     _assert_one_line_error(code, output, f"127.0.0.1:{busy_port}")
+
+
+@pytest.mark.parametrize("command", ["up", "demo"])
+def test_a_data_directory_that_cannot_be_created(tmp_path: Path, command: str) -> None:
+    (tmp_path / "a-file").write_text("")
+    code, output = _ghpulse(tmp_path, command, "--dir", str(tmp_path / "a-file" / "data"))
+    _assert_one_line_error(code, output, "a-file")
