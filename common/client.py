@@ -17,7 +17,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -26,6 +25,7 @@ from common.client_config import channel_options, crawler_addr, scheduler_addr
 from common.client_watch import Backoff, RunView, follow_run
 from common.job_convert import job_to_pb
 from common.jobs import JobSpec
+from common.lifecycle import Closing
 from common.proto.ghpulse.v1 import pull_request_service_pb2 as ppb
 from common.proto.ghpulse.v1 import runs_pb2, schedules_pb2
 from common.proto.ghpulse.v1 import scheduler_service_pb2 as spb
@@ -81,7 +81,7 @@ def build_trigger_request(
     return request
 
 
-class GhpulseClient:
+class GhpulseClient(Closing):
     """An asyncio client of SchedulerService and PullRequestService.
 
     Channels open lazily, so a client used only for runs never connects to a crawler. Use as
@@ -119,21 +119,10 @@ class GhpulseClient:
         """The raw PullRequestService stub."""
         return PullRequestServiceStub(self._channel(self.crawler_addr))
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         for channel in self._channels.values():
             await channel.close(None)
         self._channels.clear()
-
-    async def __aenter__(self) -> GhpulseClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- runs ------------------------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ class SyncGhpulseClient:
         return self._client
 
     def close(self) -> None:
-        self._run(self._client.close())
+        self._run(self._client.aclose())
         self._runner.close()
 
     def __enter__(self) -> SyncGhpulseClient:

@@ -4,7 +4,6 @@ reflection (grpcurl works without proto files) and graceful shutdown."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from types import TracebackType
 
 import grpc
 import structlog
@@ -13,11 +12,12 @@ from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined
 from grpc_reflection.v1alpha import reflection
 
 from common.grpc_errors import ErrorMappingInterceptor
+from common.lifecycle import Lifecycle
 
 log = structlog.get_logger(__name__)
 
 
-class ServerHost:
+class ServerHost(Lifecycle):
     """An aio gRPC server listening on `listen`, with health and reflection for `service_names`.
 
     Use as `async with ServerHost(...) as host:`; leaving the block shuts down gracefully: health
@@ -73,15 +73,3 @@ class ServerHost:
         await self.mark_not_serving()
         await self.server.stop(self._grace if grace is None else grace)
         log.info("server.stopped", address=self.address)
-
-    async def __aenter__(self) -> ServerHost:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

@@ -44,3 +44,22 @@ class Lifecycle(ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+class Closing(ABC):
+    """A resource released explicitly, usable as `async with resource:` (closed on exit)."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Release the resource."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

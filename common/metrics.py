@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 
 import structlog
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
+
+from common.lifecycle import Lifecycle
 
 log = structlog.get_logger(__name__)
 
@@ -36,7 +37,7 @@ def split_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-class MetricsServer:
+class MetricsServer(Lifecycle):
     """Serves `registry` at `/metrics` on `listen` (`host:port`; port 0 picks a free one).
 
     Use as `async with MetricsServer(...)` or `start()`/`stop()`. `refresh`, when given, is awaited
@@ -83,18 +84,6 @@ class MetricsServer:
         await server.wait_closed()
         if self._close is not None:
             await self._close()
-
-    async def __aenter__(self) -> MetricsServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -105,7 +105,7 @@ class CrawlerApp(Lifecycle):
             await self.worker.stop()
         if self.host is not None:
             await self.host.stop()
-        await self.backfill.close()
+        await self.backfill.aclose()
         if self.github is not None:
             await self.github.aclose()
         if self.store is not None:

@@ -12,13 +12,13 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 
 import grpc
 import structlog
 
 from common.job_convert import job_to_pb
 from common.jobs import BackfillLinksSpec, default_concurrency_key
+from common.lifecycle import Closing
 from common.proto.ghpulse.v1 import runs_pb2, scheduler_service_pb2, scheduler_service_pb2_grpc
 
 log = structlog.get_logger(__name__)
@@ -42,7 +42,7 @@ def trigger_request(repository: str) -> scheduler_service_pb2.TriggerRunRequest:
     return request
 
 
-class BackfillStarter:
+class BackfillStarter(Closing):
     """Starts (or joins) `backfill_links` runs through `SchedulerService.TriggerRun`.
 
     Use as `async with BackfillStarter(addr) as starter:` (or call `close()`); the channel to the
@@ -116,19 +116,8 @@ class BackfillStarter:
             self._channel = grpc.aio.insecure_channel(self._addr)
         return scheduler_service_pb2_grpc.SchedulerServiceStub(self._channel)
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the channel to the scheduler (in-flight calls are cancelled)."""
         if self._channel is not None:
             await self._channel.close(None)
             self._channel = None
-
-    async def __aenter__(self) -> BackfillStarter:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()

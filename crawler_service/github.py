@@ -14,13 +14,13 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import structlog
 
+from common.lifecycle import Closing
 from common.logging import register_secret
 from crawler_service.github_errors import (
     GitHubForbidden,
@@ -95,7 +95,7 @@ class GitHubStats:
     rate_limit_remaining: int | None = None
 
 
-class GitHubClient:
+class GitHubClient(Closing):
     """A GitHub REST client; use it as `async with GitHubClient(...) as github:`."""
 
     def __init__(
@@ -129,17 +129,6 @@ class GitHubClient:
             transport=transport,
             follow_redirects=True,
         )
-
-    async def __aenter__(self) -> GitHubClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the connection pool."""

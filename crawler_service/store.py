@@ -11,7 +11,6 @@ import asyncio
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from types import TracebackType
 from typing import Any, Self, TypeVarTuple
 
 import sqlalchemy as sa
@@ -20,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from common.clock import Clock, SystemClock
 from common.db import create_async
+from common.lifecycle import Closing
 from crawler_service import migrations
 from crawler_service.models import (
     RAW_PULL,
@@ -92,7 +92,7 @@ class Link:
     source: str
 
 
-class CrawlerStore:
+class CrawlerStore(Closing):
     """Async access to the crawler database. Open with `await CrawlerStore.open(url)`."""
 
     def __init__(self, engine: AsyncEngine, clock: Clock | None = None) -> None:
@@ -108,17 +108,6 @@ class CrawlerStore:
 
     async def aclose(self) -> None:
         await self.engine.dispose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def _insert(self, conn: AsyncConnection, model: Any) -> Any:
         if conn.dialect.name == "postgresql":

@@ -12,12 +12,12 @@ import asyncio
 import contextlib
 import random
 from importlib import metadata
-from types import TracebackType
 from typing import Any
 
 import grpc
 import structlog
 
+from common.lifecycle import Lifecycle
 from common.proto.ghpulse.v1 import worker_service_pb2 as pb
 from common.proto.ghpulse.v1 import worker_service_pb2_grpc as pb_grpc
 from crawler_service import worker_messages as msg
@@ -82,7 +82,7 @@ class Backoff:
         self._failures = 0
 
 
-class Worker:
+class Worker(Lifecycle):
     """Connects this crawler to the scheduler and executes the attempts it assigns.
 
     Use as `async with Worker(settings, registry):` or call `start()` and, on SIGTERM, `stop()`.
@@ -134,18 +134,6 @@ class Worker:
         await self._attempts.release_all(self._settings.shutdown_grace)
         await self._flush()
         await self._close()
-
-    async def __aenter__(self) -> Worker:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- connection ---------------------------------------------------------------------------
 

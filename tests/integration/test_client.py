@@ -93,7 +93,7 @@ async def test_watch_resumes_after_the_scheduler_restarts(
         assert seen == sorted(set(seen)), "no event is delivered twice"
         assert (await client.get_run(triggered.run_id)).last_seq == seen[-1]
     finally:
-        await client.close()
+        await client.aclose()
         await crawler.stop()
         await (second or first).stop()
 

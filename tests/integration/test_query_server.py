@@ -95,7 +95,7 @@ async def crawler(
         ):  # fmt: skip
             yield pb_grpc.PullRequestServiceStub(channel)
     finally:
-        await starter.close()
+        await starter.aclose()
         await engine.dispose()
 
 
