@@ -29,16 +29,10 @@ def scheduler_pg_template(pg_available: None) -> Iterator[str]:
         yield name
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=postgres.BACKENDS)
 def scheduler_db_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Iterator[str]:
     """A migrated, empty run-store database: a temporary SQLite file, then PostgreSQL."""
-    if request.param == "sqlite":
-        from scheduler_service.migrations import upgrade
+    from scheduler_service.migrations import upgrade
 
-        url = f"sqlite:///{tmp_path}/scheduler.db"
-        upgrade(url)
-        yield url
-        return
-    template = request.getfixturevalue("scheduler_pg_template")
-    with postgres.clone(template) as url:
+    with postgres.migrated(request, tmp_path, "scheduler", upgrade, "scheduler_pg_template") as url:
         yield url

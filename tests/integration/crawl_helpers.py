@@ -228,15 +228,10 @@ def crawler_pg_template(pg_available: None) -> Iterator[str]:
         yield name
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=postgres.BACKENDS)
 def crawler_db_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Iterator[str]:
     """A migrated, empty crawler database: a temporary SQLite file, then PostgreSQL."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/crawler.db"
-        upgrade(url)
-        yield url
-        return
-    with postgres.clone(request.getfixturevalue("crawler_pg_template")) as url:
+    with postgres.migrated(request, tmp_path, "crawler", upgrade, "crawler_pg_template") as url:
         yield url
 
 

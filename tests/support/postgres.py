@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import psycopg
+import pytest
 
 PG_ADMIN_URL = os.environ.get("GHPULSE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -74,3 +75,26 @@ def fresh(prefix: str) -> Iterator[str]:
         yield _url_for(name)
     finally:
         drop(name)
+
+
+#: Parameters of a fixture over both backends (`request.param` is "sqlite" or "postgresql").
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@contextmanager
+def migrated(
+    request: pytest.FixtureRequest,
+    tmp_path: object,
+    name: str,
+    upgrade: Callable[[str], None],
+    template_fixture: str,
+) -> Iterator[str]:
+    """A migrated, empty database for a fixture parametrized over `BACKENDS`: a temporary SQLite
+    file, or a clone of the PostgreSQL template made by the session fixture `template_fixture`."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/{name}.db"
+        upgrade(url)
+        yield url
+        return
+    with clone(request.getfixturevalue(template_fixture)) as url:
+        yield url
