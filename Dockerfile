@@ -2,6 +2,7 @@
 FROM python:3.12-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY ghpulse ./ghpulse
 COPY common ./common
 COPY scheduler_service ./scheduler_service
 COPY crawler_service ./crawler_service

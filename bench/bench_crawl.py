@@ -27,13 +27,13 @@ import httpx
 
 from common.jobs import CrawlSpec
 from common.logging import configure
-from crawler_service.fake_github import Dataset, FakeGitHub, shapes
-from crawler_service.fake_github.server import RequestRecord
-from crawler_service.github import GitHubClient
-from crawler_service.jobs import StepContext
-from crawler_service.pipeline import build_registry
+from crawler_service.data.store import CrawlerStore
+from crawler_service.github.client import GitHubClient
+from crawler_service.jobs.pipeline import build_registry
+from crawler_service.jobs.registry import StepContext
 from crawler_service.settings import CrawlerSettings
-from crawler_service.store import CrawlerStore
+from ghpulse.testing.fake_github import Dataset, FakeGitHub, shapes
+from ghpulse.testing.fake_github.server import RequestRecord
 
 REPO = "bench/big"
 MODES = ("full", "no-change incremental")

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from common.jobs import CrawlSpec, JobKind
-from crawler_service.jobs import Job, JobRegistry, Output, StepContext
+from crawler_service.jobs.registry import Job, JobRegistry, Output, StepContext
 
 GATES_ENV = "GHPULSE_BENCH_GATES"
 TICKS_PREFIX = "bench/ticks-"

@@ -16,7 +16,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from crawler_service.links import extract_closing_references
+from crawler_service.data.links import extract_closing_references
 
 REPOSITORY = "octo/app"
 #: The baseline's scan: every `#<digits>`, with none of the keyword, code or comment rules.

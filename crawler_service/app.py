@@ -11,17 +11,17 @@ from common.grpc_server import ServerHost
 from common.lifecycle import Lifecycle, wait_for_signal
 from common.metrics import MetricsServer
 from common.proto.ghpulse.v1 import pull_request_service_pb2
-from crawler_service import migrations
-from crawler_service.backfill import BackfillStarter
-from crawler_service.github import GitHubClient
-from crawler_service.jobs import JobRegistry
-from crawler_service.metrics_prom import serve_metrics
-from crawler_service.pipeline import build_registry
-from crawler_service.queries import Queries
-from crawler_service.query_server import PullRequestServicer, add_to_server
+from crawler_service.api.backfill import BackfillStarter
+from crawler_service.api.pull_requests import PullRequestServicer, add_to_server
+from crawler_service.data import migrations
+from crawler_service.data.queries import Queries
+from crawler_service.data.store import CrawlerStore
+from crawler_service.github.client import GitHubClient
+from crawler_service.jobs.pipeline import build_registry
+from crawler_service.jobs.registry import JobRegistry
+from crawler_service.metrics import serve_metrics
 from crawler_service.settings import CrawlerSettings
-from crawler_service.store import CrawlerStore
-from crawler_service.worker import Worker
+from crawler_service.worker.connection import Worker
 
 log = structlog.get_logger(__name__)
 SERVICE_NAMES = (

@@ -1,153 +1,153 @@
-"""Pull request metrics: size classes, cycle-time phases and percentiles. Pure functions."""
+"""The crawler's Prometheus metrics (names prefixed `ghpulse_`).
+
+GitHub figures are read from the client's own counters (`GitHubClient.stats`) at each scrape, so
+the client needs no hook. Steps are timed by wrapping the registry's steps (`instrument`), which
+also covers steps of plugin jobs.
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from enum import StrEnum
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
-_ZERO = timedelta(0)
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
+from common.metrics import MetricsServer, serve
+from crawler_service.errors import AttemptStopped
+from crawler_service.github.client import GitHubStats
+from crawler_service.jobs.registry import JobRegistry, Output, Step, StepContext
 
-class SizeClass(StrEnum):
-    """The Kubernetes size labels, by lines changed (additions + deletions)."""
+if TYPE_CHECKING:
+    from crawler_service.app import CrawlerApp
 
-    XS = "XS"
-    S = "S"
-    M = "M"
-    L = "L"
-    XL = "XL"
-    XXL = "XXL"
-
-
-# Exclusive upper bounds, smallest first; anything at or above the last bound is XXL.
-_SIZE_BOUNDS = (
-    (10, SizeClass.XS),
-    (30, SizeClass.S),
-    (100, SizeClass.M),
-    (500, SizeClass.L),
-    (1000, SizeClass.XL),
-)
+STEP_BUCKETS = (0.05, 0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, float("inf"))
 
 
-def size_class(additions: int, deletions: int) -> SizeClass:
-    """XS < 10 <= S < 30 <= M < 100 <= L < 500 <= XL < 1000 <= XXL lines changed."""
-    lines = additions + deletions
-    for bound, label in _SIZE_BOUNDS:
-        if lines < bound:
-            return label
-    return SizeClass.XXL
+class _Live(Collector):
+    """Figures read at scrape time: the GitHub client's counters and the worker's attempts."""
+
+    def __init__(
+        self, stats: Callable[[], GitHubStats | None], running: Callable[[], int], slots: int
+    ) -> None:
+        self._stats = stats
+        self._running = running
+        self._slots = slots
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "ghpulse_crawler_attempts_running",
+            "Attempts executing on this crawler.",
+            value=self._running(),
+        )
+        yield GaugeMetricFamily(
+            "ghpulse_crawler_slots", "Attempts this crawler runs at once.", value=self._slots
+        )
+        stats = self._stats()
+        if stats is not None:
+            yield from _github(stats)
 
 
-@dataclass(frozen=True)
-class ReviewInfo:
-    """What cycle times need of a review. `submitted_at` is None for a pending review."""
-
-    author: str | None
-    author_is_bot: bool
-    submitted_at: datetime | None
-
-
-@dataclass(frozen=True)
-class CycleTimes:
-    """The phases of a pull request's life; None where a phase does not apply (yet)."""
-
-    #: Earliest commit (author date) -> PR created; zero when the commits are newer than the PR.
-    coding: timedelta | None
-    #: PR created -> first review by someone else (not a bot), or -> merge without such a review.
-    pickup: timedelta | None
-    #: That first review -> merged.
-    review: timedelta | None
-    #: Merged -> first release published at or after the merge.
-    deploy: timedelta | None
-
-
-def cycle_times(
-    *,
-    created_at: datetime,
-    merged_at: datetime | None,
-    author: str | None,
-    commit_dates: Sequence[datetime],
-    reviews: Sequence[ReviewInfo],
-    release_dates: Sequence[datetime],
-) -> CycleTimes:
-    """The cycle-time phases of one pull request.
-
-    `commit_dates` are the commits' *author* dates (when the work was done, not when it was
-    rebased). GitHub's PR-commits endpoint lists at most 250 commits (its documented cap; the full
-    list needs the repository commits endpoint). For a PR with more than 250 commits the earliest
-    commits may be missing, so its coding time may be understated (never overstated).
-
-    A review counts for pickup when it was submitted by someone other than the PR's author (logins
-    compared case-insensitively), not by a bot, and - for a merged PR - no later than the merge:
-    a review left after merging did not pick the PR up. `release_dates` are publication times of
-    published (non-draft) releases.
-    """
-    first_review = _first_review(reviews, author, merged_at)
-    return CycleTimes(
-        coding=_coding(commit_dates, created_at),
-        pickup=_pickup(created_at, first_review, merged_at),
-        review=_between(first_review, merged_at),
-        deploy=_deploy(merged_at, release_dates),
+def _github(stats: GitHubStats) -> Iterator[Metric]:
+    requests = CounterMetricFamily(
+        "ghpulse_github_requests",
+        "GitHub answers by HTTP status (retries included).",
+        labels=["status"],
     )
+    for status, count in sorted(stats.by_status.items()):
+        requests.add_metric([str(status)], count)
+    yield requests
+    yield CounterMetricFamily(
+        "ghpulse_github_not_modified",
+        "GitHub 304 answers (conditional requests that cost no rate budget).",
+        value=stats.not_modified,
+    )
+    answered = sum(stats.by_status.values())
+    yield GaugeMetricFamily(
+        "ghpulse_github_not_modified_ratio",
+        "Share of GitHub answers that were 304 since start.",
+        value=stats.not_modified / answered if answered else 0.0,
+    )
+    if stats.rate_limit_remaining is not None:
+        yield GaugeMetricFamily(
+            "ghpulse_github_rate_limit_remaining",
+            "x-ratelimit-remaining of the last answer.",
+            value=stats.rate_limit_remaining,
+        )
 
 
-def _coding(commit_dates: Sequence[datetime], created_at: datetime) -> timedelta | None:
-    if not commit_dates:
+class CrawlerMetrics:
+    """The crawler's metrics in their own registry; see the module docstring."""
+
+    def __init__(
+        self, stats: Callable[[], GitHubStats | None], running: Callable[[], int], slots: int
+    ) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(_Live(stats, running, slots))
+        self.steps = Counter(
+            "ghpulse_crawler_steps",
+            "Steps run by this crawler, by job, step and outcome (succeeded, failed, stopped).",
+            ["job", "step", "outcome"],
+            registry=self.registry,
+        )
+        self.step_duration = Histogram(
+            "ghpulse_crawler_step_duration_seconds",
+            "Step run time on this crawler, by job, step and outcome.",
+            ["job", "step", "outcome"],
+            buckets=STEP_BUCKETS,
+            registry=self.registry,
+        )
+
+    def step_ran(self, job: str, step: str, outcome: str, seconds: float) -> None:
+        self.steps.labels(job, step, outcome).inc()
+        self.step_duration.labels(job, step, outcome).observe(seconds)
+
+
+class TimedStep:
+    """A step that reports its outcome and duration to `metrics`, then behaves as `inner`."""
+
+    def __init__(self, inner: Step, job: str, metrics: CrawlerMetrics) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.job = job
+        self.metrics = metrics
+
+    async def run(self, ctx: StepContext) -> Output:
+        started = time.monotonic()
+        outcome = "failed"
+        try:
+            output = await self.inner.run(ctx)
+            outcome = "succeeded"
+            return output
+        except AttemptStopped:
+            outcome = "stopped"
+            raise
+        finally:
+            self.metrics.step_ran(self.job, self.name, outcome, time.monotonic() - started)
+
+
+def instrument(registry: JobRegistry, metrics: CrawlerMetrics) -> None:
+    """Replace every registered job's steps by `TimedStep`s."""
+    for kind in registry.kinds:
+        job = registry.get(kind)
+        steps = [TimedStep(step, kind.value, metrics) for step in job.steps]
+        registry.register(replace(job, steps=steps))
+
+
+async def serve_metrics(app: CrawlerApp, registry: JobRegistry) -> MetricsServer | None:
+    """Instrument `registry` and serve `app`'s metrics on its `metrics_listen` (None: off)."""
+    if not app.settings.metrics_listen:
         return None
-    return max(created_at - min(commit_dates), _ZERO)
 
+    def stats() -> GitHubStats | None:
+        return app.github.stats if app.github is not None else None
 
-def _first_review(
-    reviews: Sequence[ReviewInfo], author: str | None, merged_at: datetime | None
-) -> datetime | None:
-    pr_author = (author or "").lower()
-    times = [
-        review.submitted_at
-        for review in reviews
-        if review.submitted_at is not None
-        and not review.author_is_bot
-        and (review.author or "").lower() != pr_author
-        and (merged_at is None or review.submitted_at <= merged_at)
-    ]
-    return min(times, default=None)
+    def running() -> int:
+        return len(app.worker.running()) if app.worker is not None else 0
 
-
-def _pickup(
-    created_at: datetime, first_review: datetime | None, merged_at: datetime | None
-) -> timedelta | None:
-    end = first_review or merged_at
-    return _between(created_at, end)
-
-
-def _deploy(merged_at: datetime | None, release_dates: Sequence[datetime]) -> timedelta | None:
-    if merged_at is None:
-        return None
-    first_release = min((when for when in release_dates if when >= merged_at), default=None)
-    return _between(merged_at, first_release)
-
-
-def _between(start: datetime | None, end: datetime | None) -> timedelta | None:
-    # Clock skew between GitHub's records can put an end a moment before its start.
-    if start is None or end is None:
-        return None
-    return max(end - start, _ZERO)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The `q`-th percentile (0..100) of `values` by linear interpolation between closest ranks.
-
-    This is the "inclusive" definition (numpy's default `linear` method, Excel's PERCENTILE.INC):
-    rank `(n - 1) * q / 100` in the sorted values, interpolated between its neighbours. Raises
-    ValueError for no values or `q` outside 0..100.
-    """
-    if not values:
-        raise ValueError("percentile of no values")
-    if not 0 <= q <= 100:
-        raise ValueError("q must be within 0..100")
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+    metrics = CrawlerMetrics(stats, running, app.settings.slots)
+    instrument(registry, metrics)
+    return await serve(metrics.registry, app.settings.metrics_listen)

@@ -14,16 +14,16 @@ from common.metrics import MetricsServer
 from common.proto.ghpulse.v1 import scheduler_service_pb2, worker_service_pb2
 from common.proto.ghpulse.v1 import scheduler_service_pb2_grpc as sched_grpc
 from common.proto.ghpulse.v1 import worker_service_pb2_grpc as worker_grpc
-from scheduler_service import migrations
-from scheduler_service.leases import Sweeper
+from scheduler_service.api.workers import WorkerServicer
+from scheduler_service.db import migrations
 from scheduler_service.metrics import serve_metrics
-from scheduler_service.orchestrator import Orchestrator, Timing
-from scheduler_service.retries import RetryPolicy
-from scheduler_service.schedule_firing import ScheduleMetrics
-from scheduler_service.schedule_wiring import Schedules
+from scheduler_service.orchestration.orchestrator import Orchestrator, Timing
+from scheduler_service.orchestration.sweeper import Sweeper
+from scheduler_service.runs.retries import RetryPolicy
+from scheduler_service.runs.sql.store import SqlRunStore
+from scheduler_service.schedules.component import Schedules
+from scheduler_service.schedules.firing import ScheduleMetrics
 from scheduler_service.settings import SchedulerSettings
-from scheduler_service.sqla_store import SqlRunStore
-from scheduler_service.worker_server import WorkerServicer
 
 log = structlog.get_logger(__name__)
 #: How long background loops get to finish their current transaction at shutdown.

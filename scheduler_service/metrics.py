@@ -24,14 +24,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common import db
 from common.metrics import MetricsServer, serve
-from scheduler_service.dispatch import Dispatcher
-from scheduler_service.events import EventBroker
-from scheduler_service.models import RunRow
-from scheduler_service.runs import EventKind, Run, RunEvent, RunState
-from scheduler_service.store import RunStore, Transition
+from scheduler_service.db.models import RunRow
+from scheduler_service.orchestration.broker import EventBroker
+from scheduler_service.orchestration.dispatch import Dispatcher
+from scheduler_service.runs.model import EventKind, Run, RunEvent, RunState
+from scheduler_service.runs.store import RunStore, Transition
 
 if TYPE_CHECKING:
-    from scheduler_service.orchestrator import Orchestrator
+    from scheduler_service.orchestration.orchestrator import Orchestrator
 
 log = structlog.get_logger(__name__)
 _runs = cast(Table, RunRow.__table__)

@@ -23,7 +23,7 @@ def pg_available() -> None:
 
 @pytest.fixture(scope="session")
 def scheduler_pg_template(pg_available: None) -> Iterator[str]:
-    from scheduler_service.migrations import upgrade
+    from scheduler_service.db.migrations import upgrade
 
     with postgres.template("ghp_sched", upgrade) as name:
         yield name
@@ -32,7 +32,7 @@ def scheduler_pg_template(pg_available: None) -> Iterator[str]:
 @pytest.fixture(params=postgres.BACKENDS)
 def scheduler_db_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Iterator[str]:
     """A migrated, empty run-store database: a temporary SQLite file, then PostgreSQL."""
-    from scheduler_service.migrations import upgrade
+    from scheduler_service.db.migrations import upgrade
 
     with postgres.migrated(request, tmp_path, "scheduler", upgrade, "scheduler_pg_template") as url:
         yield url

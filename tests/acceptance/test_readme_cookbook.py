@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from ghpulse.testing.fake_github import SAMPLE_DIR
 from tests.acceptance.conftest import Processes
 from tests.support.processes import BIN, ROOT, free_port, grpcurl
 
 pytestmark = pytest.mark.slow
-SAMPLE = ROOT / "crawler_service" / "fake_github" / "sample"
+SAMPLE = SAMPLE_DIR
 
 
 def cookbook() -> list[str]:
@@ -36,7 +37,7 @@ def fake_github(tmp_path: Path) -> Iterator[str]:
         [
             sys.executable,
             "-m",
-            "crawler_service.fake_github",
+            "ghpulse.testing.fake_github",
             "--data",
             str(SAMPLE),
             "--port",

@@ -13,15 +13,15 @@ import pytest
 import sqlalchemy as sa
 
 from common.jobs import JobSpec
-from crawler_service.fake_github import Dataset, FakeGitHub, shapes
-from crawler_service.github import GitHubClient
-from crawler_service.jobs import JobRegistry, Output, StepContext
-from crawler_service.migrations import upgrade
-from crawler_service.models import ClosingLink, Commit, PullRequest, Release, Review
-from crawler_service.pipeline import build_registry
+from crawler_service.data.migrations import upgrade
+from crawler_service.data.models import ClosingLink, Commit, PullRequest, Release, Review
+from crawler_service.data.store import CrawlerStore
+from crawler_service.github.client import GitHubClient
+from crawler_service.jobs.pipeline import build_registry
+from crawler_service.jobs.registry import JobRegistry, Output, StepContext
+from crawler_service.jobs.steps.fetch import FetchStep
 from crawler_service.settings import CrawlerSettings
-from crawler_service.steps.fetch import FetchStep
-from crawler_service.store import CrawlerStore
+from ghpulse.testing.fake_github import Dataset, FakeGitHub, shapes
 from tests.support import postgres
 
 ORG = "acme"

@@ -9,9 +9,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from common.client import GhpulseClient
-from common.client_sync import SyncGhpulseClient
-from common.client_watch import Backoff, RunView
+from common.client.aio import GhpulseClient
+from common.client.sync import SyncGhpulseClient
+from common.client.watch import Backoff, RunView
 from common.jobs import CrawlSpec
 from common.proto.ghpulse.v1 import runs_pb2
 from crawler_service.app import CrawlerApp

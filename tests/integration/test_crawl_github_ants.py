@@ -9,9 +9,9 @@ import pytest
 import sqlalchemy as sa
 
 from common.jobs import CrawlSpec
-from crawler_service.fake_github import FakeGitHub
-from crawler_service.models import ClosingLink, PullRequest
-from crawler_service.store import CrawlerStore
+from crawler_service.data.models import ClosingLink, PullRequest
+from crawler_service.data.store import CrawlerStore
+from ghpulse.testing.fake_github import FakeGitHub
 from tests.integration.crawl_helpers import client, make_runner
 
 DATA = Path(__file__).parents[1] / "data" / "github-ants"

@@ -11,11 +11,11 @@ import pytest
 import sqlalchemy as sa
 
 from common.jobs import CrawlSpec
+from crawler_service.data.models import FetchState, PullRequest, Repository
+from crawler_service.data.store import CrawlerStore
 from crawler_service.errors import PermanentError, TransientError
-from crawler_service.fake_github import FakeGitHub
-from crawler_service.github import GitHubClient
-from crawler_service.models import FetchState, PullRequest, Repository
-from crawler_service.store import CrawlerStore
+from crawler_service.github.client import GitHubClient
+from ghpulse.testing.fake_github import FakeGitHub
 from tests.integration.crawl_helpers import (
     ARCHIVED,
     FILLERS,
@@ -254,7 +254,7 @@ async def test_concurrent_crawls_of_one_repository_stay_safe(
     assert count[0][0] == WIDGET_PRS
     # A sweep that finished later but saw older data never moves the watermark back.
     assert state[0][0] is not None
-    from crawler_service.store import FetchResult
+    from crawler_service.data.store import FetchResult
 
     moved = await store.complete_sweep(
         WIDGETS, state[0][0] - timedelta(days=1), {}, FetchResult(WIDGETS, WIDGETS, True), "c"

@@ -10,8 +10,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from common.db import create_sync
-from crawler_service.migrations import upgrade
-from crawler_service.models import Base
+from crawler_service.data.migrations import upgrade
+from crawler_service.data.models import Base
 from tests.support import postgres
 
 

@@ -17,7 +17,7 @@ from common.proto.ghpulse.v1 import runs_pb2
 from common.proto.ghpulse.v1 import scheduler_service_pb2 as spb
 from common.proto.ghpulse.v1.pull_request_service_pb2_grpc import PullRequestServiceStub
 from crawler_service.app import CrawlerApp
-from crawler_service.fake_github import FakeGitHub
+from ghpulse.testing.fake_github import FakeGitHub
 from tests.support.cluster import TERMINAL, Cluster, cluster
 from tests.support.github import serve
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from crawler_service.fake_github import Dataset
-from crawler_service.fake_github.generate import generate
-from crawler_service.fake_github.import_csv import convert
-from crawler_service.github import GitHubClient
+from crawler_service.github.client import GitHubClient
+from ghpulse.testing.fake_github import Dataset
+from ghpulse.testing.fake_github.generate import generate
+from ghpulse.testing.fake_github.import_csv import convert
 from tests.support.github import ANTS, ANTS_DIR, SAMPLE_DIR, ants_dataset, sample_dataset, serve
 
 # shared/ sits beside the repository (on developer machines and in CI).
@@ -137,7 +137,7 @@ def test_control_endpoint_schedules_faults_and_mutations():
 
 @pytest.mark.slow
 def test_runs_as_a_process():
-    command = [sys.executable, "-m", "crawler_service.fake_github", "--port", "0"]
+    command = [sys.executable, "-m", "ghpulse.testing.fake_github", "--port", "0"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
         try:
             assert process.stdout is not None

@@ -10,13 +10,13 @@ import httpx
 import pytest
 import structlog
 
-from crawler_service.fake_github import FakeGitHub
-from crawler_service.github import (
+from crawler_service.github.client import (
     GitHubClient,
     GitHubNotFound,
     GitHubUnauthorized,
     GitHubUnavailable,
 )
+from ghpulse.testing.fake_github import FakeGitHub
 from tests.support.github import TOKEN, FakeClock, serve
 
 API = "ghpulse-demo/api"

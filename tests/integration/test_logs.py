@@ -13,7 +13,7 @@ import pytest
 
 from common import logging as ghlog
 from common.proto.ghpulse.v1 import runs_pb2
-from crawler_service.fake_github import FakeGitHub
+from ghpulse.testing.fake_github import FakeGitHub
 from tests.support.cluster import TERMINAL, cluster
 from tests.support.github import TOKEN, serve
 

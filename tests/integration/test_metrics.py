@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from common.proto.ghpulse.v1 import runs_pb2
 from common.proto.ghpulse.v1 import scheduler_service_pb2 as spb
 from crawler_service.app import CrawlerApp
-from crawler_service.fake_github import FakeGitHub
+from ghpulse.testing.fake_github import FakeGitHub
 from tests.support.cluster import TERMINAL, Cluster, cluster
 from tests.support.github import TOKEN, serve
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from common.db import sync_url
-from scheduler_service.migrations import upgrade
+from scheduler_service.db.migrations import upgrade
 from tests.support import postgres
 
 

@@ -1,4 +1,4 @@
-"""`crawler_service.queries` against real, migrated databases (a SQLite file, then PostgreSQL)."""
+"""`crawler_service.data.queries` against real, migrated databases (SQLite file, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from sqlalchemy.orm import Session
 
 from common.db import create_async, create_sync
 from common.errors import InvalidArgument, NotFound
-from crawler_service.metrics import SizeClass
-from crawler_service.migrations import upgrade
-from crawler_service.models import ClosingLink, PullRequest, Repository
-from crawler_service.queries import (
+from crawler_service.data.cycle_times import SizeClass
+from crawler_service.data.migrations import upgrade
+from crawler_service.data.models import ClosingLink, PullRequest, Repository
+from crawler_service.data.queries import (
     LinkRef,
     PageKey,
     PhaseStats,

@@ -20,10 +20,10 @@ from common.grpc_server import ServerHost
 from common.proto.ghpulse.v1 import pull_request_service_pb2 as pb
 from common.proto.ghpulse.v1 import pull_request_service_pb2_grpc as pb_grpc
 from common.proto.ghpulse.v1 import runs_pb2, scheduler_service_pb2, scheduler_service_pb2_grpc
-from crawler_service.backfill import BackfillStarter
-from crawler_service.migrations import upgrade
-from crawler_service.queries import Queries
-from crawler_service.query_server import SERVICE_NAME, PullRequestServicer, add_to_server
+from crawler_service.api.backfill import BackfillStarter
+from crawler_service.api.pull_requests import SERVICE_NAME, PullRequestServicer, add_to_server
+from crawler_service.data.migrations import upgrade
+from crawler_service.data.queries import Queries
 from tests.integration.test_query_queries import seed, set_links_marker
 
 SCHEDULER_SERVICE = scheduler_service_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name

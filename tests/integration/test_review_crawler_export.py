@@ -6,9 +6,9 @@ from pathlib import Path
 from types import MappingProxyType
 
 from common.jobs import RecalculateSpec
-from crawler_service.jobs import StepContext
-from crawler_service.steps.export import ExportStep
-from crawler_service.store import CrawlerStore
+from crawler_service.data.store import CrawlerStore
+from crawler_service.jobs.registry import StepContext
+from crawler_service.jobs.steps.export import ExportStep
 
 
 async def _ignore(step: str, current: int, total: int, message: str) -> None:

@@ -6,10 +6,10 @@ from pathlib import Path
 from types import MappingProxyType
 
 from common.jobs import CrawlSpec
-from crawler_service.github import GitHubClient
-from crawler_service.jobs import StepContext
-from crawler_service.steps.fetch import FetchStep
-from crawler_service.store import CrawlerStore
+from crawler_service.data.store import CrawlerStore
+from crawler_service.github.client import GitHubClient
+from crawler_service.jobs.registry import StepContext
+from crawler_service.jobs.steps.fetch import FetchStep
 from tests.support.github import TOKEN, FakeClock, fake_clock, fake_github
 
 __all__ = ["fake_clock", "fake_github"]

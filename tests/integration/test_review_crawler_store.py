@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from crawler_service.models import Release
-from crawler_service.store import CrawlerStore
+from crawler_service.data.models import Release
+from crawler_service.data.store import CrawlerStore
 from tests.integration.crawl_helpers import crawler_pg_template
 from tests.support import postgres
 

@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from common.db import sync_url
-from scheduler_service import sqla_transitions as t
-from scheduler_service.retries import RetryPolicy
-from scheduler_service.runs import AttemptResult, ConflictPolicy, Outcome, RunState
-from scheduler_service.sqla_store import SqlRunStore
+from scheduler_service.runs.model import AttemptResult, ConflictPolicy, Outcome, RunState
+from scheduler_service.runs.retries import RetryPolicy
+from scheduler_service.runs.sql import transitions as t
+from scheduler_service.runs.sql.store import SqlRunStore
 from tests.integration.test_run_store import DAY, T0, new_run, running
 
 WAIT = 15.0

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from scheduler_service.retries import RetryPolicy
-from scheduler_service.runs import AttemptResult, Outcome, RunError, RunState
-from scheduler_service.sqla_store import SqlRunStore
+from scheduler_service.runs.model import AttemptResult, Outcome, RunError, RunState
+from scheduler_service.runs.retries import RetryPolicy
+from scheduler_service.runs.sql.store import SqlRunStore
 from tests.integration.test_run_store import DAY, T0, TTL, new_run, running
 
 

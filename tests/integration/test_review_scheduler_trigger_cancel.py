@@ -13,13 +13,13 @@ import pytest
 
 from common.clock import ManualClock
 from common.jobs import CrawlSpec
-from scheduler_service.dispatch import WorkerConn
-from scheduler_service.orchestrator import Orchestrator, Timing
-from scheduler_service.retries import RetryPolicy
-from scheduler_service.runs import Run, RunQuery, RunState
-from scheduler_service.sqla_store import SqlRunStore
-from scheduler_service.store import Created
-from scheduler_service.validation import TriggerCommand
+from scheduler_service.orchestration.dispatch import WorkerConn
+from scheduler_service.orchestration.orchestrator import Orchestrator, Timing
+from scheduler_service.runs.model import Run, RunQuery, RunState
+from scheduler_service.runs.retries import RetryPolicy
+from scheduler_service.runs.sql.store import SqlRunStore
+from scheduler_service.runs.store import Created
+from scheduler_service.runs.trigger import TriggerCommand
 
 
 class CallerGoneAfterCommit(SqlRunStore):

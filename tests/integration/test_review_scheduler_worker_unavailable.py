@@ -12,8 +12,8 @@ from grpc_status import rpc_status
 
 from common.proto.ghpulse.v1 import worker_service_pb2 as wpb
 from common.proto.ghpulse.v1.worker_service_pb2_grpc import WorkerServiceStub
+from scheduler_service.api.worker_messages import PROTOCOL_VERSION
 from scheduler_service.app import SchedulerApp
-from scheduler_service.worker_convert import PROTOCOL_VERSION
 from tests.integration.test_store_unavailable import UNREACHABLE
 from tests.support.cluster import scheduler_settings
 

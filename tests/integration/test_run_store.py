@@ -19,8 +19,7 @@ from scheduler_service.errors import (
     RunNotRetryable,
     StaleAttempt,
 )
-from scheduler_service.retries import RetryPolicy
-from scheduler_service.runs import (
+from scheduler_service.runs.model import (
     AttemptRef,
     AttemptResult,
     ConflictPolicy,
@@ -34,8 +33,9 @@ from scheduler_service.runs import (
     StepReport,
     StepState,
 )
-from scheduler_service.sqla_store import SqlRunStore
-from scheduler_service.store import Claim, StopKind
+from scheduler_service.runs.retries import RetryPolicy
+from scheduler_service.runs.sql.store import SqlRunStore
+from scheduler_service.runs.store import Claim, StopKind
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 TTL = timedelta(seconds=30)

@@ -15,15 +15,15 @@ from sqlalchemy.exc import IntegrityError
 from common.clock import ManualClock
 from common.db import sync_url
 from common.jobs import CrawlSpec
-from scheduler_service.orchestrator import Orchestrator, Timing
-from scheduler_service.runs import RunQuery, RunState, Trigger
-from scheduler_service.schedule_errors import ScheduleExists, ScheduleNotFound
-from scheduler_service.schedule_firing import ScheduleFirer
-from scheduler_service.schedule_ops import ScheduleOps
-from scheduler_service.schedule_store import SqlScheduleStore
-from scheduler_service.schedule_timing import DuePlan
-from scheduler_service.schedules import FiringOutcome, OverlapPolicy, Schedule, Template
-from scheduler_service.sqla_store import SqlRunStore
+from scheduler_service.orchestration.orchestrator import Orchestrator, Timing
+from scheduler_service.runs.model import RunQuery, RunState, Trigger
+from scheduler_service.runs.sql.store import SqlRunStore
+from scheduler_service.schedules.errors import ScheduleExists, ScheduleNotFound
+from scheduler_service.schedules.firing import ScheduleFirer
+from scheduler_service.schedules.model import FiringOutcome, OverlapPolicy, Schedule, Template
+from scheduler_service.schedules.ops import ScheduleOps
+from scheduler_service.schedules.store import SqlScheduleStore
+from scheduler_service.schedules.timing import DuePlan
 
 START = datetime(2026, 1, 1, 9, 45, tzinfo=UTC)
 HOURLY = "0 * * * *"

@@ -13,9 +13,9 @@ from common.jobs import BackfillLinksSpec, JobKind, RecalculateSpec
 from common.proto.ghpulse.v1 import runs_pb2
 from common.proto.ghpulse.v1 import worker_service_pb2 as pb
 from crawler_service.errors import TransientError
-from crawler_service.jobs import Job, JobRegistry, StepContext
+from crawler_service.jobs.registry import Job, JobRegistry, StepContext
 from crawler_service.settings import CrawlerSettings
-from crawler_service.worker import Worker
+from crawler_service.worker.connection import Worker
 from tests.support.fake_scheduler import FakeScheduler, describe
 
 pytestmark = pytest.mark.timeout(30)

@@ -19,7 +19,7 @@ from common.job_convert import job_to_pb
 from common.jobs import CrawlSpec, JobSpec
 from common.proto.ghpulse.v1 import worker_service_pb2 as pb
 from common.proto.ghpulse.v1 import worker_service_pb2_grpc as pb_grpc
-from crawler_service.worker_messages import struct_from
+from crawler_service.worker.messages import struct_from
 
 Ref = tuple[str, int]
 _DROP = object()

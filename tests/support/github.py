@@ -14,10 +14,8 @@ from typing import Any
 
 import pytest
 
-from crawler_service.fake_github import Dataset, FakeGitHub
-from crawler_service.fake_github.__main__ import SAMPLE
+from ghpulse.testing.fake_github import SAMPLE_DIR, Dataset, FakeGitHub
 
-SAMPLE_DIR = SAMPLE
 ANTS_DIR = Path(__file__).resolve().parents[1] / "data" / "github-ants"
 ANTS = "panjf2000/ants"
 TOKEN = "ghp_TestTokenThatMustNeverLeak0123456789"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from common.jobs import CrawlSpec, JobKind
 from crawler_service.errors import PermanentError, TransientError
-from crawler_service.jobs import Job, JobRegistry, Output, StepContext
+from crawler_service.jobs.registry import Job, JobRegistry, Output, StepContext
 
 GATES_ENV = "GHPULSE_TEST_GATES"
 STEPS = ("alpha", "beta", "gamma")

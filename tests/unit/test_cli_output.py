@@ -10,15 +10,15 @@ import pytest
 import typer
 from rich.console import Console
 
-from common.cli.output import describe_rpc_error, human_duration, to_json
-from common.cli.progress import exit_code
-from common.cli.runs import parse_labels
-from common.cli.schedules import parse_duration
-from common.cli.tables import stats_table
 from common.errors import FieldViolation, InvalidArgument, NotFound
 from common.grpc_errors import to_status
 from common.proto.ghpulse.v1 import pull_request_service_pb2 as ppb
 from common.proto.ghpulse.v1 import runs_pb2
+from ghpulse.cli.output import describe_rpc_error, human_duration, to_json
+from ghpulse.cli.progress import exit_code
+from ghpulse.cli.runs import parse_labels
+from ghpulse.cli.schedules import parse_duration
+from ghpulse.cli.tables import stats_table
 
 
 def error_from(exc: Exception) -> grpc.aio.AioRpcError:

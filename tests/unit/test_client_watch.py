@@ -8,8 +8,8 @@ from typing import Any
 import grpc
 import pytest
 
-from common.client import build_trigger_request
-from common.client_watch import Backoff, RunView, WatchGaveUp, follow_run
+from common.client.aio import build_trigger_request
+from common.client.watch import Backoff, RunView, WatchGaveUp, follow_run
 from common.jobs import CrawlSpec
 from common.proto.ghpulse.v1 import runs_pb2
 from common.proto.ghpulse.v1 import scheduler_service_pb2 as spb

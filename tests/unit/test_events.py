@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from scheduler_service.events import EventBroker
-from scheduler_service.runs import EventKind, RunEvent
+from scheduler_service.orchestration.broker import EventBroker
+from scheduler_service.runs.model import EventKind, RunEvent
 
 T = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from crawler_service.github import (
+from crawler_service.github.client import (
     API_VERSION,
     GitHubClient,
     GitHubGone,

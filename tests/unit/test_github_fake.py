@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from crawler_service.fake_github import Dataset, Fault, FaultKind, Faults, RateBudget, shapes
-from crawler_service.fake_github.generate import SHOWCASE, generate
-from crawler_service.fake_github.routes import route
+from ghpulse.testing.fake_github import Dataset, Fault, FaultKind, Faults, RateBudget, shapes
+from ghpulse.testing.fake_github.generate import SHOWCASE, generate
+from ghpulse.testing.fake_github.routes import route
 from tests.support.github import FakeClock
 
 REPO = "acme/widgets"

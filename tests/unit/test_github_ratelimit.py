@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crawler_service.github_errors import (
+from crawler_service.github.errors import (
     GitHubForbidden,
     GitHubGone,
     GitHubInvalid,
@@ -13,7 +13,7 @@ from crawler_service.github_errors import (
     GitHubUnauthorized,
     permanent_error,
 )
-from crawler_service.github_ratelimit import Action, Decision, backoff, decide, primary_wait
+from crawler_service.github.ratelimit import Action, Decision, backoff, decide, primary_wait
 
 NOW = 1_000.0
 SECONDARY = "You have exceeded a secondary rate limit."

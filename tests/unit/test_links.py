@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from crawler_service.links import Reference, extract_closing_references, strip_ignored
+from crawler_service.data.links import Reference, extract_closing_references, strip_ignored
 
 REPO = "octo/app"
 

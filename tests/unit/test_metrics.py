@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from crawler_service.metrics import (
+from crawler_service.data.cycle_times import (
     CycleTimes,
     ReviewInfo,
     SizeClass,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import typer
 
-from common.cli.startup import startup_errors
+from ghpulse.cli.startup import startup_errors
 
 
 def test_a_commands_own_exit_code_passes_through(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,8 +11,8 @@ from sqlalchemy import create_engine
 from sqlalchemy.exc import IntegrityError
 
 from common.errors import Unavailable
-from scheduler_service.retries import RetryPolicy
-from scheduler_service.sqla_sync import SyncRunStore
+from scheduler_service.runs.retries import RetryPolicy
+from scheduler_service.runs.sql.transactions import SyncRunStore
 from tests.integration.test_run_store import new_run
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from scheduler_service.schedule_timing import (
+from scheduler_service.schedules.timing import (
     ON_TIME_GRACE,
     Timing,
     TimingError,

@@ -11,9 +11,9 @@ from typing import IO
 
 import pytest
 
-from crawler_service.metrics import CycleTimes
-from crawler_service.steps.classify import metrics_row
-from crawler_service.steps.export import COLUMNS, write_atomic, write_csv, write_jsonl
+from crawler_service.data.cycle_times import CycleTimes
+from crawler_service.jobs.steps.classify import metrics_row
+from crawler_service.jobs.steps.export import COLUMNS, write_atomic, write_csv, write_jsonl
 
 RECORD = {
     **dict.fromkeys(COLUMNS),

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from crawler_service.steps.link import pull_links
-from crawler_service.store import Link
+from crawler_service.data.store import Link
+from crawler_service.jobs.steps.link import pull_links
 
 
 def test_description_and_commit_messages_with_sources():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from crawler_service.steps import dedupe, parse_time
-from crawler_service.steps.upsert import commit_rows, pull_row, release_row, review_rows
+from crawler_service.jobs.steps import dedupe, parse_time
+from crawler_service.jobs.steps.upsert import commit_rows, pull_row, release_row, review_rows
 
 
 def test_parse_time_is_aware_utc():

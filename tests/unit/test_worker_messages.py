@@ -6,9 +6,9 @@ import pytest
 
 from common.proto.ghpulse.v1 import runs_pb2
 from common.proto.ghpulse.v1 import worker_service_pb2 as pb
-from crawler_service import worker_messages as msg
-from crawler_service.worker import Backoff
-from crawler_service.worker_runner import AttemptError, AttemptKey, AttemptOutcome, StepState
+from crawler_service.worker import messages as msg
+from crawler_service.worker.connection import Backoff
+from crawler_service.worker.runner import AttemptError, AttemptKey, AttemptOutcome, StepState
 
 KEY = AttemptKey("run-1", 3)
 

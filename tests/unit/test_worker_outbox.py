@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from crawler_service.worker_outbox import Outbox
+from crawler_service.worker.outbox import Outbox
 
 
 async def _drain(outbox: Outbox[str]) -> list[str]:

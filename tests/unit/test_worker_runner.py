@@ -13,8 +13,8 @@ from sqlalchemy.exc import OperationalError
 
 from common.jobs import CrawlSpec, JobKind, RecalculateSpec
 from crawler_service.errors import PermanentError, StepFailed, TransientError, UnknownJob
-from crawler_service.jobs import Job, JobRegistry, Output, StepContext
-from crawler_service.worker_runner import (
+from crawler_service.jobs.registry import Job, JobRegistry, Output, StepContext
+from crawler_service.worker.runner import (
     AttemptError,
     AttemptKey,
     AttemptOutcome,

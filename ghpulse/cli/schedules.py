@@ -1,0 +1,211 @@
+"""`ghpulse schedules list|get|create|pause|resume|delete|run-now`: recurring runs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, TypeVar
+
+import typer
+from google.protobuf.message import Message
+from rich.table import Table
+
+from common.client.aio import GhpulseClient
+from common.job_convert import job_to_pb
+from common.jobs import BackfillLinksSpec, CrawlSpec, JobSpec, RecalculateSpec
+from common.proto.ghpulse.v1 import schedules_pb2
+from ghpulse.cli.output import (
+    EXIT_USAGE,
+    SCHEDULER_DEFAULT,
+    OutputFormat,
+    OutputOpt,
+    SchedulerOpt,
+    console,
+    enum_label,
+    fail,
+    print_json,
+    run,
+)
+from ghpulse.cli.runs import JobName, LabelOpt, parse_labels
+
+schedules_app = typer.Typer(help="Recurring runs.", no_args_is_help=True)
+_T = TypeVar("_T")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class OverlapName(StrEnum):
+    SKIP = "skip"
+    QUEUE = "queue"
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90`, `90s`, `15m`, `1h`, `1d` (one unit); exits 2 otherwise."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if match is None:
+        fail(f"error: {text!r}: expected a duration like 90s, 15m, 1h or 1d", EXIT_USAGE)
+    return timedelta(seconds=float(match[1]) * _UNITS[match[2] or "s"])
+
+
+def _call(address: str, call: Callable[[GhpulseClient], Awaitable[_T]]) -> _T:
+    async def go() -> _T:
+        async with GhpulseClient(address) as client:
+            return await call(client)
+
+    return run(go())
+
+
+def _when(schedule: schedules_pb2.Schedule, field: str) -> str:
+    from ghpulse.cli.tables import when
+
+    return when(getattr(schedule, field), schedule.HasField(field))  # type: ignore[arg-type]
+
+
+def _timing(schedule: schedules_pb2.Schedule) -> str:
+    if schedule.WhichOneof("timing") == "interval":
+        from ghpulse.cli.output import human_duration
+
+        return f"every {human_duration(schedule.interval.ToTimedelta())}"
+    return f"cron {schedule.cron or '30 * * * *'} {schedule.time_zone or 'UTC'}"
+
+
+def schedules_table(schedules: list[schedules_pb2.Schedule]) -> Table:
+    table = Table("SCHEDULE", "TIMING", "JOB", "OVERLAP", "PAUSED", "NEXT", "LAST RUN")
+    for schedule in schedules:
+        overlap = schedules_pb2.OverlapPolicy.Name(schedule.overlap)
+        table.add_row(
+            schedule.id, _timing(schedule), schedule.template.WhichOneof("job") or "-",
+            enum_label(overlap, "OVERLAP_POLICY_"), "yes" if schedule.paused else "no",
+            _when(schedule, "next_fire_time"), schedule.last_run_id or "-",
+        )  # fmt: skip
+    return table
+
+
+def _show(message: Message, schedules: list[schedules_pb2.Schedule], output: OutputFormat) -> None:
+    if output is OutputFormat.JSON:
+        print_json(message)
+    else:
+        console().print(schedules_table(schedules))
+
+
+@schedules_app.command("list")
+def list_schedules(
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    scheduler: SchedulerOpt = SCHEDULER_DEFAULT,
+    output: OutputOpt = OutputFormat.TABLE,
+) -> None:
+    """List schedules."""
+    response = _call(scheduler, lambda c: c.list_schedules(page_size=limit))
+    _show(response, list(response.schedules), output)
+
+
+@schedules_app.command("get")
+def get_schedule(
+    schedule_id: Annotated[str, typer.Argument()],
+    scheduler: SchedulerOpt = SCHEDULER_DEFAULT,
+    output: OutputOpt = OutputFormat.TABLE,
+) -> None:
+    """Show a schedule and its recent firings."""
+    response = _call(scheduler, lambda c: c.get_schedule(schedule_id))
+    _show(response, [response.schedule], output)
+    if output is OutputFormat.TABLE:
+        for firing in response.recent_firings:
+            outcome = schedules_pb2.FiringOutcome.Name(firing.outcome)
+            typer.echo(
+                f"  {firing.nominal_time.ToJsonString()}  "
+                f"{enum_label(outcome, 'FIRING_OUTCOME_')}  {firing.run_id or firing.error}"
+            )
+
+
+def _job(job: JobName, repositories: list[str], org: str, refresh: bool, steps: str) -> JobSpec:
+    if job is JobName.RECALCULATE:
+        names = tuple(s.strip() for s in steps.split(",") if s.strip())
+        return RecalculateSpec(tuple(repositories), org, names)
+    if job is JobName.BACKFILL_LINKS:
+        return BackfillLinksSpec(repositories[0] if repositories else "")
+    return CrawlSpec(tuple(repositories), org, refresh)
+
+
+@schedules_app.command("create")
+def create(
+    repositories: Annotated[list[str] | None, typer.Argument(help="owner/repo …")] = None,
+    schedule_id: Annotated[str, typer.Option("--id", help="Generated if not given.")] = "",
+    cron: Annotated[str, typer.Option(help="Five-field cron, e.g. '0 6 * * 1-5'.")] = "",
+    every: Annotated[str, typer.Option(help="Interval instead of cron: 90s, 15m, 1h, 1d.")] = "",
+    time_zone: Annotated[str, typer.Option(help="IANA zone of the cron.")] = "",
+    job: Annotated[JobName, typer.Option(help="What each firing runs.")] = JobName.CRAWL,
+    org: Annotated[str, typer.Option(help="Organization to crawl.")] = "",
+    refresh: Annotated[bool, typer.Option(help="Crawl: ignore watermarks and ETags.")] = False,
+    steps: Annotated[str, typer.Option(help="Recalculate: steps.")] = "upsert,link,classify,export",
+    label: LabelOpt = None,
+    overlap: Annotated[OverlapName, typer.Option(help="If the last run is still active.")] = (
+        OverlapName.SKIP
+    ),
+    paused: Annotated[bool, typer.Option(help="Create it paused.")] = False,
+    scheduler: SchedulerOpt = SCHEDULER_DEFAULT,
+    output: OutputOpt = OutputFormat.TABLE,
+) -> None:
+    """Create a schedule (cron or --every) that triggers a job at each tick."""
+    schedule = schedules_pb2.Schedule(
+        time_zone=time_zone,
+        paused=paused,
+        overlap=schedules_pb2.OverlapPolicy.Value(f"OVERLAP_POLICY_{overlap.name}"),
+    )
+    if every:
+        schedule.interval.FromTimedelta(parse_duration(every))
+    elif cron:
+        schedule.cron = cron
+    schedule.template.labels.update(parse_labels(label))
+    job_to_pb(_job(job, repositories or [], org, refresh, steps), schedule.template)
+    created = _call(scheduler, lambda c: c.create_schedule(schedule, schedule_id))
+    _show(created, [created], output)
+
+
+def _simple(verb: str, help_text: str) -> None:
+    def command(
+        schedule_id: Annotated[str, typer.Argument()],
+        scheduler: SchedulerOpt = SCHEDULER_DEFAULT,
+        output: OutputOpt = OutputFormat.TABLE,
+    ) -> None:
+        method = getattr(GhpulseClient, f"{verb}_schedule")
+        result = _call(scheduler, lambda c: method(c, schedule_id))
+        _show(result, [result], output)
+
+    command.__doc__ = help_text
+    schedules_app.command(verb)(command)
+
+
+_simple("pause", "Pause a schedule (no firings until resumed).")
+_simple("resume", "Resume a paused schedule.")
+
+
+@schedules_app.command("delete")
+def delete(
+    schedule_id: Annotated[str, typer.Argument()],
+    scheduler: SchedulerOpt = SCHEDULER_DEFAULT,
+) -> None:
+    """Delete a schedule (its runs stay)."""
+    _call(scheduler, lambda c: c.delete_schedule(schedule_id))
+    typer.echo(f"schedule {schedule_id} deleted")
+
+
+@schedules_app.command("run-now")
+def run_now(
+    schedule_id: Annotated[str, typer.Argument()],
+    scheduler: SchedulerOpt = SCHEDULER_DEFAULT,
+    output: OutputOpt = OutputFormat.TABLE,
+) -> None:
+    """Fire a schedule once now (its overlap policy applies)."""
+    from common.proto.ghpulse.v1 import scheduler_service_pb2 as spb
+
+    response = _call(scheduler, lambda c: c.run_schedule_now(schedule_id))
+    if output is OutputFormat.JSON:
+        print_json(response)
+        return
+    disposition = enum_label(spb.Disposition.Name(response.disposition), "DISPOSITION_")
+    typer.echo(f"run {response.run.id} ({disposition})")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(schedules_app, name="schedules")

@@ -1,0 +1,287 @@
+"""Protobuf <-> domain conversion for `ghpulse.v1.SchedulerService` (the client API)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from common import pb
+from common.errors import FieldViolation, require
+from common.job_convert import job_from_pb, job_to_pb, kind_from_pb, kind_to_pb
+from common.proto.ghpulse.v1 import runs_pb2, scheduler_service_pb2
+from scheduler_service.runs.model import (
+    ConflictPolicy,
+    Disposition,
+    EventKind,
+    Run,
+    RunError,
+    RunEvent,
+    RunQuery,
+    RunState,
+    StepState,
+    StepStatus,
+    Trigger,
+)
+from scheduler_service.runs.trigger import NUL_MESSAGE, TriggerCommand
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+
+RUN_STATES = {
+    RunState.PENDING: runs_pb2.RUN_STATE_PENDING,
+    RunState.QUEUED: runs_pb2.RUN_STATE_QUEUED,
+    RunState.RUNNING: runs_pb2.RUN_STATE_RUNNING,
+    RunState.SUCCEEDED: runs_pb2.RUN_STATE_SUCCEEDED,
+    RunState.FAILED: runs_pb2.RUN_STATE_FAILED,
+    RunState.CANCELLED: runs_pb2.RUN_STATE_CANCELLED,
+}
+STEP_STATES = {
+    StepState.PENDING: runs_pb2.STEP_STATE_PENDING,
+    StepState.RUNNING: runs_pb2.STEP_STATE_RUNNING,
+    StepState.SUCCEEDED: runs_pb2.STEP_STATE_SUCCEEDED,
+    StepState.FAILED: runs_pb2.STEP_STATE_FAILED,
+    StepState.CANCELLED: runs_pb2.STEP_STATE_CANCELLED,
+}
+TRIGGERS = {
+    Trigger.API: runs_pb2.TRIGGER_API,
+    Trigger.SCHEDULE: runs_pb2.TRIGGER_SCHEDULE,
+    Trigger.BACKFILL: runs_pb2.TRIGGER_BACKFILL,
+}
+POLICIES = {
+    scheduler_service_pb2.CONFLICT_POLICY_UNSPECIFIED: ConflictPolicy.JOIN,
+    scheduler_service_pb2.CONFLICT_POLICY_JOIN: ConflictPolicy.JOIN,
+    scheduler_service_pb2.CONFLICT_POLICY_QUEUE: ConflictPolicy.QUEUE,
+    scheduler_service_pb2.CONFLICT_POLICY_REJECT: ConflictPolicy.REJECT,
+}
+DISPOSITIONS = {
+    Disposition.CREATED: scheduler_service_pb2.DISPOSITION_CREATED,
+    Disposition.JOINED: scheduler_service_pb2.DISPOSITION_JOINED,
+    Disposition.QUEUED: scheduler_service_pb2.DISPOSITION_QUEUED,
+    Disposition.IDEMPOTENT: scheduler_service_pb2.DISPOSITION_IDEMPOTENT,
+}
+
+
+_K = TypeVar("_K")
+
+
+def _reverse(mapping: Mapping[_K, int], value: int) -> _K | None:
+    return next((key for key, pb_value in mapping.items() if pb_value == value), None)
+
+
+def error_to_pb(error: RunError | None) -> runs_pb2.RunError | None:
+    if error is None:
+        return None
+    return runs_pb2.RunError(code=error.code, message=error.message, retryable=error.retryable)
+
+
+def step_to_pb(step: StepStatus) -> runs_pb2.Step:
+    return runs_pb2.Step(
+        name=step.name,
+        state=STEP_STATES[step.state],
+        current=step.current,
+        total=step.total,
+        message=step.message,
+        started_at=pb.timestamp(step.started_at),
+        finished_at=pb.timestamp(step.finished_at),
+        attempt=step.attempt,
+    )
+
+
+def run_to_pb(run: Run) -> runs_pb2.Run:
+    message = runs_pb2.Run(
+        id=run.id,
+        state=RUN_STATES[run.state],
+        attempt=run.attempt,
+        max_attempts=run.max_attempts,
+        steps=[step_to_pb(s) for s in run.steps],
+        output=pb.struct(run.output),
+        error=error_to_pb(run.error),
+        labels=run.labels,
+        concurrency_key=run.concurrency_key,
+        trigger=TRIGGERS[run.trigger],
+        schedule_id=run.schedule_id,
+        nominal_time=pb.timestamp(run.nominal_time),
+        created_at=pb.timestamp(run.created_at),
+        started_at=pb.timestamp(run.started_at),
+        finished_at=pb.timestamp(run.finished_at),
+        deadline_at=pb.timestamp(run.deadline_at),
+        last_seq=run.last_seq,
+        worker_id=run.worker_id,
+        cancel_requested=run.cancel_requested_at is not None,
+        job_kind=kind_to_pb(run.spec.kind),
+        not_before=pb.timestamp(run.not_before),
+    )
+    job_to_pb(run.spec, message)
+    return message
+
+
+def event_to_pb(event: RunEvent) -> runs_pb2.RunEvent:
+    message = runs_pb2.RunEvent(
+        seq=event.seq, run_id=event.run_id, time=pb.timestamp(event.time), attempt=event.attempt
+    )
+    data = event.data
+    if event.kind is EventKind.STATE_CHANGED:
+        message.state_changed.CopyFrom(
+            runs_pb2.RunStateChanged(
+                state=RUN_STATES[RunState(data["state"])],
+                attempt=event.attempt,
+                error=error_to_pb(RunError.from_json(data.get("error"))),
+                output=pb.struct(data.get("output")),
+                reason=data.get("reason", ""),
+            )
+        )
+    elif event.kind is EventKind.STEP_STARTED:
+        message.step_started.CopyFrom(
+            runs_pb2.StepStarted(
+                step=data["step"], total=data.get("total", 0), message=data.get("message", "")
+            )
+        )
+    elif event.kind is EventKind.STEP_PROGRESS:
+        message.step_progress.CopyFrom(
+            runs_pb2.StepProgress(
+                step=data["step"],
+                current=data.get("current", 0),
+                total=data.get("total", 0),
+                message=data.get("message", ""),
+            )
+        )
+    else:
+        message.step_finished.CopyFrom(
+            runs_pb2.StepFinished(
+                step=data["step"],
+                state=STEP_STATES[StepState(data["state"])],
+                output=pb.struct(data.get("output")),
+                message=data.get("message", ""),
+            )
+        )
+    return message
+
+
+NUL = "\x00"
+
+
+def _time(
+    message: timestamp_pb2.Timestamp, present: bool, field: str, violations: list[FieldViolation]
+) -> datetime | None:
+    """The timestamp, or None with a violation when it is out of range (not an INTERNAL error)."""
+    try:
+        return pb.from_timestamp(message, present)
+    except (ValueError, OverflowError):
+        violations.append(FieldViolation(field, "not a valid timestamp"))
+        return None
+
+
+def _duration(
+    message: duration_pb2.Duration, present: bool, field: str, violations: list[FieldViolation]
+) -> timedelta | None:
+    if not present:
+        return None
+    try:
+        return message.ToTimedelta()
+    except (ValueError, OverflowError):
+        violations.append(FieldViolation(field, "not a valid duration"))
+        return None
+
+
+def nul_violations(field: str, values: Mapping[str, str]) -> list[FieldViolation]:
+    """Strings with NUL characters (PostgreSQL rejects them in text: INTERNAL otherwise)."""
+    return [
+        FieldViolation(f"{field}[{key}]" if key else field, NUL_MESSAGE)
+        for key, value in values.items()
+        if NUL in key or NUL in value
+    ]
+
+
+def trigger_from_pb(request: scheduler_service_pb2.TriggerRunRequest) -> TriggerCommand:
+    violations: list[FieldViolation] = []
+    policy = POLICIES.get(request.on_conflict)
+    if policy is None:
+        violations.append(FieldViolation("on_conflict", f"unknown policy {request.on_conflict}"))
+    trigger = _reverse(TRIGGERS, request.trigger) if request.trigger else Trigger.API
+    if trigger is None:
+        violations.append(FieldViolation("trigger", f"unknown trigger {request.trigger}"))
+    if request.max_attempts < 0:
+        violations.append(FieldViolation("max_attempts", "must not be negative"))
+    deadline = _duration(request.deadline, request.HasField("deadline"), "deadline", violations)
+    nominal_time = _time(
+        request.nominal_time, request.HasField("nominal_time"), "nominal_time", violations
+    )
+    require(violations)
+    assert isinstance(trigger, Trigger) and policy is not None
+    return TriggerCommand(
+        spec=job_from_pb(request),
+        concurrency_key=request.concurrency_key.strip(),
+        policy=policy,
+        request_id=request.request_id,
+        labels=dict(request.labels),
+        max_attempts=request.max_attempts,
+        deadline=deadline,
+        trigger=trigger,
+        schedule_id=request.schedule_id,
+        nominal_time=nominal_time,
+    )
+
+
+def encode_page_token(run: Run) -> str:
+    raw = json.dumps({"c": run.created_at.isoformat(), "i": run.id}).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def decode_page_token(token: str) -> tuple[datetime, str]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        created = datetime.fromisoformat(data["c"])
+        if created.tzinfo is None:
+            raise ValueError("naive")
+        return created.astimezone(UTC), str(data["i"])
+    except (ValueError, KeyError, TypeError, binascii.Error, RecursionError):
+        require([FieldViolation("page_token", "not a page token returned by ListRuns")])
+        raise AssertionError("unreachable") from None
+
+
+def query_from_pb(request: scheduler_service_pb2.ListRunsRequest) -> RunQuery:
+    violations = nul_violations("concurrency_key", {"": request.concurrency_key})
+    violations += nul_violations("labels", dict(request.labels))
+    if request.page_size < 0:
+        violations.append(FieldViolation("page_size", "must not be negative"))
+    jobs = []
+    for index, value in enumerate(request.jobs):
+        kind = kind_from_pb(value)
+        if kind is None:
+            violations.append(FieldViolation(f"jobs[{index}]", f"unknown job kind {value}"))
+        else:
+            jobs.append(kind.value)
+    states = []
+    for index, state_value in enumerate(request.states):
+        state = _reverse(RUN_STATES, state_value)
+        if state is None:
+            violations.append(FieldViolation(f"states[{index}]", f"unknown state {state_value}"))
+        else:
+            states.append(state)
+    trigger = _reverse(TRIGGERS, request.trigger) if request.trigger else None
+    if request.trigger and trigger is None:
+        violations.append(FieldViolation("trigger", f"unknown trigger {request.trigger}"))
+    after = _time(
+        request.created_after, request.HasField("created_after"), "created_after", violations
+    )
+    before = _time(
+        request.created_before, request.HasField("created_before"), "created_before", violations
+    )
+    require(violations)
+    return RunQuery(
+        jobs=tuple(jobs),
+        states=tuple(states),
+        labels=dict(request.labels),
+        concurrency_key=request.concurrency_key,
+        trigger=trigger,
+        created_after=after,
+        created_before=before,
+        page_size=min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
+        after=decode_page_token(request.page_token) if request.page_token else None,
+    )

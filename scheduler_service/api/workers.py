@@ -1,0 +1,109 @@
+"""`ghpulse.v1.WorkerService`: the stream each crawler holds. Thin: decode, delegate, encode.
+
+Rejections and stale reports are answered with messages on the stream, never with an error ending
+it: a crawler that sends something wrong is told so and keeps its connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import structlog
+
+from common.proto.ghpulse.v1 import worker_service_pb2, worker_service_pb2_grpc
+from scheduler_service.api.worker_messages import (
+    PROTOCOL_VERSION,
+    outgoing_to_pb,
+    ref_from_pb,
+    rejected,
+    report_from_pb,
+    result_from_pb,
+)
+from scheduler_service.orchestration.dispatch import WorkerConn
+from scheduler_service.orchestration.orchestrator import Orchestrator
+
+log = structlog.get_logger(__name__)
+READER_DRAIN = 2.0
+ConnectRequests = AsyncIterator[worker_service_pb2.ConnectRequest]
+
+
+class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
+    def __init__(self, orchestrator: Orchestrator) -> None:
+        self._orchestrator = orchestrator
+        timing = orchestrator.timing
+        self._lease_ttl = timing.lease_ttl.total_seconds()
+        self._heartbeat = timing.heartbeat_interval.total_seconds()
+
+    async def Connect(
+        self, request_iterator: ConnectRequests, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[worker_service_pb2.ConnectResponse]:
+        first = await anext(aiter(request_iterator), None)
+        problem = _hello_problem(first)
+        if problem is not None:
+            yield rejected(problem)
+            return
+        assert first is not None
+        hello = first.hello
+        now = self._orchestrator.clock.now()
+        conn = WorkerConn(hello.worker_id, hello.slots, hello.version, now, now)
+        reader = asyncio.create_task(self._read(conn, request_iterator))
+        try:
+            await self._orchestrator.worker_connected(
+                conn, [ref_from_pb(r) for r in hello.in_flight]
+            )
+            while (item := await conn.outbox.get()) is not None:
+                yield outgoing_to_pb(item, self._lease_ttl, self._heartbeat)
+        finally:
+            # Let a report being written finish (its transaction and connection end cleanly);
+            # the reader stops by itself once the stream is gone.
+            await asyncio.wait([reader], timeout=READER_DRAIN)
+            reader.cancel()
+            await asyncio.shield(self._orchestrator.worker_disconnected(conn))
+
+    async def _read(self, conn: WorkerConn, requests: ConnectRequests) -> None:
+        try:
+            async for request in requests:
+                try:
+                    await self._handle(conn, request)
+                except Exception:
+                    # A failed write (e.g. the database briefly unavailable) must not end the
+                    # stream: the lease machinery recovers the run if reports are lost.
+                    log.exception("worker.message_failed", worker=conn.id)
+        except (asyncio.CancelledError, grpc.aio.AioRpcError):
+            pass
+        finally:
+            conn.close()
+
+    async def _handle(self, conn: WorkerConn, request: worker_service_pb2.ConnectRequest) -> None:
+        which = request.WhichOneof("message")
+        orchestrator = self._orchestrator
+        if which == "heartbeat":
+            refs = [ref_from_pb(r) for r in request.heartbeat.in_flight]
+            await orchestrator.heartbeat(conn, refs)
+        elif which == "step_report":
+            report = report_from_pb(request.step_report)
+            if report is not None:
+                await orchestrator.step_report(conn, ref_from_pb(request.step_report.ref), report)
+        elif which == "result":
+            result = result_from_pb(request.result)
+            await orchestrator.attempt_result(conn, ref_from_pb(request.result.ref), result)
+        elif which == "drain":
+            orchestrator.drain(conn)
+        else:
+            log.warning("worker.unexpected_message", worker=conn.id, message=which)
+
+
+def _hello_problem(first: worker_service_pb2.ConnectRequest | None) -> str | None:
+    if first is None or first.WhichOneof("message") != "hello":
+        return "the first message on the stream must be a hello"
+    hello = first.hello
+    if hello.protocol_version != PROTOCOL_VERSION:
+        return f"unsupported protocol version {hello.protocol_version}"
+    if not hello.worker_id:
+        return "hello.worker_id is required"
+    if hello.slots <= 0:
+        return "hello.slots must be positive"
+    return None

@@ -1,0 +1,11 @@
+"""Alembic migrations of the run store. `upgrade(url)` applies them (under a migration lock)."""
+
+from __future__ import annotations
+
+from common import db
+
+SCRIPT_LOCATION = "scheduler_service.db:migrations"
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    db.upgrade(url, SCRIPT_LOCATION, "scheduler", revision)

@@ -1,0 +1,17 @@
+"""Alembic environment: runs on the connection `common.db.upgrade` passes in."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from scheduler_service.db.models import Base
+
+connection = context.config.attributes["connection"]
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+    version_table="alembic_version_scheduler",
+)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,197 @@
+"""The run store's tables (SQLAlchemy 2.0 typed models).
+
+The invariants live here as database constraints, not Python checks:
+- at most one *active* run per concurrency key (pending, backing off or running): a partial unique
+  index on `concurrency_key WHERE slot = 'active'`;
+- at most one *queued* run per concurrency key: the same on `slot = 'queued'`;
+- request-id idempotency: `idempotency_keys.request_id` is the primary key;
+- the append-only event log is keyed `(run_id, seq)`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from common.db import UTCDateTime
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+ACTIVE = "active"
+QUEUED = "queued"
+
+_NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=_NAMING)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSONType}
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    job_kind: Mapped[str] = mapped_column(String(32))
+    job: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(16))
+    #: 'active' (pending, backing off or running), 'queued', or NULL once finished.
+    slot: Mapped[str | None] = mapped_column(String(8))
+    concurrency_key: Mapped[str] = mapped_column(String(512))
+    attempt: Mapped[int] = mapped_column(Integer)
+    #: Attempts at or below this number do not count against max_attempts (RetryRun, releases).
+    attempt_floor: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    trigger: Mapped[str] = mapped_column(String(16))
+    schedule_id: Mapped[str] = mapped_column(String(128), server_default="")
+    nominal_time: Mapped[datetime | None]
+    labels: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    deadline_at: Mapped[datetime | None]
+    not_before: Mapped[datetime | None]
+    worker_id: Mapped[str] = mapped_column(String(200), server_default="")
+    lease_expires_at: Mapped[datetime | None]
+    cancel_requested_at: Mapped[datetime | None]
+    output: Mapped[dict[str, Any] | None]
+    error: Mapped[dict[str, Any] | None]
+    last_seq: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+
+    __table_args__ = (
+        Index(
+            "uq_runs_active_concurrency_key",
+            "concurrency_key",
+            unique=True,
+            sqlite_where=text("slot = 'active'"),
+            postgresql_where=text("slot = 'active'"),
+        ),
+        Index(
+            "uq_runs_queued_concurrency_key",
+            "concurrency_key",
+            unique=True,
+            sqlite_where=text("slot = 'queued'"),
+            postgresql_where=text("slot = 'queued'"),
+        ),
+        Index("ix_runs_state_not_before", "state", "not_before", "created_at"),
+        Index("ix_runs_created_at_id", "created_at", "id"),
+        Index("ix_runs_state_lease", "state", "lease_expires_at"),
+        Index("ix_runs_finished_at", "finished_at"),
+    )
+
+
+class RunLabelRow(Base):
+    __tablename__ = "run_labels"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(63), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+
+    __table_args__ = (Index("ix_run_labels_key_value", "key", "value"),)
+
+
+class RunStepRow(Base):
+    __tablename__ = "run_steps"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    current: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    total: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    message: Mapped[str] = mapped_column(Text, server_default="")
+    attempt: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    #: The checkpoint of a succeeded step, reused by later attempts.
+    output: Mapped[dict[str, Any] | None]
+
+
+class RunEventRow(Base):
+    __tablename__ = "run_events"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    time: Mapped[datetime]
+    attempt: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    data: Mapped[dict[str, Any]]
+
+
+class IdempotencyRow(Base):
+    __tablename__ = "idempotency_keys"
+
+    request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    payload_hash: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str] = mapped_column(String(40))
+    disposition: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ScheduleRow(Base):
+    """A recurring run (see `scheduler_service.schedules.model.Schedule`)."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    cron: Mapped[str] = mapped_column(String(200), server_default="")
+    interval_seconds: Mapped[float | None] = mapped_column(Float)
+    start_time: Mapped[datetime | None]
+    time_zone: Mapped[str] = mapped_column(String(64), server_default="UTC")
+    job_kind: Mapped[str] = mapped_column(String(32))
+    job: Mapped[dict[str, Any]]
+    labels: Mapped[dict[str, Any]]
+    max_attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    overlap: Mapped[str] = mapped_column(String(8))
+    catch_up_window_seconds: Mapped[float] = mapped_column(Float)
+    jitter_seconds: Mapped[float] = mapped_column(Float, server_default=text("0"))
+    paused: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    fire_after: Mapped[datetime]
+    last_fire_time: Mapped[datetime | None]
+    last_run_id: Mapped[str] = mapped_column(String(40), server_default="")
+    skipped_count: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    missed_count: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+
+
+class ScheduleFiringRow(Base):
+    """One tick of a schedule. The primary key `(schedule_id, nominal_time)` is the constraint
+    that makes several scheduler processes fire each tick exactly once."""
+
+    __tablename__ = "schedule_firings"
+
+    schedule_id: Mapped[str] = mapped_column(
+        ForeignKey("schedules.id", ondelete="CASCADE"), primary_key=True
+    )
+    nominal_time: Mapped[datetime] = mapped_column(primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(8))
+    run_id: Mapped[str] = mapped_column(String(40), server_default="")
+    claimed_at: Mapped[datetime]
+    fire_time: Mapped[datetime | None]
+    scheduler_id: Mapped[str] = mapped_column(String(200), server_default="")
+    error: Mapped[str] = mapped_column(Text, server_default="")
+
+    __table_args__ = (Index("ix_schedule_firings_outcome_claimed_at", "outcome", "claimed_at"),)

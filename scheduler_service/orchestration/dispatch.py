@@ -1,0 +1,172 @@
+"""Push dispatch: pending runs go to connected crawlers with free slots the moment they appear.
+
+Each crawler holds one `Connect` stream; its `WorkerConn` has an outbox the stream drains. The
+dispatcher wakes on `kick()` (a run became dispatchable, a slot freed, a crawler connected, or the
+sweep), claims runs in the store and pushes assignments. No polling on the hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import structlog
+
+from scheduler_service.runs.model import AttemptRef, Run
+from scheduler_service.runs.store import StopRequest
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class HeartbeatAcked:
+    renewed: list[AttemptRef]
+    lease_expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Welcome:
+    reattached: list[AttemptRef]
+    abandoned: list[AttemptRef]
+    lease_expires_at: datetime
+
+
+#: What a crawler's stream sends down: an assignment (the claimed run), a stop, an ack.
+Outgoing = Run | StopRequest | HeartbeatAcked | Welcome
+
+
+@dataclass(eq=False)
+class WorkerConn:
+    """One connected crawler, as this scheduler process sees it."""
+
+    id: str
+    slots: int
+    version: str
+    connected_at: datetime
+    last_heartbeat_at: datetime
+    #: run id -> attempt of the assignments it holds.
+    running: dict[str, int] = field(default_factory=dict)
+    draining: bool = False
+    #: Slots held for a claim in progress (so two claims never take the same last slot).
+    reserved: int = 0
+    outbox: asyncio.Queue[Outgoing | None] = field(default_factory=asyncio.Queue)
+
+    @property
+    def free_slots(self) -> int:
+        return 0 if self.draining else max(0, self.slots - len(self.running) - self.reserved)
+
+    def send(self, item: Outgoing) -> None:
+        self.outbox.put_nowait(item)
+
+    def close(self) -> None:
+        self.outbox.put_nowait(None)
+
+
+class Dispatcher:
+    """Assigns dispatchable runs to connected crawlers."""
+
+    def __init__(self, claim: Callable[[str], Awaitable[Run | None]]) -> None:
+        self._claim = claim
+        self._workers: dict[str, WorkerConn] = {}
+        self._wake = asyncio.Event()
+        self._closing = False
+
+    @property
+    def workers(self) -> list[WorkerConn]:
+        return list(self._workers.values())
+
+    def add(self, conn: WorkerConn) -> None:
+        previous = self._workers.get(conn.id)
+        if previous is not None and previous is not conn:
+            # The crawler reconnected before its old stream was noticed dead.
+            previous.close()
+        self._workers[conn.id] = conn
+        self.kick()
+
+    def remove(self, conn: WorkerConn) -> None:
+        if self._workers.get(conn.id) is conn:
+            del self._workers[conn.id]
+
+    def get(self, worker_id: str) -> WorkerConn | None:
+        return self._workers.get(worker_id)
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    def stop(self, request: StopRequest) -> bool:
+        """Push a stop to the crawler holding the attempt, if it is connected here."""
+        conn = self._workers.get(request.worker_id)
+        if conn is None:
+            return False
+        conn.send(request)
+        if (
+            request.kind == "abandon"
+            and conn.running.get(request.ref.run_id) == request.ref.attempt
+        ):
+            del conn.running[request.ref.run_id]
+            self.kick()
+        return True
+
+    def release(self, worker_id: str, ref: AttemptRef) -> None:
+        """The attempt ended: free its slot."""
+        conn = self._workers.get(worker_id)
+        if conn is not None and conn.running.get(ref.run_id) == ref.attempt:
+            del conn.running[ref.run_id]
+            self.kick()
+
+    def close(self) -> None:
+        """Stop the loop after the claim in progress (never cancelled mid-transaction)."""
+        self._closing = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """The dispatch loop (a background task), until `close()`."""
+        while not self._closing:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._closing:
+                return
+            try:
+                await self._dispatch()
+            except Exception:
+                log.exception("dispatch.failed")
+                await asyncio.sleep(0.5)
+                self.kick()
+
+    @contextmanager
+    def reserve(self) -> Iterator[WorkerConn | None]:
+        """The connected crawler with the most free slots, one of them held for the block."""
+        candidates = [c for c in self._workers.values() if c.free_slots > 0]
+        conn = max(candidates, key=lambda c: c.free_slots, default=None)
+        if conn is None:
+            yield None
+            return
+        conn.reserved += 1
+        try:
+            yield conn
+        finally:
+            conn.reserved -= 1
+
+    def assign(self, conn: WorkerConn, run: Run) -> None:
+        """Push a run claimed for `conn` down its stream."""
+        if self._workers.get(conn.id) is not conn:
+            # It disconnected while we claimed: the crawler never got the run, so when it
+            # reconnects (or its lease expires) the run is retried.
+            log.info("dispatch.worker_gone", run_id=run.id, attempt=run.attempt, worker=conn.id)
+            return
+        conn.running[run.id] = run.attempt
+        conn.send(run)
+        log.info("run.dispatched", run_id=run.id, attempt=run.attempt, worker=conn.id)
+
+    async def _dispatch(self) -> None:
+        while not self._closing:
+            with self.reserve() as conn:
+                if conn is None:
+                    return
+                run = await self._claim(conn.id)
+            if run is None:
+                return
+            self.assign(conn, run)

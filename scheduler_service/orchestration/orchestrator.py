@@ -1,0 +1,299 @@
+"""The run operations behind both gRPC services: the store is the truth; the broker, dispatcher
+and crawler stops are told about every change after it is durable."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+import structlog
+
+from common.clock import Clock
+from scheduler_service.errors import StaleAttempt
+from scheduler_service.metrics import NullMetrics, RunMetrics
+from scheduler_service.orchestration.broker import EventBroker, Mailbox
+from scheduler_service.orchestration.dispatch import Dispatcher, HeartbeatAcked, Welcome, WorkerConn
+from scheduler_service.runs.model import (
+    AttemptRef,
+    AttemptResult,
+    Disposition,
+    EventKind,
+    NewRun,
+    Run,
+    RunEvent,
+    RunQuery,
+    RunState,
+    StepReport,
+)
+from scheduler_service.runs.store import Claim, RunStore, StopKind, StopRequest, Transition
+from scheduler_service.runs.trigger import TriggerCommand, to_new_run
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The orchestration tunables (from `SchedulerSettings`)."""
+
+    lease_ttl: timedelta = timedelta(seconds=30)
+    heartbeat_interval: timedelta = timedelta(seconds=5)
+    reconnect_grace: timedelta = timedelta(seconds=15)
+    cancel_grace: timedelta = timedelta(seconds=30)
+    idempotency_ttl: timedelta = timedelta(hours=24)
+    default_deadline: timedelta = timedelta(hours=6)
+    default_max_attempts: int = 3
+    #: How often a watcher re-reads the log for events written by other scheduler processes.
+    watch_poll: timedelta = timedelta(seconds=1)
+
+
+def is_terminal(event: RunEvent) -> bool:
+    return event.kind is EventKind.STATE_CHANGED and RunState(event.data["state"]).terminal
+
+
+class Orchestrator:
+    def __init__(
+        self, store: RunStore, clock: Clock, timing: Timing, broker: EventBroker | None = None
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.timing = timing
+        self.broker = broker or EventBroker()
+        self.dispatcher = Dispatcher(self._claim)
+        self._cancels_sent: set[AttemptRef] = set()
+        self._creating: set[asyncio.Task[tuple[Run, Disposition]]] = set()
+        self.metrics: RunMetrics = NullMetrics()
+
+    # -- applying transitions ----------------------------------------------------------------
+
+    def apply(self, transition: Transition) -> None:
+        """Tell watchers, crawlers, the dispatcher and the metrics what a durable transition did."""
+        self.broker.publish(transition.events)
+        self.metrics.observe(transition)
+        for stop in transition.stops:
+            self.dispatcher.stop(stop)
+            if stop.kind is StopKind.CANCEL:
+                self._cancels_sent.add(stop.ref)
+        for event in transition.events:
+            if event.kind is EventKind.STATE_CHANGED and "retry_at" in event.data:
+                self._wake_at(datetime.fromisoformat(event.data["retry_at"]))
+        if transition.dispatchable:
+            self.dispatcher.kick()
+
+    def _wake_at(self, when: datetime) -> None:
+        # A run backing off becomes dispatchable at `when`: wake the dispatcher then, rather than
+        # waiting for the next sweep.
+        delay = max(0.0, (when - self.clock.now()).total_seconds())
+        asyncio.get_running_loop().call_later(delay, self.dispatcher.kick)
+
+    # -- client operations ------------------------------------------------------------------
+
+    async def trigger(self, command: TriggerCommand) -> tuple[Run, Disposition]:
+        now = self.clock.now()
+        new = to_new_run(
+            command, now, self.timing.default_max_attempts, self.timing.default_deadline
+        )
+        # Shielded: once its transaction may have claimed a run for a crawler, the run must reach
+        # that crawler even if the caller goes away (else it sits RUNNING on a crawler that never
+        # got it until the lease expires, using up an attempt).
+        task = asyncio.ensure_future(self._create(new, now))
+        self._creating.add(task)
+        task.add_done_callback(self._created)
+        return await asyncio.shield(task)
+
+    def _created(self, task: asyncio.Task[tuple[Run, Disposition]]) -> None:
+        self._creating.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Retrieved here too: the caller may have gone away and never see it.
+            log.debug("run.trigger_failed", error=repr(task.exception()))
+
+    async def _create(self, new: NewRun, now: datetime) -> tuple[Run, Disposition]:
+        with self.dispatcher.reserve() as conn:
+            # With a free crawler slot, the trigger's own transaction also dispatches.
+            claim = Claim(conn.id, self.timing.lease_ttl) if conn is not None else None
+            created = await self.store.create_run(new, now, self.timing.idempotency_ttl, claim)
+        self.apply(created.transition)
+        if conn is not None and created.claimed is not None:
+            self.dispatcher.assign(conn, created.claimed)
+        self.metrics.triggered_run(new.spec.kind.value, created.disposition.value)
+        log.info(
+            "run.triggered",
+            run_id=created.run.id,
+            attempt=created.run.attempt,
+            disposition=created.disposition.value,
+            job=new.spec.kind.value,
+            concurrency_key=new.concurrency_key,
+        )
+        return created.run, created.disposition
+
+    async def get(self, run_id: str) -> Run:
+        return await self.store.get_run(run_id)
+
+    async def list_runs(self, query: RunQuery) -> list[Run]:
+        return await self.store.list_runs(query)
+
+    async def cancel(self, run_id: str, reason: str) -> Run:
+        transition = await self.store.cancel_run(run_id, reason, self.clock.now())
+        self.apply(transition)
+        assert transition.run is not None
+        log.info(
+            "run.cancel_requested",
+            run_id=run_id,
+            attempt=transition.run.attempt,
+            state=transition.run.state.value,
+        )
+        return transition.run
+
+    async def retry(self, run_id: str) -> Run:
+        transition = await self.store.retry_run(run_id, self.clock.now())
+        self.apply(transition)
+        assert transition.run is not None
+        log.info("run.retried", run_id=run_id, attempt=transition.run.attempt)
+        return transition.run
+
+    async def watch(self, run_id: str, after_seq: int) -> AsyncIterator[Run | RunEvent]:
+        """A snapshot, then every event after `after_seq` until the run's terminal event."""
+        mailbox = self.broker.subscribe(run_id)
+        try:
+            run = await _shielded(self.store.get_run(run_id))
+            yield run
+            if run.state.terminal and after_seq >= run.last_seq:
+                return
+            async for event in self._follow(mailbox, run_id, after_seq):
+                yield event
+        finally:
+            self.broker.unsubscribe(mailbox)
+
+    async def _follow(self, mailbox: Mailbox, run_id: str, last: int) -> AsyncIterator[RunEvent]:
+        stored = await _shielded(self.store.events_after(run_id, last))
+        while True:
+            for event in stored:
+                if event.seq <= last:
+                    continue
+                if event.seq > last + 1 and not _deliberate_gap(mailbox, last, event.seq):
+                    missing = await _shielded(
+                        self.store.events_after(run_id, last, event.seq - last - 1)
+                    )
+                    for filler in missing:
+                        yield filler
+                yield event
+                last = event.seq
+                if is_terminal(event):
+                    return
+            await mailbox.wait(self.timing.watch_poll.total_seconds())
+            stored = mailbox.drain()
+            if not stored:
+                # Quiet: pick up events written by another scheduler process.
+                stored = await _shielded(self.store.events_after(run_id, last))
+
+    # -- crawler operations --------------------------------------------------------------------
+
+    async def _claim(self, worker_id: str) -> Run | None:
+        transition = await self.store.claim(worker_id, self.clock.now(), self.timing.lease_ttl)
+        self.apply(transition)
+        return transition.run
+
+    async def worker_connected(self, conn: WorkerConn, in_flight: list[AttemptRef]) -> None:
+        now = self.clock.now()
+        result = await self.store.reattach(conn.id, in_flight, now, self.timing.lease_ttl)
+        conn.running = {ref.run_id: ref.attempt for ref in result.reattached}
+        # A cancel pushed down an earlier stream may have been lost with it: the next sweep
+        # pushes the cancels of the re-attached runs again.
+        self._cancels_sent.difference_update(result.reattached)
+        conn.send(Welcome(result.reattached, result.abandoned, now + self.timing.lease_ttl))
+        self.dispatcher.add(conn)
+        self.apply(result.transition)
+        log.info(
+            "worker.connected",
+            worker=conn.id,
+            slots=conn.slots,
+            reattached=len(result.reattached),
+            abandoned=len(result.abandoned),
+        )
+
+    async def worker_disconnected(self, conn: WorkerConn) -> None:
+        self.dispatcher.remove(conn)
+        if self.dispatcher.get(conn.id) is None:
+            grace_end = self.clock.now() + self.timing.reconnect_grace
+            await self.store.shorten_leases(conn.id, grace_end)
+        log.info("worker.disconnected", worker=conn.id, running=len(conn.running))
+
+    async def heartbeat(self, conn: WorkerConn, in_flight: list[AttemptRef]) -> None:
+        now = self.clock.now()
+        conn.last_heartbeat_at = now
+        renewed = await self.store.renew_leases(conn.id, in_flight, now, self.timing.lease_ttl)
+        conn.send(HeartbeatAcked(renewed, now + self.timing.lease_ttl))
+        for ref in in_flight:
+            if ref not in renewed:
+                self._abandon(conn, ref, "lease not held")
+
+    def _abandon(self, conn: WorkerConn, ref: AttemptRef, reason: str) -> None:
+        self.dispatcher.stop(StopRequest(conn.id, ref, StopKind.ABANDON, reason))
+        log.info(
+            "attempt.abandoned",
+            run_id=ref.run_id,
+            attempt=ref.attempt,
+            worker=conn.id,
+            reason=reason,
+        )
+
+    async def step_report(self, conn: WorkerConn, ref: AttemptRef, report: StepReport) -> None:
+        try:
+            transition = await self.store.record_step(ref, conn.id, report, self.clock.now())
+        except StaleAttempt:
+            self._abandon(conn, ref, "stale attempt")
+            return
+        self.apply(transition)
+
+    async def attempt_result(
+        self, conn: WorkerConn, ref: AttemptRef, result: AttemptResult
+    ) -> None:
+        try:
+            transition = await self.store.finish_attempt(ref, conn.id, result, self.clock.now())
+        except StaleAttempt:
+            self._abandon(conn, ref, "stale attempt")
+            return
+        self.dispatcher.release(conn.id, ref)
+        self.apply(transition)
+        run = transition.run
+        log.info(
+            "attempt.finished",
+            run_id=ref.run_id,
+            attempt=ref.attempt,
+            worker=conn.id,
+            outcome=result.outcome.value,
+            state=run.state.value if run else "",
+        )
+
+    def drain(self, conn: WorkerConn) -> None:
+        conn.draining = True
+        log.info("worker.draining", worker=conn.id)
+
+    # -- time ------------------------------------------------------------------------------
+
+    async def sweep(self) -> None:
+        """Expire leases and deadlines, push cancels requested elsewhere, dispatch what is due."""
+        now = self.clock.now()
+        self.apply(await self.store.expire(now, self.timing.cancel_grace))
+        local = [conn.id for conn in self.dispatcher.workers]
+        pending = await self.store.pending_cancels(local)
+        # Push each cancel requested through another scheduler process once, not every sweep.
+        for stop in pending:
+            if stop.ref not in self._cancels_sent:
+                self.dispatcher.stop(stop)
+        self._cancels_sent = {stop.ref for stop in pending}
+        self.dispatcher.kick()
+
+
+async def _shielded(operation: Awaitable[T]) -> T:
+    """Let a read finish even if the watcher goes away meanwhile, so its pooled connection is
+    returned cleanly instead of being dropped mid-query."""
+    return await asyncio.shield(operation)
+
+
+def _deliberate_gap(mailbox: Mailbox, last: int, seq: int) -> bool:
+    """Whether every seq between `last` and `seq` was a progress event replaced on purpose."""
+    return all(missing in mailbox.coalesced for missing in range(last + 1, seq))

@@ -1,0 +1,195 @@
+"""The run store's read queries and row conversions (synchronous SQLAlchemy), used by
+`sqla_sync.SyncRunStore` on its reader connections and inside its write transactions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Connection, Table, and_, exists, or_, select
+
+from common.jobs import from_json
+from scheduler_service.db.models import RunLabelRow
+from scheduler_service.errors import RunNotFound
+from scheduler_service.runs.model import (
+    AttemptRef,
+    EventKind,
+    Run,
+    RunError,
+    RunEvent,
+    RunQuery,
+    RunState,
+    StepState,
+    StepStatus,
+    Trigger,
+)
+from scheduler_service.runs.sql import transitions as t
+from scheduler_service.runs.store import StopKind, StopRequest
+
+runs, steps, events = t.runs, t.steps, t.events
+labels = cast(Table, RunLabelRow.__table__)
+ACTIVE_STATES = (RunState.PENDING.value, RunState.QUEUED.value, RunState.RUNNING.value)
+
+
+def load(conn: Connection, run_id: str) -> Run:
+    """The run with its steps; raises `RunNotFound`."""
+    row = (conn.execute(select(runs).where(runs.c.id == run_id))).mappings().first()
+    if row is None:
+        raise RunNotFound(run_id)
+    return to_run(dict(row), steps_of(conn, [run_id]).get(run_id, []))
+
+
+def steps_of(conn: Connection, run_ids: Sequence[str]) -> dict[str, list[StepStatus]]:
+    result = conn.execute(
+        select(steps).where(steps.c.run_id.in_(run_ids)).order_by(steps.c.run_id, steps.c.position)
+    )
+    by_run: dict[str, list[StepStatus]] = {}
+    for row in result.mappings():
+        by_run.setdefault(row["run_id"], []).append(to_step(dict(row)))
+    return by_run
+
+
+def list_runs(conn: Connection, query: RunQuery) -> list[Run]:
+    statement = (
+        select(runs)
+        .where(*filters(query))
+        .order_by(runs.c.created_at.desc(), runs.c.id.desc())
+        .limit(query.page_size + 1)
+    )
+    rows = [dict(r) for r in (conn.execute(statement)).mappings()]
+    step_rows = steps_of(conn, [r["id"] for r in rows])
+    return [to_run(row, step_rows.get(row["id"], [])) for row in rows]
+
+
+def events_after(conn: Connection, run_id: str, after_seq: int, limit: int) -> list[RunEvent]:
+    statement = (
+        select(events)
+        .where(events.c.run_id == run_id, events.c.seq > after_seq)
+        .order_by(events.c.seq)
+        .limit(limit)
+    )
+    return [to_event(dict(r)) for r in (conn.execute(statement)).mappings()]
+
+
+def expiry_candidates(conn: Connection, now: datetime, cancel_grace: timedelta) -> list[str]:
+    running = runs.c.state == RunState.RUNNING.value
+    statement = select(runs.c.id).where(
+        or_(
+            and_(running, runs.c.lease_expires_at < now),
+            and_(running, runs.c.cancel_requested_at < now - cancel_grace),
+            and_(runs.c.state.in_(ACTIVE_STATES), runs.c.deadline_at < now),
+        )
+    )
+    return list((conn.execute(statement)).scalars())
+
+
+def pending_cancels(conn: Connection, worker_ids: list[str]) -> list[StopRequest]:
+    statement = select(runs.c.id, runs.c.attempt, runs.c.worker_id).where(
+        runs.c.state == RunState.RUNNING.value,
+        runs.c.cancel_requested_at.is_not(None),
+        runs.c.worker_id.in_(worker_ids),
+    )
+    return [
+        StopRequest(worker, AttemptRef(run_id, attempt), StopKind.CANCEL, "cancelled")
+        for run_id, attempt, worker in conn.execute(statement).all()
+    ]
+
+
+def dispatchable(now: datetime) -> tuple[Any, ...]:
+    return (
+        runs.c.state == RunState.PENDING.value,
+        or_(runs.c.not_before.is_(None), runs.c.not_before <= now),
+        or_(runs.c.deadline_at.is_(None), runs.c.deadline_at > now),
+    )
+
+
+def filters(query: RunQuery) -> list[Any]:
+    clauses: list[Any] = []
+    if query.jobs:
+        clauses.append(runs.c.job_kind.in_(query.jobs))
+    if query.states:
+        clauses.append(runs.c.state.in_([s.value for s in query.states]))
+    if query.concurrency_key:
+        clauses.append(runs.c.concurrency_key == query.concurrency_key)
+    if query.trigger is not None:
+        clauses.append(runs.c.trigger == query.trigger.value)
+    if query.created_after is not None:
+        clauses.append(runs.c.created_at >= query.created_after)
+    if query.created_before is not None:
+        clauses.append(runs.c.created_at < query.created_before)
+    for key, value in query.labels.items():
+        clauses.append(
+            exists().where(
+                labels.c.run_id == runs.c.id, labels.c.key == key, labels.c.value == value
+            )
+        )
+    if query.after is not None:
+        created, run_id = query.after
+        clauses.append(
+            or_(runs.c.created_at < created, and_(runs.c.created_at == created, runs.c.id < run_id))
+        )
+    return clauses
+
+
+def to_step(row: dict[str, Any]) -> StepStatus:
+    return StepStatus(
+        name=row["name"],
+        state=StepState(row["state"]),
+        current=row["current"],
+        total=row["total"],
+        message=row["message"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        attempt=row["attempt"],
+        output=row["output"],
+    )
+
+
+def to_run(row: dict[str, Any], step_list: list[StepStatus]) -> Run:
+    return Run(
+        id=row["id"],
+        spec=from_json(row["job_kind"], row["job"]),
+        state=RunState(row["state"]),
+        concurrency_key=row["concurrency_key"],
+        attempt=row["attempt"],
+        max_attempts=row["max_attempts"],
+        created_at=row["created_at"],
+        trigger=Trigger(row["trigger"]),
+        labels=dict(row["labels"] or {}),
+        steps=tuple(step_list),
+        output=row["output"],
+        error=RunError.from_json(row["error"]),
+        schedule_id=row["schedule_id"],
+        nominal_time=row["nominal_time"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        deadline_at=row["deadline_at"],
+        not_before=row["not_before"],
+        last_seq=row["last_seq"],
+        worker_id=row["worker_id"],
+        lease_expires_at=row["lease_expires_at"],
+        cancel_requested_at=row["cancel_requested_at"],
+    )
+
+
+def event_row(event: RunEvent) -> dict[str, Any]:
+    return {
+        "run_id": event.run_id,
+        "seq": event.seq,
+        "time": event.time,
+        "attempt": event.attempt,
+        "kind": event.kind.value,
+        "data": event.data,
+    }
+
+
+def to_event(row: dict[str, Any]) -> RunEvent:
+    return RunEvent(
+        run_id=row["run_id"],
+        seq=row["seq"],
+        time=row["time"],
+        attempt=row["attempt"],
+        kind=EventKind(row["kind"]),
+        data=dict(row["data"]),
+    )
