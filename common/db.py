@@ -15,12 +15,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import structlog
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import DateTime, Dialect, Engine, TypeDecorator, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+
+log = structlog.get_logger(__name__)
 
 
 def is_sqlite(url: str | URL) -> bool:
@@ -132,18 +137,40 @@ def _migration_lock(engine: Engine, name: str) -> Iterator[Any]:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
-def upgrade(url: str | URL, script_location: str, name: str, revision: str = "head") -> None:
-    """Apply the Alembic migrations in `script_location` (a `package:folder` path) to `url`."""
+def upgrade(
+    url: str | URL, script_location: str, name: str, version_table: str, revision: str = "head"
+) -> None:
+    """Apply the Alembic migrations in `script_location` (a `package:folder` path, recording its
+    revision in `version_table`) to `url`; logs one line, `migrations.current`, with the store's
+    revision and what was applied."""
     engine = create_sync(url)
     try:
         with _migration_lock(engine, name) as conn:
             config = Config()
             config.set_main_option("script_location", script_location)
             config.attributes["connection"] = conn
+            before = _current_revision(conn, version_table)
             command.upgrade(config, revision)
             conn.commit()
+            after = _current_revision(conn, version_table)
     finally:
         engine.dispose()
+    applied = _revisions_between(config, before, after)
+    log.info("migrations.current", store=name, revision=after, applied=applied or None)
+
+
+def _current_revision(conn: Any, version_table: str) -> str | None:
+    opts = {"version_table": version_table}
+    return MigrationContext.configure(conn, opts=opts).get_current_revision()
+
+
+def _revisions_between(config: Config, before: str | None, after: str | None) -> list[str]:
+    """The revisions applied to go from `before` to `after` (oldest first)."""
+    if after is None or before == after:
+        return []
+    script = ScriptDirectory.from_config(config)
+    walked = script.iterate_revisions(after, before or "base")
+    return [rev.revision for rev in reversed(list(walked))]
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -98,6 +98,10 @@ def _install_stdlib(renderer: Any, level: str, stream: TextIO) -> None:
     root.setLevel(level)
 
 
+#: Loggers kept at WARNING unless the level is DEBUG.
+CHATTY_LOGGERS = ("httpx", "alembic", "apscheduler")
+
+
 def configure(
     level: str | None = None,
     fmt: str | None = None,
@@ -125,8 +129,12 @@ def configure(
         cache_logger_on_first_use=cache,
     )
     _install_stdlib(renderer, level, stream)
-    # httpx logs every request at INFO; the GitHub client logs what matters as events.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Libraries that narrate at INFO (httpx: every request; Alembic: its plugins and each
+    # revision; APScheduler: every timer job) stay quiet unless debugging: the services log what
+    # matters as events of their own (`migrations.current`, `schedules.started`, GitHub events).
+    chatty = logging.getLevelName(level) > logging.DEBUG
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING if chatty else logging.NOTSET)
 
 
 def reset() -> None:

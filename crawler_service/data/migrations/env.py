@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
+from crawler_service.data.migrations import VERSION_TABLE
 from crawler_service.data.models import Base
-
-#: Its own version table, so the crawler and the scheduler could share one database.
-VERSION_TABLE = "crawler_alembic_version"
 
 
 def run_migrations() -> None:

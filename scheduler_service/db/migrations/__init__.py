@@ -5,7 +5,8 @@ from __future__ import annotations
 from common import db
 
 SCRIPT_LOCATION = "scheduler_service.db:migrations"
+VERSION_TABLE = "alembic_version_scheduler"
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    db.upgrade(url, SCRIPT_LOCATION, "scheduler", revision)
+    db.upgrade(url, SCRIPT_LOCATION, "scheduler", VERSION_TABLE, revision)
