@@ -220,6 +220,14 @@ class GhpulseClient(Closing):
         request = spb.CreateScheduleRequest(schedule=schedule, schedule_id=schedule_id)
         return (await self.scheduler.CreateSchedule(request, timeout=self.timeout)).schedule
 
+    async def update_schedule(
+        self, schedule: schedules_pb2.Schedule, paths: list[str]
+    ) -> schedules_pb2.Schedule:
+        """Replace the fields named by `paths` (an UpdateSchedule field mask) of `schedule.id`."""
+        request = spb.UpdateScheduleRequest(schedule=schedule)
+        request.update_mask.paths.extend(paths)
+        return (await self.scheduler.UpdateSchedule(request, timeout=self.timeout)).schedule
+
     async def list_schedules(
         self, page_size: int = 50, page_token: str = ""
     ) -> spb.ListSchedulesResponse:

@@ -1,4 +1,4 @@
-"""`ghpulse schedules list|get|create|pause|resume|delete|run-now`: recurring runs."""
+"""`ghpulse schedules list|get|create|update|pause|resume|delete|run-now`: recurring runs."""
 
 from __future__ import annotations
 
@@ -127,13 +127,26 @@ def _job(job: JobName, repositories: list[str], org: str, refresh: bool, steps: 
     return CrawlSpec(tuple(repositories), org, refresh)
 
 
+CronOpt = Annotated[str, typer.Option(help="Five-field cron, e.g. '0 6 * * 1-5'.")]
+EveryOpt = Annotated[str, typer.Option(help="Interval instead of cron: 90s, 15m, 1h, 1d.")]
+TimeZoneOpt = Annotated[str, typer.Option(help="IANA zone of the cron.")]
+CatchUpOpt = Annotated[
+    str, typer.Option(help="Missed ticks within this window coalesce into one run (e.g. 1h).")
+]
+JitterOpt = Annotated[str, typer.Option(help="Delay each run by up to this much (e.g. 5m).")]
+
+
+def _set_duration(schedule: schedules_pb2.Schedule, field: str, text: str) -> None:
+    getattr(schedule, field).FromTimedelta(parse_duration(text))
+
+
 @schedules_app.command("create")
 def create(
     repositories: Annotated[list[str] | None, typer.Argument(help="owner/repo …")] = None,
     schedule_id: Annotated[str, typer.Option("--id", help="Generated if not given.")] = "",
-    cron: Annotated[str, typer.Option(help="Five-field cron, e.g. '0 6 * * 1-5'.")] = "",
-    every: Annotated[str, typer.Option(help="Interval instead of cron: 90s, 15m, 1h, 1d.")] = "",
-    time_zone: Annotated[str, typer.Option(help="IANA zone of the cron.")] = "",
+    cron: CronOpt = "",
+    every: EveryOpt = "",
+    time_zone: TimeZoneOpt = "",
     job: Annotated[JobName, typer.Option(help="What each firing runs.")] = JobName.CRAWL,
     org: Annotated[str, typer.Option(help="Organization to crawl.")] = "",
     refresh: Annotated[bool, typer.Option(help="Crawl: ignore watermarks and ETags.")] = False,
@@ -142,6 +155,8 @@ def create(
     overlap: Annotated[OverlapName, typer.Option(help="If the last run is still active.")] = (
         OverlapName.SKIP
     ),
+    catch_up_window: CatchUpOpt = "",
+    jitter: JitterOpt = "",
     paused: Annotated[bool, typer.Option(help="Create it paused.")] = False,
     scheduler: SchedulerOpt = SCHEDULER_DEFAULT,
     output: OutputOpt = OutputFormat.TABLE,
@@ -153,13 +168,61 @@ def create(
         overlap=schedules_pb2.OverlapPolicy.Value(f"OVERLAP_POLICY_{overlap.name}"),
     )
     if every:
-        schedule.interval.FromTimedelta(parse_duration(every))
+        _set_duration(schedule, "interval", every)
     elif cron:
         schedule.cron = cron
+    for field, text in (("catch_up_window", catch_up_window), ("jitter", jitter)):
+        if text:
+            _set_duration(schedule, field, text)
     schedule.template.labels.update(parse_labels(label))
     job_to_pb(_job(job, repositories or [], org, refresh, steps), schedule.template)
     created = _call(scheduler, lambda c: c.create_schedule(schedule, schedule_id))
     _show(created, [created], output)
+
+
+@schedules_app.command("update")
+def update(
+    schedule_id: Annotated[str, typer.Argument()],
+    cron: CronOpt = "",
+    every: EveryOpt = "",
+    time_zone: TimeZoneOpt = "",
+    overlap: Annotated[
+        OverlapName | None, typer.Option(help="If the last run is still active.")
+    ] = None,
+    catch_up_window: CatchUpOpt = "",
+    jitter: JitterOpt = "",
+    label: LabelOpt = None,
+    scheduler: SchedulerOpt = SCHEDULER_DEFAULT,
+    output: OutputOpt = OutputFormat.TABLE,
+) -> None:
+    """Change a schedule: exactly the fields given as flags (an UpdateSchedule field mask);
+    `--label` replaces all the template's labels."""
+    if cron and every:
+        fail("error: give --cron or --every, not both", EXIT_USAGE)
+    schedule = schedules_pb2.Schedule(id=schedule_id, time_zone=time_zone)
+    paths: list[str] = []
+    if cron:
+        schedule.cron = cron
+        paths.append("cron")
+    if every:
+        _set_duration(schedule, "interval", every)
+        paths.append("interval")
+    if time_zone:
+        paths.append("time_zone")
+    if overlap is not None:
+        schedule.overlap = schedules_pb2.OverlapPolicy.Value(f"OVERLAP_POLICY_{overlap.name}")
+        paths.append("overlap")
+    for field, text in (("catch_up_window", catch_up_window), ("jitter", jitter)):
+        if text:
+            _set_duration(schedule, field, text)
+            paths.append(field)
+    if label is not None:
+        schedule.template.labels.update(parse_labels(label))
+        paths.append("template.labels")
+    if not paths:
+        fail("error: nothing to update: give at least one flag (see --help)", EXIT_USAGE)
+    updated = _call(scheduler, lambda c: c.update_schedule(schedule, paths))
+    _show(updated, [updated], output)
 
 
 def _simple(verb: str, help_text: str) -> None:

@@ -205,3 +205,40 @@ def test_schedules_lifecycle(cluster: dict[str, str]) -> None:
     assert gone.stderr.startswith("error: NOT_FOUND")
     bad = ghpulse("schedules", "create", "octo/a", "--every", "soon", env=cluster)
     assert bad.returncode == 2
+
+
+def test_schedules_update_changes_exactly_the_flags_given(cluster: dict[str, str]) -> None:
+    created = as_json(
+        ghpulse(
+            "schedules", "create", "octo/a", "--id", "nightly", "--every", "1h", "--jitter", "5m",
+            "--label", "team=core", "-o", "json", env=cluster,
+        )
+    )  # fmt: skip
+    assert created["jitter"] == "300s"
+    timing = as_json(
+        ghpulse(
+            "schedules", "update", "nightly", "--cron", "0 6 * * 1-5",
+            "--time-zone", "Europe/Berlin", "-o", "json", env=cluster,
+        )
+    )  # fmt: skip
+    assert (timing["cron"], timing["time_zone"]) == ("0 6 * * 1-5", "Europe/Berlin")
+    assert "interval" not in timing
+    assert timing["jitter"] == "300s"  # not in the mask: unchanged
+    assert timing["template"]["labels"] == {"team": "core"}
+    policy = as_json(
+        ghpulse(
+            "schedules", "update", "nightly", "--overlap", "queue", "--catch-up-window", "2h",
+            "--label", "team=infra", "-o", "json", env=cluster,
+        )
+    )  # fmt: skip
+    assert policy["overlap"] == "OVERLAP_POLICY_QUEUE"
+    assert policy["catch_up_window"] == "7200s"
+    assert policy["template"]["labels"] == {"team": "infra"}
+    assert policy["cron"] == "0 6 * * 1-5"
+    assert policy["template"]["crawl"]["repositories"] == ["octo/a"]
+    nothing = ghpulse("schedules", "update", "nightly", env=cluster)
+    assert nothing.returncode == 2
+    assert "nothing to update" in nothing.stderr
+    missing = ghpulse("schedules", "update", "absent", "--jitter", "1m", env=cluster)
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("error: NOT_FOUND")
