@@ -133,6 +133,9 @@ class FetchProgress(Base):
     prs_updated: Mapped[int] = mapped_column(Integer, default=0)
     requests: Mapped[int] = mapped_column(Integer, default=0)
     not_modified: Mapped[int] = mapped_column(Integer, default=0)
+    #: Pull requests listed but gone by the time their detail, reviews or commits were asked for:
+    #: `[{"number": N, "reason": "..."}]` (the next crawl retries them).
+    skipped: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     finished_at: Mapped[datetime]
 
 

@@ -80,6 +80,16 @@ class FetchResult:
     prs_updated: int = 0
     requests: int = 0
     not_modified: int = 0
+    #: Pull requests listed but gone (404) before their detail was fetched: number and reason.
+    skipped: tuple[SkippedPull, ...] = ()
+
+
+@dataclass(frozen=True)
+class SkippedPull:
+    """A pull request the fetch listed but could not fetch (it vanished in between)."""
+
+    number: int
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -223,6 +233,7 @@ class CrawlerStore(Closing):
             "prs_updated": result.prs_updated,
             "requests": result.requests,
             "not_modified": result.not_modified,
+            "skipped": [{"number": s.number, "reason": s.reason} for s in result.skipped] or None,
             "finished_at": self.clock.now(),
         }
         stmt = self._insert(conn, FetchProgress).values(**values)
@@ -248,6 +259,7 @@ class CrawlerStore(Closing):
                     r.prs_updated,
                     r.requests,
                     r.not_modified,
+                    tuple(SkippedPull(s["number"], s["reason"]) for s in r.skipped or ()),
                 )
                 for r in rows
             ]

@@ -32,6 +32,7 @@ def summarize_crawl(_spec: JobSpec, outputs: Mapping[str, Output]) -> Output:
         "requests": fetch.get("requests", 0),
         "not_modified": fetch.get("not_modified", 0),
         "failed_repositories": list(fetch.get("failed_repositories", [])),
+        "skipped_pull_requests": list(fetch.get("skipped_pull_requests", [])),
         "links": outputs.get("link", {}).get("links", 0),
         "exports": list(outputs.get("export", {}).get("exports", [])),
     }

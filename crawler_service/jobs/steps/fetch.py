@@ -7,6 +7,10 @@ new or changed PR; the releases. The watermark and the ETags of this sweep are s
 forward only, and only once everything is stored — a retry must never get a 304 for a page it did
 not process. A refresh ignores both.
 
+A pull request listed but gone (404) by the time its detail, reviews or commits are asked for is
+skipped, not fatal: what the list gave is stored, the skip is reported in the output, and the next
+crawl retries it (the sweep keeps neither the list pages' ETags nor a watermark past it).
+
 Permanent failures (404, archived, no permission) are recorded per repository and the others go on;
 a transient one (the client's retries spent) fails the attempt as retryable, and the next attempt
 skips the repositories already finished (recorded per run in `fetch_progress`). Only when every
@@ -32,9 +36,10 @@ from crawler_service.data.models import (
     RAW_REVIEWS,
     repo_key,
 )
-from crawler_service.data.store import CrawlerStore, FetchResult, RawRecord
+from crawler_service.data.store import CrawlerStore, FetchResult, RawRecord, SkippedPull
 from crawler_service.errors import PermanentError, TransientError
 from crawler_service.github.client import GitHubClient, GitHubResponse
+from crawler_service.github.errors import GitHubNotFound
 from crawler_service.jobs.registry import Output, StepContext
 from crawler_service.jobs.steps import closing, dedupe, parse_time
 
@@ -59,6 +64,9 @@ class _Sweep:
     requests: int = 0
     not_modified: int = 0
     etags: dict[str, str] = field(default_factory=dict)
+    skipped: list[SkippedPull] = field(default_factory=list)
+    #: The oldest `updated_at` among skipped PRs: the watermark must not pass it.
+    skipped_since: datetime | None = None
 
     def count(self, response: GitHubResponse) -> GitHubResponse:
         self.requests += 1
@@ -130,6 +138,11 @@ class FetchStep:
             "failed_repositories": [
                 {"repository": r.full_name, "code": r.error_code, "error": r.error} for r in failed
             ],
+            "skipped_pull_requests": [
+                {"repository": r.full_name, "number": s.number, "reason": s.reason}
+                for r in results
+                for s in r.skipped
+            ],
             "prs_updated": sum(r.prs_updated for r in results),
             "requests": sum(r.requests for r in results),
             "not_modified": sum(r.not_modified for r in results),
@@ -180,19 +193,25 @@ class FetchStep:
         changed, newest = await self._changed_pulls(sweep, etags, cutoff)
         await self._fetch_pulls(sweep, changed)
         await self._releases(sweep, etags)
+        if sweep.skipped_since is not None:
+            newest = min(t for t in (newest, sweep.skipped_since) if t is not None)
         watermark = max((t for t in (newest, state.watermark) if t is not None), default=None)
         result = FetchResult(
             sweep.key,
             sweep.name,
             ok=True,
-            prs_updated=len(changed),
+            prs_updated=len(changed) - len(sweep.skipped),
             requests=sweep.requests,
             not_modified=sweep.not_modified,
+            skipped=tuple(sweep.skipped),
         )
-        # Keep ETags of pages this sweep did not reach: they still describe those pages.
-        await self.store.complete_sweep(
-            sweep.key, watermark, {**etags, **sweep.etags}, result, sweep.ctx.run_id
-        )
+        # Keep ETags of pages this sweep did not reach: they still describe those pages. After a
+        # skip, drop the list pages' ETags so the next crawl lists (and retries) the skipped PRs.
+        kept = {**etags, **sweep.etags}
+        if sweep.skipped:
+            pulls_url = self.github.url(f"/repos/{sweep.name}/pulls")
+            kept = {url: tag for url, tag in kept.items() if not url.startswith(pulls_url + "?")}
+        await self.store.complete_sweep(sweep.key, watermark, kept, result, sweep.ctx.run_id)
         sweep.ctx.log.info(
             "fetch.repository_done",
             repository=sweep.name,
@@ -217,10 +236,10 @@ class FetchStep:
 
     async def _changed_pulls(
         self, sweep: _Sweep, etags: dict[str, str], cutoff: datetime | None
-    ) -> tuple[list[int], datetime | None]:
-        """The numbers of new or changed PRs, and the newest `updated_at` listed."""
+    ) -> tuple[dict[int, dict[str, Any]], datetime | None]:
+        """The list items of new or changed PRs by number, and the newest `updated_at` listed."""
         known = {} if sweep.refresh else await self.store.known_pulls(sweep.key)
-        changed: list[int] = []
+        changed: dict[int, dict[str, Any]] = {}
         newest: datetime | None = None
         pages = self.github.pulls(sweep.name, etags=etags, on_wait=sweep.report)
         async with closing(pages) as listing:
@@ -237,27 +256,30 @@ class FetchStep:
                         reached_cutoff = True
                         break
                     if sweep.refresh or known.get(int(item["number"]), None) != updated:
-                        changed.append(int(item["number"]))
+                        changed[int(item["number"])] = item
                 if reached_cutoff:
                     break
         return changed, newest
 
-    async def _fetch_pulls(self, sweep: _Sweep, numbers: list[int]) -> None:
-        sweep.current, sweep.total = 0, len(numbers)
+    async def _fetch_pulls(self, sweep: _Sweep, listed: dict[int, dict[str, Any]]) -> None:
+        sweep.current, sweep.total = 0, len(listed)
         queue: asyncio.Queue[int] = asyncio.Queue()
-        for number in numbers:
+        for number in listed:
             queue.put_nowait(number)
 
         async def worker() -> None:
             while not queue.empty():
                 number = queue.get_nowait()
-                await self._fetch_pull(sweep, number)
+                try:
+                    await self._fetch_pull(sweep, number)
+                except GitHubNotFound as exc:
+                    await self._skip_pull(sweep, listed[number], exc)
                 sweep.current += 1
                 await sweep.report(f"{sweep.name}#{number} ({sweep.current}/{sweep.total})")
                 if sweep.current % 50 == 0:
                     await self._renew(sweep)
 
-        await _run_all([worker() for _ in range(min(self.concurrency, len(numbers)))])
+        await _run_all([worker() for _ in range(min(self.concurrency, len(listed)))])
 
     async def _fetch_pull(self, sweep: _Sweep, number: int) -> None:
         base = f"/repos/{sweep.name}/pulls/{number}"
@@ -274,6 +296,19 @@ class FetchStep:
                 RawRecord(RAW_COMMITS, key, commits),
             ],
         )
+
+    async def _skip_pull(self, sweep: _Sweep, item: dict[str, Any], exc: GitHubNotFound) -> None:
+        """The PR vanished between the list and its detail: keep what the list gave (over what was
+        stored before) without its `updated_at`, so the next crawl sees it as changed."""
+        number = int(item["number"])
+        sweep.ctx.log.warning("fetch.pull_skipped", repository=sweep.name, number=number)
+        sweep.skipped.append(SkippedPull(number, f"{exc.message} (listed, then gone)"))
+        updated = parse_time(item.get("updated_at"))
+        if updated is not None and (sweep.skipped_since is None or updated < sweep.skipped_since):
+            sweep.skipped_since = updated
+        stored = await self.store.raw_items(sweep.key, [RAW_PULL], keys=[str(number)])
+        data = {**(stored[0].data if stored else {}), **item}
+        await self.store.put_raw(sweep.key, [RawRecord(RAW_PULL, str(number), data, None)])
 
     async def _collect(self, sweep: _Sweep, path: str) -> list[Any]:
         items: list[Any] = []
