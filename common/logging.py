@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any, TextIO
@@ -17,6 +18,8 @@ import structlog
 
 _SECRETS: set[str] = set()
 REDACTED = "[redacted]"
+#: The userinfo part of a URL: `https://x-access-token:ghp_…@host` -> `https://[redacted]@host`.
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]+@")
 #: The root handler `configure` installed, replaced when it is called again.
 _handler: logging.Handler | None = None
 
@@ -28,20 +31,22 @@ def register_secret(value: str | None) -> None:
 
 
 def redact_text(text: str) -> str:
-    """`text` with every registered secret replaced by `REDACTED`."""
+    """`text` with every registered secret and the credentials of every URL (`user:pass@` in
+    `scheme://user:pass@host`) replaced by `REDACTED`."""
     for secret in _SECRETS:
         if secret in text:
             text = text.replace(secret, REDACTED)
-    return text
+    return _URL_CREDENTIALS.sub(rf"\g<scheme>{REDACTED}@", text) if "@" in text else text
 
 
-def _redact_value(value: Any) -> Any:
+def redact_value(value: Any) -> Any:
+    """`value` (JSON-like: strings, dicts, lists) with `redact_text` applied to every string."""
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, dict):
-        return {key: _redact_value(item) for key, item in value.items()}
+        return {key: redact_value(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return type(value)(_redact_value(item) for item in value)
+        return type(value)(redact_value(item) for item in value)
     return value
 
 
@@ -50,7 +55,7 @@ def redact(
 ) -> MutableMapping[str, Any]:
     """Processor: redact secrets from the event's values (nested dicts and lists included)."""
     for key, value in event_dict.items():
-        event_dict[key] = _redact_value(value)
+        event_dict[key] = redact_value(value)
     return event_dict
 
 

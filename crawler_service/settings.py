@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import socket
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -62,3 +63,11 @@ class CrawlerSettings(BaseSettings):
     github_secondary_backoff: float = Field(
         60.0, ge=0, validation_alias=_env("GHPULSE_GITHUB_SECONDARY_BACKOFF")
     )
+
+    @field_validator("github_api_url")
+    @classmethod
+    def _no_credentials(cls, url: str) -> str:
+        # The message must not echo the URL: it holds a secret.
+        if urlsplit(url).netloc.rpartition("@")[1]:
+            raise ValueError("must not contain credentials (user:token@); set GITHUB_TOKEN instead")
+        return url

@@ -1,4 +1,8 @@
-"""Conversion between the worker's domain types and `ghpulse.v1.WorkerService` messages."""
+"""Conversion between the worker's domain types and `ghpulse.v1.WorkerService` messages.
+
+Everything the crawler reports leaves through here, so this is where secrets and URL credentials
+are redacted from messages, outputs and errors before they reach the scheduler's database.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Any
 
 from google.protobuf import json_format, struct_pb2
 
+from common.logging import redact_text, redact_value
 from common.proto.ghpulse.v1 import runs_pb2
 from common.proto.ghpulse.v1 import worker_service_pb2 as pb
 from crawler_service.jobs.registry import Output
@@ -95,16 +100,19 @@ def step_started(key: AttemptKey, step: str, total: int, message: str) -> pb.Con
 def step_progress(
     key: AttemptKey, step: str, current: int, total: int, message: str
 ) -> pb.ConnectRequest:
-    progress = runs_pb2.StepProgress(step=step, current=current, total=total, message=message)
+    text = redact_text(message)
+    progress = runs_pb2.StepProgress(step=step, current=current, total=total, message=text)
     return pb.ConnectRequest(step_report=pb.StepReport(ref=key_to_pb(key), progress=progress))
 
 
 def step_finished(
     key: AttemptKey, step: str, state: StepState, output: Output | None, message: str
 ) -> pb.ConnectRequest:
-    finished = runs_pb2.StepFinished(step=step, state=_STEP_STATE[state], message=message)
+    finished = runs_pb2.StepFinished(
+        step=step, state=_STEP_STATE[state], message=redact_text(message)
+    )
     if output is not None:
-        finished.output.CopyFrom(struct_from(output))
+        finished.output.CopyFrom(struct_from(redact_value(output)))
     return pb.ConnectRequest(step_report=pb.StepReport(ref=key_to_pb(key), finished=finished))
 
 
@@ -116,9 +124,10 @@ def result(
 ) -> pb.ConnectRequest:
     message = pb.AttemptResult(ref=key_to_pb(key), outcome=_OUTCOME[outcome])
     if output is not None:
-        message.output.CopyFrom(struct_from(output))
+        message.output.CopyFrom(struct_from(redact_value(output)))
     if error is not None:
+        text = redact_text(error.message)
         message.error.CopyFrom(
-            runs_pb2.RunError(code=error.code, message=error.message, retryable=error.retryable)
+            runs_pb2.RunError(code=error.code, message=text, retryable=error.retryable)
         )
     return pb.ConnectRequest(result=message)

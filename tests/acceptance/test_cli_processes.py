@@ -242,3 +242,18 @@ def test_schedules_update_changes_exactly_the_flags_given(cluster: dict[str, str
     missing = ghpulse("schedules", "update", "absent", "--jitter", "1m", env=cluster)
     assert missing.returncode == 1
     assert missing.stderr.startswith("error: NOT_FOUND")
+
+
+def test_crawler_refuses_credentials_in_the_api_url(tmp_path: Path) -> None:
+    secret = "ghp_InTheUrl0000000000"
+    env = {**os.environ, "GHPULSE_GITHUB_API_URL": f"https://x:{secret}@ghe.example/api/v3"}
+    result = subprocess.run(
+        [str(BIN / "ghpulse"), "crawler"], env=env, cwd=tmp_path, capture_output=True,
+        text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert secret not in result.stdout + result.stderr
+    assert result.stderr.splitlines() == [
+        "error: crawler: invalid configuration: GHPULSE_GITHUB_API_URL: Value error, must not "
+        "contain credentials (user:token@); set GITHUB_TOKEN instead"
+    ]

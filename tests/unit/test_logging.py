@@ -113,3 +113,17 @@ def test_reconfiguring_replaces_the_stdlib_handler() -> None:
 
     assert first.getvalue() == ""
     assert second.getvalue().count("once") == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("https://x-access-token:ghp_1@h/api/v3/x", "https://[redacted]@h/api/v3/x"),
+        ("see http://user@host:8080/p and ftp://a:b@c", "see http://[redacted]@host:8080/p and "
+         "ftp://[redacted]@c"),
+        ("mail me at a@b.example, no URL here", "mail me at a@b.example, no URL here"),
+        ("https://host/path?q=a@b", "https://host/path?q=a@b"),
+    ],
+)  # fmt: skip
+def test_url_credentials_are_redacted(text: str, expected: str) -> None:
+    assert ghlog.redact_text(text) == expected

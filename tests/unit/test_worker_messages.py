@@ -73,3 +73,23 @@ def test_backoff_doubles_with_jitter_up_to_the_maximum() -> None:
         assert ceiling / 2 <= delay <= ceiling
     backoff.reset()
     assert backoff.next() <= 0.1
+
+
+def test_reports_leave_the_crawler_without_url_credentials() -> None:
+    leaky = "GET https://x-access-token:ghp_Leaked000@ghe.example/api/v3/repos/o/r: 502"
+    error = AttemptError("GITHUB_UNAVAILABLE", leaky, retryable=True)
+
+    failed = msg.result(KEY, AttemptOutcome.FAILED, {"failed": [{"error": leaky}]}, error).result
+    finished = msg.step_finished(KEY, "fetch", StepState.FAILED, {"e": leaky}, leaky)
+    progress = msg.step_progress(KEY, "fetch", 1, 2, leaky)
+
+    texts = [
+        failed.error.message,
+        str(msg.output_from_struct(failed.output)),
+        finished.step_report.finished.message,
+        str(msg.output_from_struct(finished.step_report.finished.output)),
+        progress.step_report.progress.message,
+    ]
+    for text in texts:
+        assert "ghp_Leaked000" not in text
+        assert "https://[redacted]@ghe.example/api/v3/repos/o/r" in text
