@@ -1,4 +1,5 @@
-"""Fixtures shared by every tier."""
+"""Fixtures shared by every tier: the PostgreSQL check and the databases (each a temporary SQLite
+file, then a clone of a PostgreSQL template migrated once per session)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support import postgres
+
+# `fake_clock` and `fake_github`, for any test that asks for them.
+pytest_plugins = ["tests.support.github"]
 
 
 @pytest.fixture(scope="session")
@@ -35,4 +39,45 @@ def scheduler_db_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str])
     from scheduler_service.db.migrations import upgrade
 
     with postgres.migrated(request, tmp_path, "scheduler", upgrade, "scheduler_pg_template") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def crawler_pg_template(pg_available: None) -> Iterator[str]:
+    from crawler_service.data.migrations import upgrade
+
+    with postgres.template("ghp_crawl", upgrade) as name:
+        yield name
+
+
+@pytest.fixture(params=postgres.BACKENDS)
+def crawler_db_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Iterator[str]:
+    """A migrated, empty crawler database: a temporary SQLite file, then PostgreSQL."""
+    from crawler_service.data.migrations import upgrade
+
+    with postgres.migrated(request, tmp_path, "crawler", upgrade, "crawler_pg_template") as url:
+        yield url
+
+
+def _migrate_and_seed(url: str) -> None:
+    from crawler_service.data.migrations import upgrade
+    from tests.support.query_data import seed
+
+    upgrade(url)
+    seed(url)
+
+
+@pytest.fixture(scope="session")
+def seeded_pg_template(pg_available: None) -> Iterator[str]:
+    with postgres.template("ghp_query", _migrate_and_seed) as name:
+        yield name
+
+
+@pytest.fixture(params=postgres.BACKENDS)
+def seeded_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Iterator[str]:
+    """A crawler database holding the query tests' data set (`tests.support.query_data.seed`):
+    a temporary SQLite file, then PostgreSQL."""
+    with postgres.migrated(
+        request, tmp_path, "crawler", _migrate_and_seed, "seeded_pg_template"
+    ) as url:
         yield url

@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.acceptance.conftest import Processes
 from tests.support.github import serve
-from tests.support.processes import BIN, ROOT, Service, free_port
+from tests.support.processes import BIN, ROOT, Processes, Service, free_port
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 60

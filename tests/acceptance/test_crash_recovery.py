@@ -12,7 +12,7 @@ import pytest
 from common.proto.ghpulse.v1 import runs_pb2
 from common.proto.ghpulse.v1 import scheduler_service_pb2 as spb
 from common.proto.ghpulse.v1.scheduler_service_pb2_grpc import SchedulerServiceStub
-from tests.acceptance.conftest import Processes
+from tests.support.processes import Processes
 
 pytestmark = pytest.mark.slow
 TERMINAL = {runs_pb2.RUN_STATE_SUCCEEDED, runs_pb2.RUN_STATE_FAILED, runs_pb2.RUN_STATE_CANCELLED}

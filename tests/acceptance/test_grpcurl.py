@@ -7,8 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.acceptance.conftest import Processes
-from tests.support.processes import grpcurl
+from tests.support.processes import Processes, grpcurl
 
 pytestmark = pytest.mark.slow
 

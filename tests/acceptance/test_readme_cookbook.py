@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from ghpulse.testing.fake_github import SAMPLE_DIR
-from tests.acceptance.conftest import Processes
-from tests.support.processes import BIN, ROOT, free_port, grpcurl
+from tests.support.processes import BIN, ROOT, Processes, free_port, grpcurl
 
 pytestmark = pytest.mark.slow
 SAMPLE = SAMPLE_DIR

@@ -18,9 +18,8 @@ from common.proto.ghpulse.v1 import runs_pb2
 from common.proto.ghpulse.v1 import scheduler_service_pb2 as spb
 from common.proto.ghpulse.v1 import schedules_pb2 as sch
 from common.proto.ghpulse.v1.scheduler_service_pb2_grpc import SchedulerServiceStub
-from tests.acceptance.conftest import FAST, Processes
 from tests.support import postgres
-from tests.support.processes import Service, free_port, grpcurl
+from tests.support.processes import FAST, Processes, Service, free_port, grpcurl
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 WAIT = 30.0

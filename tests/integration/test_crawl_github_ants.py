@@ -12,7 +12,7 @@ from common.jobs import CrawlSpec
 from crawler_service.data.models import ClosingLink, PullRequest
 from crawler_service.data.store import CrawlerStore
 from ghpulse.testing.fake_github import FakeGitHub
-from tests.integration.crawl_helpers import client, make_runner
+from tests.support.crawl import client, make_runner
 
 DATA = Path(__file__).parents[1] / "data" / "github-ants"
 ANTS = "panjf2000/ants"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from crawler_service.data.store import CrawlerStore
 from crawler_service.errors import PermanentError, TransientError
 from crawler_service.github.client import GitHubClient
 from ghpulse.testing.fake_github import FakeGitHub
-from tests.integration.crawl_helpers import (
+from tests.support.crawl import (
     ARCHIVED,
     FILLERS,
     GADGETS,
@@ -24,21 +25,37 @@ from tests.integration.crawl_helpers import (
     WIDGETS,
     Runner,
     client,
-    crawler_db_url,
-    crawler_pg_template,
-    fake,
-    github,
+    make_dataset,
     make_runner,
-    runner,
     snapshot,
-    store,
     ts,
 )
 
-__all__ = ["crawler_db_url", "crawler_pg_template", "fake", "github", "runner", "store"]
-
 DETAIL = re.compile(r"^/repos/[^/]+/[^/]+/pulls/\d+(/reviews|/commits)?$")
 WIDGET_PRS = 4 + FILLERS
+
+
+@pytest.fixture
+async def store(crawler_db_url: str) -> AsyncIterator[CrawlerStore]:
+    async with await CrawlerStore.open(crawler_db_url) as opened:
+        yield opened
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeGitHub]:
+    with FakeGitHub(make_dataset()) as server:
+        yield server
+
+
+@pytest.fixture
+async def github(fake: FakeGitHub) -> AsyncIterator[GitHubClient]:
+    async with client(fake) as opened:
+        yield opened
+
+
+@pytest.fixture
+def runner(store: CrawlerStore, github: GitHubClient, tmp_path: Path) -> Runner:
+    return make_runner(store, github, tmp_path / "exports")
 
 
 def read_jsonl(path: Path) -> list[dict[str, object]]:

@@ -11,13 +11,12 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf import duration_pb2
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
 
 from common.proto.ghpulse.v1 import runs_pb2
 from common.proto.ghpulse.v1 import scheduler_service_pb2 as spb
 from tests.support.cluster import TERMINAL, Cluster, cluster
+from tests.support.rpc_errors import details
 
 SUCCEEDED, FAILED, CANCELLED = (
     runs_pb2.RUN_STATE_SUCCEEDED,
@@ -31,24 +30,6 @@ async def c(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Cl
     monkeypatch.setenv("GHPULSE_TEST_GATES", str(tmp_path / "gates"))
     async with cluster(tmp_path) as running:
         yield running
-
-
-def details(error: grpc.aio.AioRpcError) -> dict[str, object]:
-    """The google.rpc details of a rich error status, by type name."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None
-    found: dict[str, object] = {}
-    for detail in status.details:
-        for kind in (
-            error_details_pb2.BadRequest,
-            error_details_pb2.ErrorInfo,
-            error_details_pb2.RetryInfo,
-        ):
-            if detail.Is(kind.DESCRIPTOR):
-                message = kind()
-                detail.Unpack(message)
-                found[kind.DESCRIPTOR.name] = message
-    return found
 
 
 def events(messages: list[spb.WatchRunResponse]) -> list[runs_pb2.RunEvent]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import socket
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -13,50 +14,16 @@ from typing import Any
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
+from google.protobuf import timestamp_pb2
 
-from common.db import create_async
 from common.grpc_server import ServerHost
 from common.proto.ghpulse.v1 import pull_request_service_pb2 as pb
-from common.proto.ghpulse.v1 import pull_request_service_pb2_grpc as pb_grpc
 from common.proto.ghpulse.v1 import runs_pb2, scheduler_service_pb2, scheduler_service_pb2_grpc
 from crawler_service.api.backfill import BackfillStarter
-from crawler_service.api.pull_requests import SERVICE_NAME, PullRequestServicer, add_to_server
 from crawler_service.data.migrations import upgrade
-from crawler_service.data.queries import Queries
-from tests.integration.test_query_queries import seed, set_links_marker
-
-SCHEDULER_SERVICE = scheduler_service_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name
-
-
-class FakeScheduler(scheduler_service_pb2_grpc.SchedulerServiceServicer):
-    """Records TriggerRun calls and, like the real scheduler, joins by concurrency key."""
-
-    def __init__(self) -> None:
-        self.calls: list[scheduler_service_pb2.TriggerRunRequest] = []
-        self.runs: dict[str, str] = {}
-        self.changed = asyncio.Condition()
-        #: Answers wait for this (cleared: held back; never set: the scheduler hangs).
-        self.release = asyncio.Event()
-        self.release.set()
-
-    async def TriggerRun(self, request: Any, context: Any) -> Any:
-        self.calls.append(request)
-        async with self.changed:
-            self.changed.notify_all()
-        await self.release.wait()
-        created = request.concurrency_key not in self.runs
-        run_id = self.runs.setdefault(request.concurrency_key, f"run-{len(self.runs) + 1}")
-        return scheduler_service_pb2.TriggerRunResponse(
-            run=runs_pb2.Run(id=run_id, concurrency_key=request.concurrency_key),
-            disposition=scheduler_service_pb2.DISPOSITION_CREATED
-            if created
-            else scheduler_service_pb2.DISPOSITION_JOINED,
-        )
-
-    async def wait_for_calls(self, count: int) -> None:
-        async with self.changed:
-            await self.changed.wait_for(lambda: len(self.calls) >= count)
+from tests.support.query_data import seed, set_links_marker
+from tests.support.query_server import SCHEDULER_SERVICE, FakeSchedulerService, crawler
+from tests.support.rpc_errors import field_violations
 
 
 @pytest.fixture
@@ -68,8 +35,8 @@ def db_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def scheduler() -> AsyncIterator[tuple[FakeScheduler, str]]:
-    fake = FakeScheduler()  # type: ignore[abstract]  # only TriggerRun is needed
+async def scheduler() -> AsyncIterator[tuple[FakeSchedulerService, str]]:
+    fake = FakeSchedulerService()  # type: ignore[abstract]  # only TriggerRun is needed
 
     def register(server: grpc.aio.Server) -> None:
         scheduler_service_pb2_grpc.add_SchedulerServiceServicer_to_server(fake, server)
@@ -77,26 +44,6 @@ async def scheduler() -> AsyncIterator[tuple[FakeScheduler, str]]:
     async with ServerHost("127.0.0.1:0", [SCHEDULER_SERVICE], register, grace=0.1) as host:
         yield fake, host.address
     fake.release.set()
-
-
-@asynccontextmanager
-async def crawler(
-    db_url: str, scheduler_addr: str, backfill_timeout: float = 5.0
-) -> AsyncIterator[pb_grpc.PullRequestServiceAsyncStub]:
-    """One crawler replica serving PullRequestService; yields a client stub."""
-    engine = create_async(db_url)
-    starter = BackfillStarter(scheduler_addr, timeout=backfill_timeout)
-    servicer = PullRequestServicer(Queries(engine), starter)
-    try:
-        async with (
-            ServerHost("127.0.0.1:0", [SERVICE_NAME], lambda s: add_to_server(servicer, s),
-                       grace=0.1) as host,
-            grpc.aio.insecure_channel(host.address) as channel,
-        ):  # fmt: skip
-            yield pb_grpc.PullRequestServiceStub(channel)
-    finally:
-        await starter.aclose()
-        await engine.dispose()
 
 
 @dataclass
@@ -128,7 +75,7 @@ async def query_everything(stub: Any, count: int) -> Replies:
 
 
 async def test_concurrent_queries_on_two_replicas_share_one_backfill_run(
-    db_url: str, scheduler: tuple[FakeScheduler, str]
+    db_url: str, scheduler: tuple[FakeSchedulerService, str]
 ) -> None:
     fake, address = scheduler
     fake.release.clear()
@@ -157,7 +104,7 @@ async def test_concurrent_queries_on_two_replicas_share_one_backfill_run(
 
 
 async def test_answers_at_once_when_the_scheduler_hangs(
-    db_url: str, scheduler: tuple[FakeScheduler, str]
+    db_url: str, scheduler: tuple[FakeSchedulerService, str]
 ) -> None:
     fake, address = scheduler
     fake.release.clear()  # never answers
@@ -187,7 +134,7 @@ async def test_answers_when_the_scheduler_is_unreachable(db_url: str) -> None:
 
 
 async def test_a_repository_with_no_links_is_complete_once_marked(
-    db_url: str, scheduler: tuple[FakeScheduler, str]
+    db_url: str, scheduler: tuple[FakeSchedulerService, str]
 ) -> None:
     fake, address = scheduler
     async with crawler(db_url, address) as stub:
@@ -202,7 +149,9 @@ async def test_a_repository_with_no_links_is_complete_once_marked(
     assert fake.calls == []
 
 
-async def test_pages_and_conversion(db_url: str, scheduler: tuple[FakeScheduler, str]) -> None:
+async def test_pages_and_conversion(
+    db_url: str, scheduler: tuple[FakeSchedulerService, str]
+) -> None:
     _fake, address = scheduler
     async with crawler(db_url, address) as stub:
         numbers, token, pages = [], "", []
@@ -244,7 +193,7 @@ async def test_pages_and_conversion(db_url: str, scheduler: tuple[FakeScheduler,
     assert [pr.number for pr in merged.pull_requests] == [1]
 
 
-async def test_repository_stats(db_url: str, scheduler: tuple[FakeScheduler, str]) -> None:
+async def test_repository_stats(db_url: str, scheduler: tuple[FakeSchedulerService, str]) -> None:
     fake, address = scheduler
     async with crawler(db_url, address) as stub:
         reply = await stub.GetRepositoryStats(pb.GetRepositoryStatsRequest(repository="octo/app"))
@@ -264,24 +213,6 @@ async def test_repository_stats(db_url: str, scheduler: tuple[FakeScheduler, str
         ("2024-03-18T00:00:00Z", 1),
     ]
     assert fake.calls == []  # stats do not depend on links
-
-
-def rich_status(error: grpc.aio.AioRpcError) -> status_pb2.Status:
-    metadata: Any = error.trailing_metadata() or ()
-    for key, value in metadata:
-        if key == "grpc-status-details-bin":
-            return status_pb2.Status.FromString(value)
-    raise AssertionError("no rich status details")
-
-
-def field_violations(error: grpc.aio.AioRpcError) -> list[str]:
-    fields = []
-    for detail in rich_status(error).details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad_request = error_details_pb2.BadRequest()
-            detail.Unpack(bad_request)
-            fields += [violation.field for violation in bad_request.field_violations]
-    return fields
 
 
 BAD_REQUESTS = [
@@ -317,10 +248,68 @@ BAD_REQUESTS = [
 
 @pytest.mark.parametrize(("method", "request_", "fields"), BAD_REQUESTS)
 async def test_bad_input_is_invalid_argument_with_field_violations(
-    db_url: str, scheduler: tuple[FakeScheduler, str], method: str, request_: Any, fields: list[str]
+    db_url: str,
+    scheduler: tuple[FakeSchedulerService, str],
+    method: str,
+    request_: Any,
+    fields: list[str],
 ) -> None:
     _fake, address = scheduler
     async with crawler(db_url, address) as stub:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await getattr(stub, method)(request_)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(raised.value) == fields
+
+
+#: Seconds past year 9999: a Timestamp protobuf carries it, a datetime cannot.
+TOO_LATE = timestamp_pb2.Timestamp(seconds=10**12)
+TOO_EARLY = timestamp_pb2.Timestamp(seconds=-(10**12))
+
+
+def _token(created_at: str, number: Any) -> str:
+    raw = json.dumps([created_at, number]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+OUT_OF_RANGE = [
+    ("ListPullRequests", pb.ListPullRequestsRequest(repository="octo/app", merged_since=TOO_LATE),
+     ["merged_since"]),
+    ("ListPullRequests", pb.ListPullRequestsRequest(repository="octo/app", merged_until=TOO_EARLY),
+     ["merged_until"]),
+    ("GetRepositoryStats", pb.GetRepositoryStatsRequest(repository="octo/app", since=TOO_LATE),
+     ["since"]),
+    ("GetRepositoryStats", pb.GetRepositoryStatsRequest(repository="octo/app", until=TOO_EARLY),
+     ["until"]),
+    ("ListPullRequests",
+     pb.ListPullRequestsRequest(
+         repository="octo/app", page_token=_token("2024-03-01T00:00:00+00:00", 10**30)
+     ),
+     ["page_token"]),
+    ("ListPullRequests",
+     pb.ListPullRequestsRequest(
+         repository="octo/app", page_token=_token("9999-12-31T23:59:59-05:00", 1)
+     ),
+     ["page_token"]),
+    ("ListClosingIssues",
+     pb.ListClosingIssuesRequest(repository="octo/app", pull_number=2**40),
+     ["pull_number"]),
+    ("ListClosingPullRequests",
+     pb.ListClosingPullRequestsRequest(repository="octo/app", issue_number=2**40),
+     ["issue_number"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "request_", "fields"), OUT_OF_RANGE)
+async def test_out_of_range_input_is_invalid_argument(
+    seeded_url: str,
+    scheduler: tuple[FakeSchedulerService, str],
+    method: str,
+    request_: Any,
+    fields: list[str],
+) -> None:
+    _fake, address = scheduler
+    async with crawler(seeded_url, address) as stub:
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await getattr(stub, method)(request_)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -341,7 +330,7 @@ NOT_FOUND = [
 
 @pytest.mark.parametrize(("method", "request_"), NOT_FOUND)
 async def test_unknown_repository_or_pull_request_is_not_found(
-    db_url: str, scheduler: tuple[FakeScheduler, str], method: str, request_: Any
+    db_url: str, scheduler: tuple[FakeSchedulerService, str], method: str, request_: Any
 ) -> None:
     fake, address = scheduler
     async with crawler(db_url, address) as stub:
@@ -360,7 +349,7 @@ class FakeMonotonic:
 
 
 async def test_backfill_starter_caches_answers_and_failures_for_a_while(
-    scheduler: tuple[FakeScheduler, str],
+    scheduler: tuple[FakeSchedulerService, str],
 ) -> None:
     fake, address = scheduler
     clock = FakeMonotonic()

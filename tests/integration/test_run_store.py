@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from common.db import sync_url
-from common.jobs import CrawlSpec, default_concurrency_key
 from scheduler_service.errors import (
     IdempotencyMismatch,
     RunConflict,
@@ -25,7 +24,6 @@ from scheduler_service.runs.model import (
     ConflictPolicy,
     Disposition,
     EventKind,
-    NewRun,
     Outcome,
     RunError,
     RunQuery,
@@ -36,23 +34,7 @@ from scheduler_service.runs.model import (
 from scheduler_service.runs.retries import RetryPolicy
 from scheduler_service.runs.sql.store import SqlRunStore
 from scheduler_service.runs.store import Claim, StopKind
-
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-TTL = timedelta(seconds=30)
-DAY = timedelta(days=1)
-
-
-def new_run(repo: str = "octo/one", policy: ConflictPolicy = ConflictPolicy.JOIN, **kw) -> NewRun:
-    spec = CrawlSpec((repo,))
-    values = {
-        "spec": spec,
-        "concurrency_key": default_concurrency_key(spec),
-        "policy": policy,
-        "max_attempts": 3,
-        "labels": {},
-    }
-    values.update(kw)
-    return NewRun(**values)
+from tests.support.runs import DAY, T0, TTL, new_run, running
 
 
 @pytest.fixture
@@ -60,13 +42,6 @@ async def store(scheduler_db_url: str) -> AsyncIterator[SqlRunStore]:
     store = SqlRunStore.open(scheduler_db_url, RetryPolicy(timedelta(seconds=5), timedelta(60)))
     yield store
     await store.close()
-
-
-async def running(store: SqlRunStore, worker: str = "w1", **kw) -> AttemptRef:
-    await store.create_run(new_run(**kw), T0, DAY)
-    claimed = await store.claim(worker, T0, TTL)
-    assert claimed.run is not None
-    return claimed.run.ref
 
 
 async def test_create_then_join_queue_and_reject(store: SqlRunStore) -> None:
@@ -240,60 +215,6 @@ async def test_cancel_pending_queued_running_and_finished(store: SqlRunStore) ->
         await store.cancel_run(succeeded.run_id, "", T0)
 
 
-async def test_expired_lease_retries_and_stale_reports_are_refused(store: SqlRunStore) -> None:
-    ref = await running(store)
-    await store.record_step(ref, "w1", StepReport(EventKind.STEP_STARTED, "fetch"), T0)
-    later = T0 + TTL + timedelta(seconds=1)
-    expired = await store.expire(later, timedelta(seconds=30))
-    assert [(s.kind, s.ref) for s in expired.stops] == [(StopKind.ABANDON, ref)]
-    run = await store.get_run(ref.run_id)
-    assert run.state is RunState.PENDING and run.attempt == 2
-    assert run.error is not None and run.error.code == "WORKER_LOST"
-    assert run.steps[0].state is StepState.FAILED
-    with pytest.raises(StaleAttempt):
-        await store.record_step(ref, "w1", StepReport(EventKind.STEP_PROGRESS, "fetch"), later)
-
-
-async def test_renewed_leases_do_not_expire(store: SqlRunStore) -> None:
-    ref = await running(store)
-    renewed = await store.renew_leases("w1", [ref, AttemptRef("run_x", 1)], T0 + TTL / 2, TTL)
-    assert renewed == [ref]
-    assert (await store.expire(T0 + TTL + timedelta(seconds=1), TTL)).events == []
-    assert await store.renew_leases("w2", [ref], T0, TTL) == []
-
-
-async def test_reattach_keeps_held_runs_and_retries_lost_ones(store: SqlRunStore) -> None:
-    kept = await running(store, repo="octo/kept")
-    lost = await running(store, repo="octo/lost")
-    result = await store.reattach("w1", [kept, AttemptRef("run_gone", 1)], T0, TTL)
-    assert result.reattached == [kept]
-    assert result.abandoned == [AttemptRef("run_gone", 1)]
-    assert (await store.get_run(kept.run_id)).state is RunState.RUNNING
-    lost_run = await store.get_run(lost.run_id)
-    assert lost_run.state is RunState.PENDING and lost_run.attempt == 2
-
-
-async def test_shortened_leases_expire_after_the_grace(store: SqlRunStore) -> None:
-    ref = await running(store)
-    await store.shorten_leases("w1", T0 + timedelta(seconds=2))
-    assert (await store.expire(T0 + timedelta(seconds=1), TTL)).events == []
-    assert (await store.expire(T0 + timedelta(seconds=3), TTL)).events
-    assert (await store.get_run(ref.run_id)).attempt == 2
-
-
-async def test_deadline_and_forced_cancel(store: SqlRunStore) -> None:
-    ref = await running(store)
-    late_deadline = T0 + timedelta(seconds=10)
-    late = await store.create_run(new_run("octo/late", deadline_at=late_deadline), T0, DAY)
-    await store.cancel_run(ref.run_id, "", T0)
-    result = await store.expire(T0 + timedelta(seconds=11), timedelta(seconds=5))
-    late_run = await store.get_run(late.run.id)
-    assert late_run.state is RunState.FAILED
-    assert late_run.error is not None and late_run.error.code == "DEADLINE_EXCEEDED"
-    assert (await store.get_run(ref.run_id)).state is RunState.CANCELLED
-    assert [s.ref for s in result.stops] == [ref]
-
-
 async def test_list_runs_filters_and_pages_newest_first(store: SqlRunStore) -> None:
     ids = []
     for i in range(5):
@@ -317,16 +238,6 @@ async def test_list_runs_filters_and_pages_newest_first(store: SqlRunStore) -> N
     assert [r.id for r in window] == [ids[2], ids[1]]
     assert len(await store.list_runs(RunQuery(jobs=("crawl",)))) == 5
     assert await store.list_runs(RunQuery(jobs=("recalculate",))) == []
-
-
-async def test_purge_removes_old_finished_runs_only(store: SqlRunStore) -> None:
-    old = await running(store, repo="octo/old")
-    await store.finish_attempt(old, "w1", AttemptResult(Outcome.SUCCEEDED), T0)
-    active = await store.create_run(new_run("octo/active"), T0, DAY)
-    assert await store.purge(T0 + timedelta(days=31), T0 + timedelta(days=31)) == 1
-    with pytest.raises(RunNotFound):
-        await store.get_run(old.run_id)
-    assert (await store.get_run(active.run.id)).state is RunState.PENDING
 
 
 async def test_concurrent_triggers_on_one_key_never_give_two_active_runs(

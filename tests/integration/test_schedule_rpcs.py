@@ -10,13 +10,12 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from common.proto.ghpulse.v1 import runs_pb2
 from common.proto.ghpulse.v1 import scheduler_service_pb2 as spb
 from common.proto.ghpulse.v1 import schedules_pb2 as sch
 from tests.support.cluster import Cluster, cluster
+from tests.support.rpc_errors import violations
 
 WAIT = 15.0
 
@@ -36,17 +35,6 @@ async def create(c: Cluster, schedule_id: str, **fields) -> sch.Schedule:
     fields.setdefault("template", template("octo/one"))
     request = spb.CreateScheduleRequest(schedule_id=schedule_id, schedule=sch.Schedule(**fields))
     return (await c.stub.CreateSchedule(request)).schedule
-
-
-def violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None
-    for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            return {v.field: v.description for v in bad.field_violations}
-    return {}
 
 
 async def until(check: Callable[[], Awaitable[bool]]) -> None:

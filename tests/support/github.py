@@ -1,7 +1,7 @@
 """Fake GitHub helpers: datasets, a server on a free port, and a clock that sleeps instantly.
 
-Use the context managers directly, or the fixtures (import them into a test module, or list this
-module in `pytest_plugins`).
+Use the context managers directly, or the fixtures `fake_clock` and `fake_github`: the root
+conftest lists this module in `pytest_plugins`, so any test can ask for them.
 """
 
 from __future__ import annotations

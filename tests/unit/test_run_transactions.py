@@ -1,4 +1,5 @@
-"""Review: a trigger that keeps losing insert races is UNAVAILABLE with a short retry hint."""
+"""`SyncRunStore` (the run store's transactions): a trigger that keeps losing insert races is
+UNAVAILABLE with a short retry hint."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from common.errors import Unavailable
 from scheduler_service.runs.retries import RetryPolicy
 from scheduler_service.runs.sql.transactions import SyncRunStore
-from tests.integration.test_run_store import new_run
+from tests.support.runs import new_run
 
 
 def test_contention_retry_hint_is_seconds_not_a_day(

@@ -1,18 +1,19 @@
-"""Review: every rate-limit wait of the fetch step shows as the step's progress message."""
+"""Crawl steps run on their own against a real store: every rate-limit wait of the fetch step shows
+as the step's progress message; export file names keep the whole repository name (dots
+included)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from types import MappingProxyType
 
-from common.jobs import CrawlSpec
+from common.jobs import CrawlSpec, RecalculateSpec
 from crawler_service.data.store import CrawlerStore
 from crawler_service.github.client import GitHubClient
 from crawler_service.jobs.registry import StepContext
+from crawler_service.jobs.steps.export import ExportStep
 from crawler_service.jobs.steps.fetch import FetchStep
-from tests.support.github import TOKEN, FakeClock, fake_clock, fake_github
-
-__all__ = ["fake_clock", "fake_github"]
+from tests.support.github import TOKEN, FakeClock
 
 API = "ghpulse-demo/api"
 
@@ -53,3 +54,23 @@ async def test_a_rate_limit_wait_while_listing_the_organization_is_reported(
         tmp_path, fake_github, fake_clock, CrawlSpec(organization="ghpulse-demo")
     )
     assert "rate limited; waiting 43s for reset" in messages
+
+
+async def _ignore(step: str, current: int, total: int, message: str) -> None:
+    return None
+
+
+async def test_repositories_whose_names_differ_after_a_dot_get_their_own_files(
+    tmp_path: Path,
+) -> None:
+    names = ("octo/next.js", "octo/next.py", "octo/next")
+    spec = RecalculateSpec(repositories=names, steps=("export",))
+    ctx = StepContext("run-1", 1, spec, "export", MappingProxyType({}), _ignore)
+    exports = tmp_path / "exports"
+    async with await CrawlerStore.open(f"sqlite:///{tmp_path}/c.db", migrate=True) as store:
+        output = await ExportStep(store, exports).run(ctx)
+    expected = [str(exports / f"{name}.{ext}") for name in names for ext in ("csv", "jsonl")]
+    assert output["exports"] == expected
+    assert sorted(p.relative_to(exports).as_posix() for p in exports.rglob("*.*")) == sorted(
+        f"{name}.{ext}" for name in names for ext in ("csv", "jsonl")
+    )

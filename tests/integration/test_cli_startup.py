@@ -1,4 +1,4 @@
-"""Review: service commands that cannot start print one error line (no traceback) and exit 1."""
+"""`ghpulse` service commands that cannot start print one error line (no traceback) and exit 1."""
 
 from __future__ import annotations
 

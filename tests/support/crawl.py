@@ -1,19 +1,16 @@
-"""Shared pieces of the crawl pipeline tests: a hand-checked dataset, databases, a step runner."""
+"""Shared pieces of the crawl tests: a hand-checked dataset, a GitHub client for the fake, a step
+runner, a snapshot of what a crawl stored."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
 from common.jobs import JobSpec
-from crawler_service.data.migrations import upgrade
 from crawler_service.data.models import ClosingLink, Commit, PullRequest, Release, Review
 from crawler_service.data.store import CrawlerStore
 from crawler_service.github.client import GitHubClient
@@ -22,7 +19,6 @@ from crawler_service.jobs.registry import JobRegistry, Output, StepContext
 from crawler_service.jobs.steps.fetch import FetchStep
 from crawler_service.settings import CrawlerSettings
 from ghpulse.testing.fake_github import Dataset, FakeGitHub, shapes
-from tests.support import postgres
 
 ORG = "acme"
 WIDGETS = "acme/widgets"
@@ -220,39 +216,3 @@ async def snapshot(store: CrawlerStore) -> dict[str, list[tuple[Any, ...]]]:
     )
     result["links"] = sorted(tuple(row) for row in links)
     return result
-
-
-@pytest.fixture(scope="session")
-def crawler_pg_template(pg_available: None) -> Iterator[str]:
-    with postgres.template("ghp_crawl", upgrade) as name:
-        yield name
-
-
-@pytest.fixture(params=postgres.BACKENDS)
-def crawler_db_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Iterator[str]:
-    """A migrated, empty crawler database: a temporary SQLite file, then PostgreSQL."""
-    with postgres.migrated(request, tmp_path, "crawler", upgrade, "crawler_pg_template") as url:
-        yield url
-
-
-@pytest.fixture
-async def store(crawler_db_url: str) -> AsyncIterator[CrawlerStore]:
-    async with await CrawlerStore.open(crawler_db_url) as opened:
-        yield opened
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeGitHub]:
-    with FakeGitHub(make_dataset()) as server:
-        yield server
-
-
-@pytest.fixture
-async def github(fake: FakeGitHub) -> AsyncIterator[GitHubClient]:
-    async with client(fake) as opened:
-        yield opened
-
-
-@pytest.fixture
-def runner(store: CrawlerStore, github: GitHubClient, tmp_path: Path) -> Runner:
-    return make_runner(store, github, tmp_path / "exports")

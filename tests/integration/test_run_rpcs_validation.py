@@ -1,5 +1,5 @@
-"""Review: malformed-but-parseable SchedulerService input is INVALID_ARGUMENT with a BadRequest
-naming the field, never INTERNAL — on SQLite and on PostgreSQL."""
+"""The run RPCs of SchedulerService: malformed-but-parseable input is INVALID_ARGUMENT with a
+BadRequest naming the field, never INTERNAL — on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from common.proto.ghpulse.v1 import runs_pb2
 from common.proto.ghpulse.v1 import scheduler_service_pb2 as spb
-from tests.integration.test_orchestration import details
 from tests.support.cluster import Cluster, cluster
+from tests.support.rpc_errors import details
 
 CRAWL = runs_pb2.CrawlJob(repositories=["a/b"])
 FAR = timestamp_pb2.Timestamp(seconds=10**12)

@@ -1,5 +1,5 @@
-"""Review: a scheduler that fails to start (its port is taken) stops what it had started: no
-dispatcher or sweep task left running, the run store closed."""
+"""`SchedulerApp` start-up: a scheduler that fails to start (its port is taken) stops what it had
+started: no dispatcher or sweep task left running, the run store closed."""
 
 from __future__ import annotations
 

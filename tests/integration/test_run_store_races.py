@@ -1,5 +1,8 @@
-"""Review: a QUEUE trigger racing the finish of its key's active run (PostgreSQL, READ COMMITTED)
-must not leave a queued run with no active run to promote it (it would wait for its deadline)."""
+"""Run-store transactions racing each other on PostgreSQL (READ COMMITTED), one held open at the
+point that matters while the other runs: a QUEUE trigger racing the finish of its key's active run
+must not leave a queued run with no active run to promote it (it would wait for its deadline); a
+reattach racing the sweep must not revive a failed run; a finish must not promote a queued run
+being cancelled."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from scheduler_service.runs.model import AttemptResult, ConflictPolicy, Outcome,
 from scheduler_service.runs.retries import RetryPolicy
 from scheduler_service.runs.sql import transitions as t
 from scheduler_service.runs.sql.store import SqlRunStore
-from tests.integration.test_run_store import DAY, T0, new_run, running
+from tests.support.runs import DAY, T0, new_run, running
 
 WAIT = 15.0
 

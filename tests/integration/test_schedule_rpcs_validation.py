@@ -1,5 +1,5 @@
-"""Review: malformed-but-parseable schedule RPC input is INVALID_ARGUMENT with a BadRequest,
-never INTERNAL — on SQLite and on PostgreSQL."""
+"""The schedule RPCs of SchedulerService: malformed-but-parseable input is INVALID_ARGUMENT with a
+BadRequest, never INTERNAL — on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from common.proto.ghpulse.v1 import runs_pb2
 from common.proto.ghpulse.v1 import scheduler_service_pb2 as spb
 from common.proto.ghpulse.v1 import schedules_pb2 as sch
-from tests.integration.test_schedule_rpcs import violations
 from tests.support.cluster import Cluster, cluster
+from tests.support.rpc_errors import violations
 
 TEMPLATE = sch.ScheduleTemplate(crawl=runs_pb2.CrawlJob(repositories=["octo/one"]))
 

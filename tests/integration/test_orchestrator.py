@@ -1,6 +1,11 @@
-"""Review: a TriggerRun whose caller goes away after its transaction claimed the run for a
-crawler still hands the run to that crawler (it is not left RUNNING on a crawler that never got
-it, to be retried only when its lease expires, using up an attempt)."""
+"""The `Orchestrator` driven directly (a manual clock, worker connections without streams) over a
+real run store, on SQLite and PostgreSQL.
+
+A TriggerRun whose caller goes away after its transaction claimed the run for a crawler still hands
+the run to that crawler (it is not left RUNNING on a crawler that never got it, to be retried only
+when its lease expires, using up an attempt). A cancel pushed to a crawler whose stream then broke
+is pushed again once it re-attaches the run (not only forced after the cancel grace).
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from scheduler_service.orchestration.orchestrator import Orchestrator, Timing
 from scheduler_service.runs.model import Run, RunQuery, RunState
 from scheduler_service.runs.retries import RetryPolicy
 from scheduler_service.runs.sql.store import SqlRunStore
-from scheduler_service.runs.store import Created
+from scheduler_service.runs.store import Created, StopKind, StopRequest
 from scheduler_service.runs.trigger import TriggerCommand
 
 
@@ -36,7 +41,16 @@ class CallerGoneAfterCommit(SqlRunStore):
 
 
 @pytest.fixture
+async def run_store(scheduler_db_url: str) -> AsyncIterator[SqlRunStore]:
+    """A plain run store."""
+    store = SqlRunStore.open(scheduler_db_url, RetryPolicy())
+    yield store
+    await store.close()
+
+
+@pytest.fixture
 async def store(scheduler_db_url: str) -> AsyncIterator[CallerGoneAfterCommit]:
+    """A run store whose `create_run` waits for `resume` once its transaction committed."""
     plain = SqlRunStore.open(scheduler_db_url, RetryPolicy())
     pools = (plain._write_pool, plain._read_pool)
     store = CallerGoneAfterCommit(plain.url, plain._engines, pools, RetryPolicy())
@@ -67,3 +81,27 @@ async def test_a_cancelled_trigger_still_assigns_the_run_it_claimed(
         sent = await conn.outbox.get()
     assert isinstance(sent, Run) and sent.id == run.id
     assert conn.running == {run.id: run.attempt}
+
+
+def _sent(conn: WorkerConn) -> list[object]:
+    items = []
+    while not conn.outbox.empty():
+        items.append(conn.outbox.get_nowait())
+    return items
+
+
+async def test_a_cancel_lost_with_the_stream_is_pushed_again(run_store: SqlRunStore) -> None:
+    clock = ManualClock()
+    orchestrator = Orchestrator(run_store, clock, Timing())
+    first = WorkerConn("w1", 1, "test", clock.now(), clock.now())
+    await orchestrator.worker_connected(first, [])
+    run, _ = await orchestrator.trigger(TriggerCommand(CrawlSpec(("octo/one",))))
+    [assigned] = [item for item in _sent(first) if isinstance(item, Run)]
+    await orchestrator.cancel(run.id, "stop")
+    await orchestrator.worker_disconnected(first)  # the stop was in `first`'s outbox: lost
+
+    second = WorkerConn("w1", 1, "test", clock.now(), clock.now())
+    await orchestrator.worker_connected(second, [assigned.ref])
+    await orchestrator.sweep()
+    stops = [item for item in _sent(second) if isinstance(item, StopRequest)]
+    assert [(s.kind, s.ref) for s in stops] == [(StopKind.CANCEL, assigned.ref)]

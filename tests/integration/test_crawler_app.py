@@ -1,4 +1,4 @@
-"""Review: a crawler that fails to start releases what it had already started."""
+"""`CrawlerApp` start-up: a crawler that fails to start releases what it had already started."""
 
 from __future__ import annotations
 

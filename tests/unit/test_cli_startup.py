@@ -1,4 +1,5 @@
-"""Review: `startup_errors` leaves a command's own exit (typer.Exit is a RuntimeError) alone."""
+"""`startup_errors` (ghpulse.cli.startup): a start-up failure becomes one error line and exit 1; a
+command's own exit (typer.Exit is a RuntimeError) passes through."""
 
 from __future__ import annotations
 
