@@ -4,6 +4,10 @@ it. On SQLite and PostgreSQL, against the fake GitHub over real HTTP."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 
@@ -11,18 +15,21 @@ from common.jobs import CrawlSpec
 from crawler_service.data.models import PullRequest
 from crawler_service.data.store import CrawlerStore
 from ghpulse.testing.fake_github import FakeGitHub
-from tests.integration.crawl_helpers import (
-    GADGETS,
-    Runner,
-    crawler_db_url,
-    crawler_pg_template,
-    fake,
-    github,
-    runner,
-    store,
-)
+from tests.support.crawl import GADGETS, Runner, client, make_dataset, make_runner
 
-__all__ = ["crawler_db_url", "crawler_pg_template", "fake", "github", "runner", "store"]
+
+@dataclass
+class Crawl:
+    runner: Runner
+    store: CrawlerStore
+    fake: FakeGitHub
+
+
+@pytest.fixture
+async def crawl(crawler_db_url: str, tmp_path: Path) -> AsyncIterator[Crawl]:
+    with FakeGitHub(make_dataset()) as fake:
+        async with await CrawlerStore.open(crawler_db_url) as store, client(fake) as github:
+            yield Crawl(make_runner(store, github, tmp_path / "exports"), store, fake)
 
 
 async def _titles(store: CrawlerStore) -> dict[int, str]:
@@ -37,9 +44,8 @@ def _requests_for(fake: FakeGitHub, path: str) -> int:
 
 
 @pytest.mark.parametrize("gone", ["", "/reviews", "/commits"])
-async def test_a_vanished_pull_request_is_skipped_then_retried(
-    runner: Runner, store: CrawlerStore, fake: FakeGitHub, gone: str
-) -> None:
+async def test_a_vanished_pull_request_is_skipped_then_retried(crawl: Crawl, gone: str) -> None:
+    runner, store, fake = crawl.runner, crawl.store, crawl.fake
     path = f"/repos/{GADGETS}/pulls/3{gone}"
     fake.faults.fail_next(f"^{path}$", 404, message="Not Found")
 
