@@ -37,9 +37,7 @@ class CallerGoneAfterCommit(SqlRunStore):
 
 @pytest.fixture
 async def store(scheduler_db_url: str) -> AsyncIterator[CallerGoneAfterCommit]:
-    plain = SqlRunStore.open(scheduler_db_url, RetryPolicy())
-    pools = (plain._write_pool, plain._read_pool)
-    store = CallerGoneAfterCommit(plain.url, plain._engines, pools, RetryPolicy())
+    store = CallerGoneAfterCommit.open(scheduler_db_url, RetryPolicy())
     store.committed, store.resume = asyncio.Event(), asyncio.Event()
     yield store
     await store.close()
