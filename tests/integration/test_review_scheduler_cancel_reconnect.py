@@ -10,7 +10,7 @@ import pytest
 from common.clock import ManualClock
 from common.jobs import CrawlSpec
 from scheduler_service.orchestration.dispatch import WorkerConn
-from scheduler_service.orchestration.orchestrator import Orchestrator, Timing
+from scheduler_service.orchestration.orchestrator import Orchestrator, Tunables
 from scheduler_service.runs.model import Run
 from scheduler_service.runs.retries import RetryPolicy
 from scheduler_service.runs.sql.store import SqlRunStore
@@ -34,7 +34,7 @@ def _sent(conn: WorkerConn) -> list[object]:
 
 async def test_a_cancel_lost_with_the_stream_is_pushed_again(store: SqlRunStore) -> None:
     clock = ManualClock()
-    orchestrator = Orchestrator(store, clock, Timing())
+    orchestrator = Orchestrator(store, clock, Tunables())
     first = WorkerConn("w1", 1, "test", clock.now(), clock.now())
     await orchestrator.worker_connected(first, [])
     run, _ = await orchestrator.trigger(TriggerCommand(CrawlSpec(("octo/one",))))

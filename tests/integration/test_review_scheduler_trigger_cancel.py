@@ -14,7 +14,7 @@ import pytest
 from common.clock import ManualClock
 from common.jobs import CrawlSpec
 from scheduler_service.orchestration.dispatch import WorkerConn
-from scheduler_service.orchestration.orchestrator import Orchestrator, Timing
+from scheduler_service.orchestration.orchestrator import Orchestrator, Tunables
 from scheduler_service.runs.model import Run, RunQuery, RunState
 from scheduler_service.runs.retries import RetryPolicy
 from scheduler_service.runs.sql.store import SqlRunStore
@@ -47,7 +47,7 @@ async def test_a_cancelled_trigger_still_assigns_the_run_it_claimed(
     store: CallerGoneAfterCommit,
 ) -> None:
     clock = ManualClock()
-    orchestrator = Orchestrator(store, clock, Timing(lease_ttl=timedelta(seconds=30)))
+    orchestrator = Orchestrator(store, clock, Tunables(lease_ttl=timedelta(seconds=30)))
     conn = WorkerConn("w1", 1, "test", clock.now(), clock.now())
     orchestrator.dispatcher.add(conn)
 
