@@ -75,12 +75,7 @@ def is_terminal(event: RunEvent) -> bool:
 
 class Orchestrator:
     def __init__(
-        self,
-        store: RunStore,
-        clock: Clock,
-        tunables: Tunables,
-        broker: EventBroker | None = None,
-        metrics: RunMetrics | None = None,
+        self, store: RunStore, clock: Clock, tunables: Tunables, broker: EventBroker | None = None
     ) -> None:
         self.store = store
         self.clock = clock
@@ -89,8 +84,8 @@ class Orchestrator:
         self.dispatcher = Dispatcher(self._claim)
         self._cancels_sent: set[AttemptRef] = set()
         self._creating: set[asyncio.Task[tuple[Run, Disposition]]] = set()
-        #: Replaceable once the metrics server starts (they read the dispatcher and broker).
-        self.metrics: RunMetrics = metrics or NullMetrics()
+        #: Set by `SchedulerApp` when it serves metrics (they read the dispatcher and broker).
+        self.metrics: RunMetrics = NullMetrics()
 
     # -- applying transitions ----------------------------------------------------------------
 

@@ -45,7 +45,9 @@ class DatabaseThreads:
     reader: Engine
     write_pool: ThreadPoolExecutor
     read_pool: ThreadPoolExecutor
-    _async_engines: tuple[AsyncEngine, AsyncEngine] | None = field(default=None, repr=False)
+    _async_engines: tuple[AsyncEngine, AsyncEngine] | None = field(
+        default=None, init=False, repr=False
+    )
 
     @classmethod
     def open(cls, url: str) -> DatabaseThreads:
