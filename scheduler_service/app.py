@@ -1,4 +1,5 @@
-"""The scheduler process: store, orchestrator, sweep and gRPC server, with an explicit lifecycle."""
+"""The scheduler process: store, orchestrator, sweep, schedules, gRPC services and metrics, wired
+together here, with an explicit lifecycle."""
 
 from __future__ import annotations
 
@@ -10,19 +11,22 @@ import structlog
 from common.clock import Clock, SystemClock
 from common.grpc_server import ServerHost
 from common.lifecycle import Lifecycle, wait_for_signal
-from common.metrics import MetricsServer
+from common.metrics import MetricsServer, serve
 from common.proto.ghpulse.v1 import scheduler_service_pb2, worker_service_pb2
 from common.proto.ghpulse.v1 import scheduler_service_pb2_grpc as sched_grpc
 from common.proto.ghpulse.v1 import worker_service_pb2_grpc as worker_grpc
+from scheduler_service.api.runs import RunHandlers
+from scheduler_service.api.schedules import ScheduleHandlers
+from scheduler_service.api.service import SchedulerService
 from scheduler_service.api.workers import WorkerServicer
 from scheduler_service.db import migrations
-from scheduler_service.metrics import serve_metrics
-from scheduler_service.orchestration.orchestrator import Orchestrator, Timing
+from scheduler_service.metrics import SchedulerMetrics
+from scheduler_service.orchestration.orchestrator import Orchestrator, Tunables
 from scheduler_service.orchestration.sweeper import Sweeper
 from scheduler_service.runs.retries import RetryPolicy
 from scheduler_service.runs.sql.store import SqlRunStore
 from scheduler_service.schedules.component import Schedules
-from scheduler_service.schedules.firing import ScheduleMetrics
+from scheduler_service.schedules.firing import FiringMetrics
 from scheduler_service.settings import SchedulerSettings
 
 log = structlog.get_logger(__name__)
@@ -38,8 +42,8 @@ def _seconds(value: float) -> timedelta:
     return timedelta(seconds=value)
 
 
-def timing_from(settings: SchedulerSettings) -> Timing:
-    return Timing(
+def tunables_from(settings: SchedulerSettings) -> Tunables:
+    return Tunables(
         lease_ttl=_seconds(settings.lease_ttl),
         heartbeat_interval=_seconds(settings.heartbeat_interval),
         reconnect_grace=_seconds(settings.reconnect_grace),
@@ -59,16 +63,16 @@ class SchedulerApp(Lifecycle):
         self.clock = clock or SystemClock()
         retry = RetryPolicy(_seconds(settings.retry_backoff), _seconds(settings.retry_backoff_max))
         self.store = SqlRunStore.open(settings.db, retry)
-        self.orchestrator = Orchestrator(self.store, self.clock, timing_from(settings))
+        self.orchestrator = Orchestrator(self.store, self.clock, tunables_from(settings))
         self.sweeper = Sweeper(
             self.orchestrator,
             self.clock,
             _seconds(settings.sweep_interval),
             _seconds(settings.retention),
         )
-        self.schedule_metrics = ScheduleMetrics()
+        self.firing_metrics = FiringMetrics()
         self.schedules = Schedules(
-            settings, self.store, self.orchestrator, self.clock, metrics=self.schedule_metrics
+            settings, self.store, self.orchestrator, self.clock, metrics=self.firing_metrics
         )
         self.host = ServerHost(
             settings.listen, SERVICE_NAMES, self._register, grace=settings.shutdown_grace
@@ -77,8 +81,11 @@ class SchedulerApp(Lifecycle):
         self.metrics_server: MetricsServer | None = None
 
     def _register(self, server: object) -> None:
+        service = SchedulerService(
+            RunHandlers(self.orchestrator), ScheduleHandlers(self.schedules.ops)
+        )
         sched_grpc.add_SchedulerServiceServicer_to_server(
-            self.schedules.servicer(),
+            service,
             server,  # type: ignore[arg-type]
         )
         worker_grpc.add_WorkerServiceServicer_to_server(
@@ -107,13 +114,21 @@ class SchedulerApp(Lifecycle):
         ]
         await self.schedules.start()
         await self.host.start()
-        self.metrics_server = await serve_metrics(
-            self.settings.metrics_listen,
-            self.settings.db,
-            self.orchestrator,
-            extra=[self.schedule_metrics.registry],
-        )
+        self.metrics_server = await self._serve_metrics()
         log.info("scheduler.started", address=self.address)
+
+    async def _serve_metrics(self) -> MetricsServer | None:
+        """Serve the Prometheus metrics on `metrics_listen` (None: metrics off), the orchestrator
+        reporting to them and the schedule firings' counter beside them."""
+        if not self.settings.metrics_listen:
+            return None
+        metrics = SchedulerMetrics(self.settings.db, self.store)
+        metrics.registry.register(self.firing_metrics.registry)
+        metrics.attach(self.orchestrator.dispatcher, self.orchestrator.broker)
+        self.orchestrator.metrics = metrics
+        return await serve(
+            metrics.registry, self.settings.metrics_listen, metrics.refresh, metrics.close
+        )
 
     async def stop(self) -> None:
         """Health NOT_SERVING, then drain in-flight RPCs for the grace period, then stop."""

@@ -11,9 +11,9 @@ Two sources:
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import cast
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -23,15 +23,11 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common import db
-from common.metrics import MetricsServer, serve
 from scheduler_service.db.models import RunRow
 from scheduler_service.orchestration.broker import EventBroker
 from scheduler_service.orchestration.dispatch import Dispatcher
 from scheduler_service.runs.model import EventKind, Run, RunEvent, RunState
 from scheduler_service.runs.store import RunStore, Transition
-
-if TYPE_CHECKING:
-    from scheduler_service.orchestration.orchestrator import Orchestrator
 
 log = structlog.get_logger(__name__)
 _runs = cast(Table, RunRow.__table__)
@@ -43,7 +39,7 @@ MAX_UNRESOLVED = 10_000
 QUEUE_STATES = (RunState.PENDING.value, RunState.QUEUED.value)
 
 
-def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+def _elapsed(start: datetime | None, end: datetime | None) -> float | None:
     if start is None or end is None:
         return None
     return max(0.0, (end - start).total_seconds())
@@ -91,7 +87,8 @@ class _Snapshot(Collector):
 
 
 class SchedulerMetrics:
-    """The scheduler's metrics in their own registry; see the module docstring."""
+    """The scheduler's metrics in their own registry; see the module docstring. Implements the
+    orchestrator's `RunMetrics` (`app.py` connects them)."""
 
     def __init__(self, db_url: str, store: RunStore) -> None:
         self.registry = CollectorRegistry()
@@ -160,11 +157,11 @@ class SchedulerMetrics:
     def observe_ended(self, run: Run) -> None:
         """Observe the durations of a run that reached a terminal state."""
         job = run.spec.kind.value
-        duration = _seconds(run.started_at, run.finished_at)
+        duration = _elapsed(run.started_at, run.finished_at)
         if duration is not None:
             self.run_duration.labels(job, run.state.value).observe(duration)
         for step in run.steps:
-            step_seconds = _seconds(step.started_at, step.finished_at)
+            step_seconds = _elapsed(step.started_at, step.finished_at)
             if step_seconds is not None:
                 self.step_duration.labels(job, step.name, step.state.value).observe(step_seconds)
 
@@ -205,36 +202,3 @@ class SchedulerMetrics:
 
     async def close(self) -> None:
         await self._engine.dispose()
-
-
-class RunMetrics(Protocol):
-    """What the orchestrator tells the metrics."""
-
-    def observe(self, transition: Transition) -> None: ...
-
-    def triggered_run(self, job: str, disposition: str) -> None: ...
-
-
-class NullMetrics:
-    """Metrics off: the orchestrator's hooks cost nothing."""
-
-    def observe(self, transition: Transition) -> None:
-        pass
-
-    def triggered_run(self, job: str, disposition: str) -> None:
-        pass
-
-
-async def serve_metrics(
-    listen: str, db_url: str, orchestrator: Orchestrator, extra: Sequence[Collector] = ()
-) -> MetricsServer | None:
-    """Hook the orchestrator's metrics up and serve them on `listen` (None: metrics off), with
-    the `extra` collectors (e.g. the schedule firings' registry) beside them."""
-    if not listen:
-        return None
-    metrics = SchedulerMetrics(db_url, orchestrator.store)
-    for collector in extra:
-        metrics.registry.register(collector)
-    metrics.attach(orchestrator.dispatcher, orchestrator.broker)
-    orchestrator.metrics = metrics
-    return await serve(metrics.registry, listen, metrics.refresh, metrics.close)

@@ -70,7 +70,8 @@ DISPOSITIONS = {
 _K = TypeVar("_K")
 
 
-def _reverse(mapping: Mapping[_K, int], value: int) -> _K | None:
+def key_of(mapping: Mapping[_K, int], value: int) -> _K | None:
+    """The domain value `mapping` converts to the protobuf enum `value` (None: unknown)."""
     return next((key for key, pb_value in mapping.items() if pb_value == value), None)
 
 
@@ -203,7 +204,7 @@ def trigger_from_pb(request: scheduler_service_pb2.TriggerRunRequest) -> Trigger
     policy = POLICIES.get(request.on_conflict)
     if policy is None:
         violations.append(FieldViolation("on_conflict", f"unknown policy {request.on_conflict}"))
-    trigger = _reverse(TRIGGERS, request.trigger) if request.trigger else Trigger.API
+    trigger = key_of(TRIGGERS, request.trigger) if request.trigger else Trigger.API
     if trigger is None:
         violations.append(FieldViolation("trigger", f"unknown trigger {request.trigger}"))
     if request.max_attempts < 0:
@@ -259,12 +260,12 @@ def query_from_pb(request: scheduler_service_pb2.ListRunsRequest) -> RunQuery:
             jobs.append(kind.value)
     states = []
     for index, state_value in enumerate(request.states):
-        state = _reverse(RUN_STATES, state_value)
+        state = key_of(RUN_STATES, state_value)
         if state is None:
             violations.append(FieldViolation(f"states[{index}]", f"unknown state {state_value}"))
         else:
             states.append(state)
-    trigger = _reverse(TRIGGERS, request.trigger) if request.trigger else None
+    trigger = key_of(TRIGGERS, request.trigger) if request.trigger else None
     if request.trigger and trigger is None:
         violations.append(FieldViolation("trigger", f"unknown trigger {request.trigger}"))
     after = _time(
@@ -285,3 +286,11 @@ def query_from_pb(request: scheduler_service_pb2.ListRunsRequest) -> RunQuery:
         page_size=min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
         after=decode_page_token(request.page_token) if request.page_token else None,
     )
+
+
+def required_id(value: str, field: str) -> str:
+    """A run or schedule id from a request: present and storable, else InvalidArgument."""
+    require([FieldViolation(field, "required")] if not value.strip() else [])
+    # PostgreSQL rejects NUL in text: an INTERNAL error otherwise.
+    require([FieldViolation(field, NUL_MESSAGE)] if NUL in value else [])
+    return value.strip()

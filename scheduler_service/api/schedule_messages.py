@@ -1,36 +1,32 @@
-"""Protobuf <-> domain conversion of schedules, validation, and UpdateSchedule's field mask."""
+"""Protobuf <-> domain conversion of schedules, UpdateSchedule's field mask and ListSchedules' page
+tokens."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 from common import pb
-from common.errors import FieldViolation, InvalidArgument, require
+from common.errors import FieldViolation, require
 from common.job_convert import job_from_pb, job_to_pb
 from common.jobs import CrawlSpec
 from common.proto.ghpulse.v1 import schedules_pb2
-from scheduler_service.runs.trigger import to_new_run
-from scheduler_service.schedules.firing import trigger_command
 from scheduler_service.schedules.model import (
     DEFAULT_CATCH_UP_WINDOW,
-    MAX_SCHEDULE_ID,
-    SCHEDULE_ID,
     Firing,
     FiringOutcome,
     OverlapPolicy,
     Schedule,
     Template,
 )
-from scheduler_service.schedules.timing import TimingError, parse_cron, zone
 
-MAX_WINDOW = timedelta(days=7)
 OVERLAPS = {
     OverlapPolicy.SKIP: schedules_pb2.OVERLAP_POLICY_SKIP,
     OverlapPolicy.QUEUE: schedules_pb2.OVERLAP_POLICY_QUEUE,
 }
-OUTCOMES = {
+FIRING_OUTCOMES = {
     FiringOutcome.PENDING: schedules_pb2.FIRING_OUTCOME_UNSPECIFIED,
     FiringOutcome.STARTED: schedules_pb2.FIRING_OUTCOME_STARTED,
     FiringOutcome.QUEUED: schedules_pb2.FIRING_OUTCOME_QUEUED,
@@ -52,8 +48,6 @@ MASK_PATHS: dict[str, tuple[str, ...]] = {
     "jitter": ("jitter",),
     "paused": ("paused",),
 }
-#: Changing these restarts the tick sequence: ticks before the change are neither run nor missed.
-TIMING_FIELDS = frozenset({"cron", "interval", "start_time", "time_zone"})
 
 
 def _duration(message: schedules_pb2.Schedule, name: str) -> timedelta | None:
@@ -147,68 +141,12 @@ def firing_to_pb(firing: Firing) -> schedules_pb2.ScheduleFiring:
     return schedules_pb2.ScheduleFiring(
         schedule_id=firing.schedule_id,
         nominal_time=pb.timestamp(firing.nominal_time),
-        outcome=OUTCOMES[firing.outcome],
+        outcome=FIRING_OUTCOMES[firing.outcome],
         run_id=firing.run_id,
         fire_time=pb.timestamp(firing.fire_time),
         scheduler_id=firing.scheduler_id,
         error=firing.error,
     )
-
-
-# -- validation ---------------------------------------------------------------------------------
-
-
-def _timing_violations(schedule: Schedule) -> list[FieldViolation]:
-    violations = []
-    if schedule.interval is not None:
-        if schedule.interval < timedelta(seconds=1):
-            violations.append(FieldViolation("schedule.interval", "at least 1 second"))
-    elif schedule.cron:
-        try:
-            parse_cron(schedule.cron)
-        except TimingError as exc:
-            violations.append(FieldViolation("schedule.cron", str(exc)))
-    try:
-        zone(schedule.time_zone)
-    except TimingError as exc:
-        violations.append(FieldViolation("schedule.time_zone", str(exc)))
-    return violations
-
-
-def _option_violations(schedule: Schedule) -> list[FieldViolation]:
-    violations = []
-    if not SCHEDULE_ID.match(schedule.id):
-        violations.append(
-            FieldViolation(
-                "schedule_id",
-                f"1-{MAX_SCHEDULE_ID} lowercase letters, digits and '-', not starting or ending "
-                "with '-'",
-            )
-        )
-    if not timedelta(0) <= schedule.catch_up_window <= MAX_WINDOW:
-        violations.append(FieldViolation("schedule.catch_up_window", "between 0 and 7 days"))
-    if not timedelta(0) <= schedule.jitter <= MAX_WINDOW:
-        violations.append(FieldViolation("schedule.jitter", "between 0 and 7 days"))
-    return violations
-
-
-def _template_violations(schedule: Schedule, now: datetime) -> list[FieldViolation]:
-    try:
-        to_new_run(trigger_command(schedule, now), now, 1, timedelta(0))
-    except InvalidArgument as exc:
-        return [
-            FieldViolation(f"schedule.template.{v.field}", v.description) for v in exc.violations
-        ]
-    return []
-
-
-def validate_schedule(schedule: Schedule, now: datetime) -> Schedule:
-    """`schedule` with its template normalized; raises InvalidArgument with every violation."""
-    violations = _timing_violations(schedule) + _option_violations(schedule)
-    violations += _template_violations(schedule, now)
-    require(violations)
-    spec = to_new_run(trigger_command(schedule, now), now, 1, timedelta(0)).spec
-    return replace(schedule, template=replace(schedule.template, spec=spec))
 
 
 def mask_paths(paths: Sequence[str]) -> set[str]:
@@ -219,19 +157,20 @@ def mask_paths(paths: Sequence[str]) -> set[str]:
     return {name for path in chosen for name in MASK_PATHS[path]}
 
 
-def apply_mask(current: Schedule, incoming: Schedule, fields: set[str]) -> Schedule:
-    """`current` with the masked `fields` taken from `incoming`."""
-    template = current.template
-    if "template" in fields:
-        template = incoming.template
-    if "template.job" in fields:
-        template = replace(template, spec=incoming.template.spec)
-    if "template.labels" in fields:
-        template = replace(template, labels=incoming.template.labels)
-    if "template.max_attempts" in fields:
-        template = replace(template, max_attempts=incoming.template.max_attempts)
-    plain = fields - {"template", "template.job", "template.labels", "template.max_attempts"}
-    changed = replace(current, template=template, **{f: getattr(incoming, f) for f in plain})
-    if changed.interval is not None and changed.start_time is None:
-        changed = replace(changed, start_time=current.created_at)
-    return changed
+def encode_schedule_page_token(last: Schedule) -> str:
+    """The ListSchedules page token that continues after `last`."""
+    return base64.urlsafe_b64encode(last.id.encode()).decode()
+
+
+def decode_schedule_page_token(token: str) -> str:
+    """The schedule id a ListSchedules page token continues after ("" for the first page)."""
+    if not token:
+        return ""
+    try:
+        after = base64.urlsafe_b64decode(token.encode()).decode()
+        if "\x00" in after:
+            raise ValueError("NUL")
+        return after
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        require([FieldViolation("page_token", "not a token from ListSchedules")])
+        raise AssertionError("unreachable") from None

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 from common import pb
 from common.job_convert import job_to_pb
-from common.proto.ghpulse.v1 import worker_service_pb2
-from scheduler_service.api.run_messages import STEP_STATES, _reverse
-from scheduler_service.orchestration.dispatch import HeartbeatAcked, Outgoing, Welcome
+from common.proto.ghpulse.v1 import scheduler_service_pb2, worker_service_pb2
+from scheduler_service.api.run_messages import STEP_STATES, key_of
+from scheduler_service.orchestration.dispatch import HeartbeatAcked, Outgoing, Welcome, WorkerConn
 from scheduler_service.runs.model import (
     AttemptRef,
     AttemptResult,
@@ -22,7 +22,7 @@ from scheduler_service.runs.model import (
 from scheduler_service.runs.store import StopKind, StopRequest
 
 PROTOCOL_VERSION = 1
-OUTCOMES = {
+ATTEMPT_OUTCOMES = {
     worker_service_pb2.ATTEMPT_OUTCOME_SUCCEEDED: Outcome.SUCCEEDED,
     worker_service_pb2.ATTEMPT_OUTCOME_FAILED: Outcome.FAILED,
     worker_service_pb2.ATTEMPT_OUTCOME_CANCELLED: Outcome.CANCELLED,
@@ -57,7 +57,7 @@ def report_from_pb(message: worker_service_pb2.StepReport) -> StepReport | None:
         )
     if which == "finished":
         finished = message.finished
-        state = _reverse(STEP_STATES, finished.state) or StepState.FAILED
+        state = key_of(STEP_STATES, finished.state) or StepState.FAILED
         output = pb.from_struct(finished.output) if finished.HasField("output") else None
         return StepReport(
             EventKind.STEP_FINISHED,
@@ -70,7 +70,7 @@ def report_from_pb(message: worker_service_pb2.StepReport) -> StepReport | None:
 
 
 def result_from_pb(message: worker_service_pb2.AttemptResult) -> AttemptResult:
-    outcome = OUTCOMES.get(message.outcome, Outcome.FAILED)
+    outcome = ATTEMPT_OUTCOMES.get(message.outcome, Outcome.FAILED)
     error = None
     if message.HasField("error"):
         error = RunError(message.error.code, message.error.message, message.error.retryable)
@@ -130,4 +130,18 @@ def rejected(reason: str) -> worker_service_pb2.ConnectResponse:
         rejected=worker_service_pb2.ConnectRejected(
             reason=reason, supported_protocol_version=PROTOCOL_VERSION
         )
+    )
+
+
+def worker_to_pb(conn: WorkerConn) -> scheduler_service_pb2.Worker:
+    """A connected crawler as ListWorkers shows it."""
+    return scheduler_service_pb2.Worker(
+        id=conn.id,
+        slots=conn.slots,
+        free_slots=conn.free_slots,
+        run_ids=sorted(conn.running),
+        connected_at=pb.timestamp(conn.connected_at),
+        last_heartbeat_at=pb.timestamp(conn.last_heartbeat_at),
+        draining=conn.draining,
+        version=conn.version,
     )

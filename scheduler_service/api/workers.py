@@ -33,9 +33,9 @@ ConnectRequests = AsyncIterator[worker_service_pb2.ConnectRequest]
 class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
     def __init__(self, orchestrator: Orchestrator) -> None:
         self._orchestrator = orchestrator
-        timing = orchestrator.timing
-        self._lease_ttl = timing.lease_ttl.total_seconds()
-        self._heartbeat = timing.heartbeat_interval.total_seconds()
+        tunables = orchestrator.tunables
+        self._lease_ttl = tunables.lease_ttl.total_seconds()
+        self._heartbeat = tunables.heartbeat_interval.total_seconds()
 
     async def Connect(
         self, request_iterator: ConnectRequests, context: grpc.aio.ServicerContext[Any, Any]

@@ -32,8 +32,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from common.db import UTCDateTime
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
-ACTIVE = "active"
-QUEUED = "queued"
+#: `runs.slot` values: the run holds its concurrency key's one active or one queued place
+#: (NULL once finished). Not run states: a PENDING run holds the active slot.
+ACTIVE_SLOT = "active"
+QUEUED_SLOT = "queued"
 
 _NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

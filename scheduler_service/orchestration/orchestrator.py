@@ -7,13 +7,12 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import structlog
 
 from common.clock import Clock
 from scheduler_service.errors import StaleAttempt
-from scheduler_service.metrics import NullMetrics, RunMetrics
 from scheduler_service.orchestration.broker import EventBroker, Mailbox
 from scheduler_service.orchestration.dispatch import Dispatcher, HeartbeatAcked, Welcome, WorkerConn
 from scheduler_service.runs.model import (
@@ -36,7 +35,7 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Timing:
+class Tunables:
     """The orchestration tunables (from `SchedulerSettings`)."""
 
     lease_ttl: timedelta = timedelta(seconds=30)
@@ -50,21 +49,42 @@ class Timing:
     watch_poll: timedelta = timedelta(seconds=1)
 
 
+class RunMetrics(Protocol):
+    """What the orchestrator tells the metrics (implemented by `metrics.SchedulerMetrics`)."""
+
+    def observe(self, transition: Transition) -> None:
+        """A transition is durable (called once per transition applied by this process)."""
+
+    def triggered_run(self, job: str, disposition: str) -> None:
+        """A TriggerRun call resolved to `disposition` for a run of `job`."""
+
+
+class NullMetrics:
+    """Metrics off: the orchestrator's hooks cost nothing."""
+
+    def observe(self, transition: Transition) -> None:
+        pass
+
+    def triggered_run(self, job: str, disposition: str) -> None:
+        pass
+
+
 def is_terminal(event: RunEvent) -> bool:
     return event.kind is EventKind.STATE_CHANGED and RunState(event.data["state"]).terminal
 
 
 class Orchestrator:
     def __init__(
-        self, store: RunStore, clock: Clock, timing: Timing, broker: EventBroker | None = None
+        self, store: RunStore, clock: Clock, tunables: Tunables, broker: EventBroker | None = None
     ) -> None:
         self.store = store
         self.clock = clock
-        self.timing = timing
+        self.tunables = tunables
         self.broker = broker or EventBroker()
         self.dispatcher = Dispatcher(self._claim)
         self._cancels_sent: set[AttemptRef] = set()
         self._creating: set[asyncio.Task[tuple[Run, Disposition]]] = set()
+        #: Set by `SchedulerApp` when it serves metrics (they read the dispatcher and broker).
         self.metrics: RunMetrics = NullMetrics()
 
     # -- applying transitions ----------------------------------------------------------------
@@ -94,7 +114,7 @@ class Orchestrator:
     async def trigger(self, command: TriggerCommand) -> tuple[Run, Disposition]:
         now = self.clock.now()
         new = to_new_run(
-            command, now, self.timing.default_max_attempts, self.timing.default_deadline
+            command, now, self.tunables.default_max_attempts, self.tunables.default_deadline
         )
         # Shielded: once its transaction may have claimed a run for a crawler, the run must reach
         # that crawler even if the caller goes away (else it sits RUNNING on a crawler that never
@@ -113,8 +133,8 @@ class Orchestrator:
     async def _create(self, new: NewRun, now: datetime) -> tuple[Run, Disposition]:
         with self.dispatcher.reserve() as conn:
             # With a free crawler slot, the trigger's own transaction also dispatches.
-            claim = Claim(conn.id, self.timing.lease_ttl) if conn is not None else None
-            created = await self.store.create_run(new, now, self.timing.idempotency_ttl, claim)
+            claim = Claim(conn.id, self.tunables.lease_ttl) if conn is not None else None
+            created = await self.store.create_run(new, now, self.tunables.idempotency_ttl, claim)
         self.apply(created.transition)
         if conn is not None and created.claimed is not None:
             self.dispatcher.assign(conn, created.claimed)
@@ -183,7 +203,7 @@ class Orchestrator:
                 last = event.seq
                 if is_terminal(event):
                     return
-            await mailbox.wait(self.timing.watch_poll.total_seconds())
+            await mailbox.wait(self.tunables.watch_poll.total_seconds())
             stored = mailbox.drain()
             if not stored:
                 # Quiet: pick up events written by another scheduler process.
@@ -192,18 +212,18 @@ class Orchestrator:
     # -- crawler operations --------------------------------------------------------------------
 
     async def _claim(self, worker_id: str) -> Run | None:
-        transition = await self.store.claim(worker_id, self.clock.now(), self.timing.lease_ttl)
+        transition = await self.store.claim(worker_id, self.clock.now(), self.tunables.lease_ttl)
         self.apply(transition)
         return transition.run
 
     async def worker_connected(self, conn: WorkerConn, in_flight: list[AttemptRef]) -> None:
         now = self.clock.now()
-        result = await self.store.reattach(conn.id, in_flight, now, self.timing.lease_ttl)
+        result = await self.store.reattach(conn.id, in_flight, now, self.tunables.lease_ttl)
         conn.running = {ref.run_id: ref.attempt for ref in result.reattached}
         # A cancel pushed down an earlier stream may have been lost with it: the next sweep
         # pushes the cancels of the re-attached runs again.
         self._cancels_sent.difference_update(result.reattached)
-        conn.send(Welcome(result.reattached, result.abandoned, now + self.timing.lease_ttl))
+        conn.send(Welcome(result.reattached, result.abandoned, now + self.tunables.lease_ttl))
         self.dispatcher.add(conn)
         self.apply(result.transition)
         log.info(
@@ -217,15 +237,15 @@ class Orchestrator:
     async def worker_disconnected(self, conn: WorkerConn) -> None:
         self.dispatcher.remove(conn)
         if self.dispatcher.get(conn.id) is None:
-            grace_end = self.clock.now() + self.timing.reconnect_grace
+            grace_end = self.clock.now() + self.tunables.reconnect_grace
             await self.store.shorten_leases(conn.id, grace_end)
         log.info("worker.disconnected", worker=conn.id, running=len(conn.running))
 
     async def heartbeat(self, conn: WorkerConn, in_flight: list[AttemptRef]) -> None:
         now = self.clock.now()
         conn.last_heartbeat_at = now
-        renewed = await self.store.renew_leases(conn.id, in_flight, now, self.timing.lease_ttl)
-        conn.send(HeartbeatAcked(renewed, now + self.timing.lease_ttl))
+        renewed = await self.store.renew_leases(conn.id, in_flight, now, self.tunables.lease_ttl)
+        conn.send(HeartbeatAcked(renewed, now + self.tunables.lease_ttl))
         for ref in in_flight:
             if ref not in renewed:
                 self._abandon(conn, ref, "lease not held")
@@ -277,7 +297,7 @@ class Orchestrator:
     async def sweep(self) -> None:
         """Expire leases and deadlines, push cancels requested elsewhere, dispatch what is due."""
         now = self.clock.now()
-        self.apply(await self.store.expire(now, self.timing.cancel_grace))
+        self.apply(await self.store.expire(now, self.tunables.cancel_grace))
         local = [conn.id for conn in self.dispatcher.workers]
         pending = await self.store.pending_cancels(local)
         # Push each cancel requested through another scheduler process once, not every sweep.

@@ -1,4 +1,4 @@
-"""The schedule component of the scheduler process: store, firer, timer, RPCs and seeding."""
+"""The schedule component of the scheduler process: store, firer, timer, operations and seeding."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ import socket
 from datetime import timedelta
 
 from common.clock import Clock
-from scheduler_service.api.schedules import ScheduleServicer
 from scheduler_service.orchestration.orchestrator import Orchestrator
 from scheduler_service.runs.sql.store import SqlRunStore
-from scheduler_service.schedules.firing import ScheduleFirer, ScheduleMetrics
+from scheduler_service.schedules.firing import FiringMetrics, ScheduleFirer
 from scheduler_service.schedules.ops import ScheduleOps
 from scheduler_service.schedules.store import SqlScheduleStore
-from scheduler_service.schedules.timer import ScheduleRunner
+from scheduler_service.schedules.timer import ScheduleTimer
 from scheduler_service.settings import SchedulerSettings
 
 
@@ -22,7 +21,8 @@ def default_scheduler_id() -> str:
 
 
 class Schedules:
-    """Built by `SchedulerApp`; `start()` after migrations, `stop()` before the store closes."""
+    """Built by `SchedulerApp`; `start()` after migrations, `stop()` before the store closes.
+    `ops` are the operations behind the schedule RPCs."""
 
     def __init__(
         self,
@@ -30,21 +30,17 @@ class Schedules:
         runs: SqlRunStore,
         orchestrator: Orchestrator,
         clock: Clock,
-        metrics: ScheduleMetrics | None = None,
+        metrics: FiringMetrics | None = None,
     ) -> None:
         self.settings = settings
-        self.orchestrator = orchestrator
         self.store = SqlScheduleStore.beside(runs)
         scheduler_id = settings.scheduler_id or default_scheduler_id()
         self.firer = ScheduleFirer(self.store, orchestrator, clock, scheduler_id, metrics)
-        self.runner = ScheduleRunner(
+        self.timer = ScheduleTimer(
             self.store, self.firer, clock, timedelta(seconds=settings.schedule_poll)
         )
-        on_change = self.runner.changed if settings.schedules_enabled else _ignore
+        on_change = self.timer.changed if settings.schedules_enabled else _ignore
         self.ops = ScheduleOps(self.store, orchestrator, clock, on_change)
-
-    def servicer(self) -> ScheduleServicer:
-        return ScheduleServicer(self.orchestrator, self.ops)
 
     async def start(self) -> None:
         """Seed the configured schedules, then start the timer."""
@@ -53,10 +49,10 @@ class Schedules:
             split(self.settings.schedule_repositories), split(self.settings.schedule_organizations)
         )
         if self.settings.schedules_enabled:
-            await self.runner.start()
+            await self.timer.start()
 
     async def stop(self) -> None:
-        await self.runner.stop()
+        await self.timer.stop()
 
 
 def _ignore(_schedule_id: str) -> None:

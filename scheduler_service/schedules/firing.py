@@ -1,6 +1,6 @@
 """Firing schedules: settle the due ticks of a schedule against the firings table and start runs.
 
-No timer here (see `schedule_runner`): `ScheduleFirer.process` may be called at any time, by any
+No timer here (see `timer`): `ScheduleFirer.process` may be called at any time, by any
 number of scheduler processes; the firings table decides which process fires which tick.
 """
 
@@ -24,7 +24,7 @@ from scheduler_service.schedules.timing import DuePlan, next_run_time, plan_due
 log = structlog.get_logger(__name__)
 
 
-class ScheduleMetrics:
+class FiringMetrics:
     """`ghpulse_schedule_firings_total{outcome}`: every tick settled by this process."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -96,13 +96,13 @@ class ScheduleFirer:
         orchestrator: Orchestrator,
         clock: Clock,
         scheduler_id: str,
-        metrics: ScheduleMetrics | None = None,
+        metrics: FiringMetrics | None = None,
     ) -> None:
         self.store = store
         self.orchestrator = orchestrator
         self.clock = clock
         self.scheduler_id = scheduler_id
-        self.metrics = metrics or ScheduleMetrics()
+        self.metrics = metrics or FiringMetrics()
 
     async def process(self, schedule: Schedule) -> Settled:
         """Settle `schedule`'s due ticks now: fire the latest (if not too late), record the

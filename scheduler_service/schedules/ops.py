@@ -10,17 +10,19 @@ import structlog
 
 from common.clock import Clock
 from common.jobs import CrawlSpec
-from scheduler_service.api.schedule_messages import TIMING_FIELDS, apply_mask, validate_schedule
 from scheduler_service.orchestration.orchestrator import Orchestrator
 from scheduler_service.runs.model import Disposition, Run
 from scheduler_service.schedules.errors import ScheduleExists
 from scheduler_service.schedules.firing import trigger_command
 from scheduler_service.schedules.model import Firing, Schedule, Template, new_schedule_id
 from scheduler_service.schedules.store import ScheduleStore
+from scheduler_service.schedules.validation import validate_schedule
 
 log = structlog.get_logger(__name__)
 SEED_REPOSITORIES_ID = "config-repositories"
 SEED_ORGANIZATION_PREFIX = "config-org-"
+#: Changing these restarts the tick sequence: ticks before the change are neither run nor missed.
+TIMING_FIELDS = frozenset({"cron", "interval", "start_time", "time_zone"})
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ class ScheduleOps:
         now = self.clock.now()
 
         def change(current: Schedule) -> Schedule:
-            changed = validate_schedule(apply_mask(current, incoming, fields), now)
+            changed = validate_schedule(_apply_fields(current, incoming, fields), now)
             return _restart_if_needed(current, changed, fields & TIMING_FIELDS, now)
 
         updated = await self.store.update(schedule_id, change, now)
@@ -173,4 +175,22 @@ def _restart_if_needed(
     resumed = current.paused and not changed.paused
     if resumed or (timing_fields and changed.timing != current.timing):
         return replace(changed, fire_after=now)
+    return changed
+
+
+def _apply_fields(current: Schedule, incoming: Schedule, fields: set[str]) -> Schedule:
+    """`current` with the masked `fields` taken from `incoming`."""
+    template = current.template
+    if "template" in fields:
+        template = incoming.template
+    if "template.job" in fields:
+        template = replace(template, spec=incoming.template.spec)
+    if "template.labels" in fields:
+        template = replace(template, labels=incoming.template.labels)
+    if "template.max_attempts" in fields:
+        template = replace(template, max_attempts=incoming.template.max_attempts)
+    plain = fields - {"template", "template.job", "template.labels", "template.max_attempts"}
+    changed = replace(current, template=template, **{f: getattr(incoming, f) for f in plain})
+    if changed.interval is not None and changed.start_time is None:
+        changed = replace(changed, start_time=current.created_at)
     return changed

@@ -285,7 +285,7 @@ def _firing_row(
     }
 
 
-def _seconds(value: timedelta | None) -> float | None:
+def _total_seconds(value: timedelta | None) -> float | None:
     return None if value is None else value.total_seconds()
 
 
@@ -294,7 +294,7 @@ def _to_row(schedule: Schedule) -> dict[str, Any]:
     return {
         "id": schedule.id,
         "cron": schedule.cron,
-        "interval_seconds": _seconds(schedule.interval),
+        "interval_seconds": _total_seconds(schedule.interval),
         "start_time": schedule.start_time,
         "time_zone": schedule.time_zone,
         "job_kind": template.spec.kind.value,

@@ -32,7 +32,7 @@ PENDING_TIMEOUT = timedelta(seconds=60)
 _PAGE = 500
 
 
-class ScheduleRunner:
+class ScheduleTimer:
     """Keeps one APScheduler date job per active schedule, armed at its next due time."""
 
     def __init__(

@@ -19,7 +19,7 @@ import pytest
 from common.clock import ManualClock
 from common.jobs import CrawlSpec
 from scheduler_service.orchestration.dispatch import WorkerConn
-from scheduler_service.orchestration.orchestrator import Orchestrator, Timing
+from scheduler_service.orchestration.orchestrator import Orchestrator, Tunables
 from scheduler_service.runs.model import Run, RunQuery, RunState
 from scheduler_service.runs.retries import RetryPolicy
 from scheduler_service.runs.sql.store import SqlRunStore
@@ -50,10 +50,7 @@ async def run_store(scheduler_db_url: str) -> AsyncIterator[SqlRunStore]:
 
 @pytest.fixture
 async def store(scheduler_db_url: str) -> AsyncIterator[CallerGoneAfterCommit]:
-    """A run store whose `create_run` waits for `resume` once its transaction committed."""
-    plain = SqlRunStore.open(scheduler_db_url, RetryPolicy())
-    pools = (plain._write_pool, plain._read_pool)
-    store = CallerGoneAfterCommit(plain.url, plain._engines, pools, RetryPolicy())
+    store = CallerGoneAfterCommit.open(scheduler_db_url, RetryPolicy())
     store.committed, store.resume = asyncio.Event(), asyncio.Event()
     yield store
     await store.close()
@@ -63,7 +60,7 @@ async def test_a_cancelled_trigger_still_assigns_the_run_it_claimed(
     store: CallerGoneAfterCommit,
 ) -> None:
     clock = ManualClock()
-    orchestrator = Orchestrator(store, clock, Timing(lease_ttl=timedelta(seconds=30)))
+    orchestrator = Orchestrator(store, clock, Tunables(lease_ttl=timedelta(seconds=30)))
     conn = WorkerConn("w1", 1, "test", clock.now(), clock.now())
     orchestrator.dispatcher.add(conn)
 
@@ -92,7 +89,7 @@ def _sent(conn: WorkerConn) -> list[object]:
 
 async def test_a_cancel_lost_with_the_stream_is_pushed_again(run_store: SqlRunStore) -> None:
     clock = ManualClock()
-    orchestrator = Orchestrator(run_store, clock, Timing())
+    orchestrator = Orchestrator(run_store, clock, Tunables())
     first = WorkerConn("w1", 1, "test", clock.now(), clock.now())
     await orchestrator.worker_connected(first, [])
     run, _ = await orchestrator.trigger(TriggerCommand(CrawlSpec(("octo/one",))))

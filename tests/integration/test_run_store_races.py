@@ -50,12 +50,11 @@ def _someone_waits_for_a_lock(url: str) -> bool:
 @pytest.mark.parametrize("scheduler_db_url", ["postgresql"], indirect=True)
 async def test_queue_trigger_racing_the_active_runs_finish(store: SqlRunStore) -> None:
     ref = await running(store)
-    sync = store._sync
     finished, commit = threading.Event(), threading.Event()
 
     def finish_active() -> None:
-        with sync._tx(T0) as tx:
-            row = sync._owned(tx, ref, "w1")
+        with store._tx(T0) as tx:
+            row = t.lock_owned(tx, ref, "w1")
             t.apply_result(tx, row, AttemptResult(Outcome.SUCCEEDED))
             finished.set()
             commit.wait(WAIT)
@@ -83,12 +82,11 @@ async def test_queue_trigger_racing_the_active_runs_finish(store: SqlRunStore) -
 @pytest.mark.parametrize("scheduler_db_url", ["postgresql"], indirect=True)
 async def test_reattach_racing_the_sweep_failing_the_run(store: SqlRunStore) -> None:
     ref = await running(store, deadline_at=T0 + timedelta(seconds=10))
-    sync = store._sync
     expired, commit = threading.Event(), threading.Event()
     late = T0 + timedelta(seconds=11)
 
     def fail_past_deadline() -> None:
-        with sync._tx(late) as tx:
+        with store._tx(late) as tx:
             row = t.lock_run(tx, ref.run_id)
             assert row is not None
             t.expire_one(tx, row, timedelta(seconds=30))
@@ -119,11 +117,10 @@ async def test_reattach_racing_the_sweep_failing_the_run(store: SqlRunStore) -> 
 async def test_finish_racing_the_cancel_of_the_queued_run(store: SqlRunStore) -> None:
     ref = await running(store)
     queued = await store.create_run(new_run(policy=ConflictPolicy.QUEUE), T0, DAY)
-    sync = store._sync
     cancelled, commit = threading.Event(), threading.Event()
 
     def cancel_queued() -> None:
-        with sync._tx(T0) as tx:
+        with store._tx(T0) as tx:
             row = t.lock_run(tx, queued.run.id)
             assert row is not None
             t.finish(tx, row, RunState.CANCELLED, "user")

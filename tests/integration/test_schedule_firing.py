@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from common.clock import ManualClock
 from common.db import sync_url
 from common.jobs import CrawlSpec
-from scheduler_service.orchestration.orchestrator import Orchestrator, Timing
+from scheduler_service.orchestration.orchestrator import Orchestrator, Tunables
 from scheduler_service.runs.model import RunQuery, RunState, Trigger
 from scheduler_service.runs.sql.store import SqlRunStore
 from scheduler_service.schedules.errors import ScheduleExists, ScheduleNotFound
@@ -53,7 +53,7 @@ async def env(scheduler_db_url: str) -> AsyncIterator[Env]:
     clock = ManualClock(START)
     runs = SqlRunStore.open(scheduler_db_url)
     store = SqlScheduleStore.beside(runs)
-    orchestrator = Orchestrator(runs, clock, Timing())
+    orchestrator = Orchestrator(runs, clock, Tunables())
     yield Env(clock, runs, store, orchestrator, ScheduleOps(store, orchestrator, clock))
     await runs.close()
 

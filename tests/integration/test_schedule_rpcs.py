@@ -183,14 +183,14 @@ async def test_change_through_one_replica_reaches_the_other(tmp_path: Path) -> N
         got = await a.stub.GetSchedule(spb.GetScheduleRequest(schedule_id="every-second"))
         assert got.recent_firings[0].scheduler_id == b.scheduler.schedules.firer.scheduler_id
         await a.stub.PauseSchedule(spb.PauseScheduleRequest(schedule_id="every-second"))
-        runner = b.scheduler.schedules.runner
+        timer = b.scheduler.schedules.timer
 
         async def b_saw_the_pause() -> bool:
-            armed = runner._armed.get("every-second")
+            armed = timer._armed.get("every-second")
             return armed is not None and armed[1] is None
 
         await until(b_saw_the_pause)
         before = await a.stub.GetSchedule(spb.GetScheduleRequest(schedule_id="every-second"))
-        await runner.sync()
+        await timer.sync()
         after = await a.stub.GetSchedule(spb.GetScheduleRequest(schedule_id="every-second"))
         assert len(after.recent_firings) == len(before.recent_firings)

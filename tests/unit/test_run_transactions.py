@@ -8,29 +8,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine
 from sqlalchemy.exc import IntegrityError
 
 from common.errors import Unavailable
 from scheduler_service.runs.retries import RetryPolicy
-from scheduler_service.runs.sql.transactions import SyncRunStore
+from scheduler_service.runs.sql import creation
+from scheduler_service.runs.sql.store import SqlRunStore
 from tests.support.runs import new_run
 
 
-def test_contention_retry_hint_is_seconds_not_a_day(
+async def test_contention_retry_hint_is_seconds_not_a_day(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine = create_engine(f"sqlite:///{tmp_path}/contention.db")
-    store = SyncRunStore(engine, engine, RetryPolicy())
+    store = SqlRunStore.open(f"sqlite:///{tmp_path}/contention.db", RetryPolicy())
 
     def lose_the_race(*_args: Any) -> None:
         raise IntegrityError("INSERT", {}, Exception("duplicate key"))
 
-    monkeypatch.setattr(store, "_create", lose_the_race)
+    monkeypatch.setattr(creation, "create", lose_the_race)
     try:
         with pytest.raises(Unavailable) as info:
-            store.create_run(new_run(), datetime(2026, 3, 1, tzinfo=UTC), timedelta(days=1))
+            await store.create_run(new_run(), datetime(2026, 3, 1, tzinfo=UTC), timedelta(days=1))
     finally:
-        engine.dispose()
+        await store.close()
     assert info.value.retry_after is not None
     assert timedelta(0) < info.value.retry_after <= timedelta(seconds=5)

@@ -1,4 +1,5 @@
-"""Alembic migrations of the run store. `upgrade(url)` applies them (under a migration lock)."""
+"""Alembic migrations of the scheduler's database (runs and schedules). `upgrade(url)` applies them
+(under a migration lock)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The run store's read queries and row conversions (synchronous SQLAlchemy), used by
-`sqla_sync.SyncRunStore` on its reader connections and inside its write transactions."""
+`SqlRunStore` on its reader connections and inside its write transactions."""
 
 from __future__ import annotations
 

@@ -1,181 +1,335 @@
 """`RunStore` on SQLAlchemy: SQLite (embedded default) and PostgreSQL.
 
-Each operation is one synchronous transaction (`sqla_sync.SyncRunStore`) run on a database thread.
-On SQLite every write goes through one writer thread and connection — SQLite has one writer, and
-queueing for that thread is cheaper than busy-waiting on the database lock — while reads run on a
-few reader threads against WAL snapshots. On PostgreSQL a pool of threads shares a connection pool.
-A write whose caller is cancelled still runs to its commit or rollback on its thread, so a
-cancelled RPC never leaves a connection half-used.
+Each method is one synchronous transaction (plain SQLAlchemy Core) that `on_writer` / `on_reader`
+run on a database thread (see `threads`); the building blocks are in `creation` (new runs),
+`transitions` (changes of one run) and `reads` (queries and row conversions).
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import ParamSpec, TypeVar
+from typing import Self
 
-import structlog
-from sqlalchemy import Engine
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from common import db
 from common.errors import Unavailable
+from scheduler_service.db.models import ACTIVE_SLOT
+from scheduler_service.errors import RunConflict, RunFinished, RunNotFound, RunNotRetryable
 from scheduler_service.runs.model import (
     AttemptRef,
     AttemptResult,
+    EventKind,
     NewRun,
     Run,
+    RunError,
     RunEvent,
     RunQuery,
+    RunState,
     StepReport,
 )
 from scheduler_service.runs.retries import RetryPolicy
-from scheduler_service.runs.sql.transactions import SyncRunStore
+from scheduler_service.runs.sql import creation, reads
+from scheduler_service.runs.sql import transitions as t
+from scheduler_service.runs.sql.threads import DatabaseThreads, on_reader, on_writer
 from scheduler_service.runs.store import (
     Claim,
     Created,
     Reattachment,
     RunStore,
+    StopKind,
     StopRequest,
     Transition,
 )
 
-P = ParamSpec("P")
-T = TypeVar("T")
-log = structlog.get_logger(__name__)
-RETRY_AFTER = timedelta(seconds=1)
-SQLITE_READERS = 4
-POSTGRES_THREADS = 10
+runs = t.runs
+RUNNING = RunState.RUNNING.value
+_CONTENTION_RETRIES = 8
 
 
 class SqlRunStore(RunStore):
-    def __init__(
-        self,
-        url: str,
-        engines: tuple[Engine, Engine],
-        pools: tuple[ThreadPoolExecutor, ThreadPoolExecutor],
-        retry: RetryPolicy,
-    ) -> None:
-        self.url = url
-        self._engines = engines
-        self._write_pool, self._read_pool = pools
-        self._sync = SyncRunStore(engines[0], engines[1], retry)
-        self._async_engines: tuple[AsyncEngine, AsyncEngine] | None = None
+    def __init__(self, threads: DatabaseThreads, retry: RetryPolicy) -> None:
+        self.threads = threads
+        self.url = threads.url
+        self._retry = retry
 
     @classmethod
-    def open(cls, url: str, retry: RetryPolicy | None = None) -> SqlRunStore:
-        retry = retry or RetryPolicy()
-        if db.is_sqlite(url):
-            writer = db.create_pooled(url, pool_size=1, max_overflow=0)
-            reader = db.create_pooled(
-                url, immediate=False, pool_size=SQLITE_READERS, max_overflow=0
-            )
-            pools = (
-                ThreadPoolExecutor(1, thread_name_prefix="ghpulse-db-writer"),
-                ThreadPoolExecutor(SQLITE_READERS, thread_name_prefix="ghpulse-db-reader"),
-            )
-            return cls(url, (writer, reader), pools, retry)
-        engine = db.create_pooled(url, pool_size=POSTGRES_THREADS, max_overflow=0)
-        pool = ThreadPoolExecutor(POSTGRES_THREADS, thread_name_prefix="ghpulse-db")
-        return cls(url, (engine, engine), (pool, pool), retry)
+    def open(cls, url: str, retry: RetryPolicy | None = None) -> Self:
+        return cls(DatabaseThreads.open(url), retry or RetryPolicy())
 
     def async_engines(self) -> tuple[AsyncEngine, AsyncEngine]:
         """(writer, reader) async engines on the run store's database, for components with async
         SQLAlchemy code of their own (the schedule store); disposed with the run store."""
-        if self._async_engines is None:
-            if db.is_sqlite(self.url):
-                writer = db.create_async(self.url, pool_size=1, max_overflow=0, pool_timeout=60)
-                reader = db.create_async(self.url, immediate=False, pool_size=2, max_overflow=2)
-                self._async_engines = (writer, reader)
-            else:
-                engine = db.create_async(self.url, pool_size=4, max_overflow=4)
-                self._async_engines = (engine, engine)
-        return self._async_engines
+        return self.threads.async_engines()
 
     async def close(self) -> None:
-        self._write_pool.shutdown(wait=True)
-        self._read_pool.shutdown(wait=True)
-        for engine in set(self._engines):
-            engine.dispose()
-        if self._async_engines is not None:
-            for async_engine in set(self._async_engines):
-                await async_engine.dispose()
+        await self.threads.close()
 
-    async def _write(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        return await _on(self._write_pool, functools.partial(fn, *args, **kwargs))
+    @contextmanager
+    def _tx(self, now: datetime) -> Iterator[t.Tx]:
+        with self.threads.writer.begin() as conn:
+            yield t.Tx(conn, now, self._retry)
 
-    async def _read(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        return await _on(self._read_pool, functools.partial(fn, *args, **kwargs))
+    # -- reads -------------------------------------------------------------------------------
 
-    async def create_run(
+    @on_reader
+    def get_run(self, run_id: str) -> Run:
+        with self.threads.reader.connect() as conn:
+            return reads.load(conn, run_id)
+
+    @on_reader
+    def list_runs(self, query: RunQuery) -> list[Run]:
+        with self.threads.reader.connect() as conn:
+            return reads.list_runs(conn, query)
+
+    @on_reader
+    def events_after(self, run_id: str, after_seq: int, limit: int = 1000) -> list[RunEvent]:
+        with self.threads.reader.connect() as conn:
+            return reads.events_after(conn, run_id, after_seq, limit)
+
+    @on_reader
+    def pending_cancels(self, worker_ids: list[str]) -> list[StopRequest]:
+        if not worker_ids:
+            return []
+        with self.threads.reader.connect() as conn:
+            return reads.pending_cancels(conn, worker_ids)
+
+    # -- creating and dispatching runs ---------------------------------------------------------
+
+    @on_writer
+    def create_run(
         self, new: NewRun, now: datetime, idempotency_ttl: timedelta, claim: Claim | None = None
     ) -> Created:
-        return await self._write(self._sync.create_run, new, now, idempotency_ttl, claim)
+        for _ in range(_CONTENTION_RETRIES):
+            try:
+                with self._tx(now) as tx:
+                    created = creation.create(tx, new, idempotency_ttl)
+                    if claim is None or not tx.dispatchable:
+                        return created
+                    claimed = _claim_next(tx, claim.worker_id, claim.lease_ttl)
+                    # The oldest dispatchable run was claimed; if it is the new one, nothing
+                    # else waits.
+                    tx.dispatchable = claimed is None or claimed.id != created.run.id
+                    return replace(created, transition=tx.transition(created.run), claimed=claimed)
+            except IntegrityError:
+                # Another process won a race on the same key or request_id (PostgreSQL; SQLite
+                # transactions are serialized): the next pass sees its row.
+                continue
+        raise Unavailable(
+            "too much contention creating the run; retry", retry_after=timedelta(seconds=1)
+        )
 
-    async def get_run(self, run_id: str) -> Run:
-        return await self._read(self._sync.get_run, run_id)
+    @on_writer
+    def claim(self, worker_id: str, now: datetime, lease_ttl: timedelta) -> Transition:
+        with self._tx(now) as tx:
+            return tx.transition(_claim_next(tx, worker_id, lease_ttl))
 
-    async def list_runs(self, query: RunQuery) -> list[Run]:
-        return await self._read(self._sync.list_runs, query)
+    # -- reports from crawlers ---------------------------------------------------------------
 
-    async def events_after(self, run_id: str, after_seq: int, limit: int = 1000) -> list[RunEvent]:
-        return await self._read(self._sync.events_after, run_id, after_seq, limit)
-
-    async def claim(self, worker_id: str, now: datetime, lease_ttl: timedelta) -> Transition:
-        return await self._write(self._sync.claim, worker_id, now, lease_ttl)
-
-    async def record_step(
+    @on_writer
+    def record_step(
         self, ref: AttemptRef, worker_id: str, report: StepReport, now: datetime
     ) -> Transition:
-        return await self._write(self._sync.record_step, ref, worker_id, report, now)
+        with self._tx(now) as tx:
+            row = t.lock_owned(tx, ref, worker_id)
+            t.apply_report(tx, row, report)
+            return tx.transition()
 
-    async def finish_attempt(
+    @on_writer
+    def finish_attempt(
         self, ref: AttemptRef, worker_id: str, result: AttemptResult, now: datetime
     ) -> Transition:
-        return await self._write(self._sync.finish_attempt, ref, worker_id, result, now)
+        with self._tx(now) as tx:
+            row = t.lock_owned(tx, ref, worker_id)
+            t.apply_result(tx, row, result)
+            return tx.transition(reads.load(tx.conn, ref.run_id))
 
-    async def renew_leases(
+    @on_writer
+    def renew_leases(
         self, worker_id: str, refs: list[AttemptRef], now: datetime, lease_ttl: timedelta
     ) -> list[AttemptRef]:
-        return await self._write(self._sync.renew_leases, worker_id, refs, now, lease_ttl)
+        with self._tx(now) as tx:
+            return t.renew(tx, worker_id, refs, lease_ttl)
 
-    async def reattach(
+    @on_writer
+    def reattach(
         self, worker_id: str, refs: list[AttemptRef], now: datetime, lease_ttl: timedelta
     ) -> Reattachment:
-        return await self._write(self._sync.reattach, worker_id, refs, now, lease_ttl)
+        with self._tx(now) as tx:
+            reattached = t.renew(tx, worker_id, refs, lease_ttl)
+            abandoned = [ref for ref in refs if ref not in reattached]
+            held = {ref.run_id for ref in reattached}
+            lost = tx.conn.execute(
+                select(runs.c.id).where(runs.c.worker_id == worker_id, runs.c.state == RUNNING)
+            )
+            for run_id in [r for r in lost.scalars() if r not in held]:
+                row = t.lock_run(tx, run_id)
+                if row is None or (row["state"], row["worker_id"]) != (RUNNING, worker_id):
+                    # Changed since the unlocked read (e.g. the sweep expired or failed it).
+                    continue
+                if row["cancel_requested_at"] is not None:
+                    # Its cancellation was requested: retrying would run a cancelled run again.
+                    t.finish(tx, row, RunState.CANCELLED, "cancelled (the crawler restarted)")
+                    continue
+                error = RunError("WORKER_LOST", "the crawler no longer had this run", True)
+                t.retry_or_fail(tx, row, error, "crawler restarted")
+            return Reattachment(reattached, abandoned, tx.transition())
 
-    async def shorten_leases(self, worker_id: str, until: datetime) -> None:
-        await self._write(self._sync.shorten_leases, worker_id, until)
+    @on_writer
+    def shorten_leases(self, worker_id: str, until: datetime) -> None:
+        with self._tx(until) as tx:
+            tx.conn.execute(
+                update(runs)
+                .where(
+                    runs.c.worker_id == worker_id,
+                    runs.c.state == RUNNING,
+                    runs.c.lease_expires_at > until,
+                )
+                .values(lease_expires_at=until)
+            )
 
-    async def cancel_run(self, run_id: str, reason: str, now: datetime) -> Transition:
-        return await self._write(self._sync.cancel_run, run_id, reason, now)
+    # -- client operations --------------------------------------------------------------------
 
-    async def retry_run(self, run_id: str, now: datetime) -> Transition:
-        return await self._write(self._sync.retry_run, run_id, now)
+    @on_writer
+    def cancel_run(self, run_id: str, reason: str, now: datetime) -> Transition:
+        with self._tx(now) as tx:
+            row = t.lock_run(tx, run_id)
+            if row is None:
+                raise RunNotFound(run_id)
+            state = RunState(row["state"])
+            stops: list[StopRequest] = []
+            if state in (RunState.SUCCEEDED, RunState.FAILED):
+                raise RunFinished(run_id, state.value, "cancel")
+            if state in (RunState.PENDING, RunState.QUEUED):
+                t.finish(tx, row, RunState.CANCELLED, reason or "cancelled")
+            elif state is RunState.RUNNING:
+                if row["cancel_requested_at"] is None:
+                    t.set_run(tx, row, cancel_requested_at=now)
+                stops.append(
+                    StopRequest(
+                        row["worker_id"],
+                        AttemptRef(run_id, row["attempt"]),
+                        StopKind.CANCEL,
+                        reason or "cancelled",
+                    )
+                )
+            transition = tx.transition(reads.load(tx.conn, run_id))
+            transition.stops = stops
+            return transition
+
+    @on_writer
+    def retry_run(self, run_id: str, now: datetime) -> Transition:
+        try:
+            with self._tx(now) as tx:
+                row = t.lock_run(tx, run_id)
+                if row is None:
+                    raise RunNotFound(run_id)
+                if row["state"] != RunState.FAILED.value:
+                    raise RunNotRetryable(run_id, row["state"])
+                active = creation.slot_holder(tx, row["concurrency_key"], ACTIVE_SLOT)
+                if active is not None:
+                    raise RunConflict(row["concurrency_key"], active)
+                t.set_run(
+                    tx,
+                    row,
+                    state=RunState.PENDING.value,
+                    slot=ACTIVE_SLOT,
+                    attempt=row["attempt"] + 1,
+                    attempt_floor=row["attempt"],
+                    finished_at=None,
+                    not_before=None,
+                    error=None,
+                    cancel_requested_at=None,
+                    # A fresh deadline as long as the first: a run that failed past its deadline
+                    # would otherwise never be dispatched and fail again at the next sweep.
+                    deadline_at=_fresh_deadline(row, now),
+                )
+                t.append(
+                    tx,
+                    row,
+                    EventKind.STATE_CHANGED,
+                    {"state": RunState.PENDING.value, "reason": "retry requested"},
+                )
+                tx.dispatchable = True
+                return tx.transition(reads.load(tx.conn, run_id))
+        except IntegrityError:
+            with self.threads.reader.connect() as conn:
+                run = reads.load(conn, run_id)
+            raise RunConflict(run.concurrency_key, "(another run)") from None
+
+    # -- time ------------------------------------------------------------------------------
 
     async def expire(self, now: datetime, cancel_grace: timedelta) -> Transition:
-        candidates = await self._read(self._sync.expiry_candidates, now, cancel_grace)
+        # The candidates are found on a reader first: a sweep that finds nothing to do never
+        # waits for the writer.
+        candidates = await self._expiry_candidates(now, cancel_grace)
         if not candidates:
             return Transition()
-        return await self._write(self._sync.expire, candidates, now, cancel_grace)
+        return await self._expire(candidates, now, cancel_grace)
 
-    async def pending_cancels(self, worker_ids: list[str]) -> list[StopRequest]:
-        return await self._read(self._sync.pending_cancels, worker_ids)
+    @on_reader
+    def _expiry_candidates(self, now: datetime, cancel_grace: timedelta) -> list[str]:
+        with self.threads.reader.connect() as conn:
+            return reads.expiry_candidates(conn, now, cancel_grace)
 
-    async def purge(self, finished_before: datetime, now: datetime) -> int:
-        return await self._write(self._sync.purge, finished_before, now)
+    @on_writer
+    def _expire(self, candidates: list[str], now: datetime, cancel_grace: timedelta) -> Transition:
+        """Apply time limits to `candidates`, one transaction each."""
+        total = Transition()
+        for run_id in candidates:
+            with self._tx(now) as tx:
+                row = t.lock_run(tx, run_id)
+                if row is None:
+                    continue
+                stops = t.expire_one(tx, row, cancel_grace)
+                step = tx.transition()
+                step.stops = stops
+                total.merge(step)
+        return total
+
+    @on_writer
+    def purge(self, finished_before: datetime, now: datetime) -> int:
+        with self._tx(now) as tx:
+            tx.conn.execute(
+                delete(creation.idempotency).where(creation.idempotency.c.expires_at <= now)
+            )
+            result = tx.conn.execute(
+                delete(runs).where(
+                    runs.c.slot.is_(None),
+                    runs.c.state.not_in(reads.ACTIVE_STATES),
+                    runs.c.finished_at < finished_before,
+                )
+            )
+            return int(result.rowcount or 0)
 
 
-async def _on(pool: ThreadPoolExecutor, call: Callable[[], T]) -> T:
-    """Run `call` on `pool`; a database that cannot be reached (or stays locked) is UNAVAILABLE
-    with a retry hint, never an INTERNAL error: the transaction was rolled back, so retrying the
-    RPC is safe (TriggerRun with its request_id)."""
-    try:
-        return await asyncio.get_running_loop().run_in_executor(pool, call)
-    except (OperationalError, InterfaceError) as exc:
-        log.warning("store.unavailable", error=str(exc.orig or exc).splitlines()[0])
-        raise Unavailable("the run store is unavailable; retry", retry_after=RETRY_AFTER) from exc
+def _claim_next(tx: t.Tx, worker_id: str, lease_ttl: timedelta) -> Run | None:
+    """Start an attempt of the oldest dispatchable run on `worker_id` (None: nothing to do)."""
+    # The whole row, locked by this one statement (FOR UPDATE SKIP LOCKED on PostgreSQL;
+    # SQLite transactions hold the write lock): no second read to lock it.
+    statement = (
+        select(runs)
+        .where(*reads.dispatchable(tx.now))
+        .order_by(runs.c.created_at, runs.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    found = (tx.conn.execute(statement)).mappings().first()
+    if found is None:
+        return None
+    row = dict(found)
+    t.start_attempt(tx, row, worker_id, lease_ttl)
+    # `start_attempt` keeps `row` up to date: only the steps need reading.
+    step_rows = reads.steps_of(tx.conn, [row["id"]])
+    return reads.to_run(row, step_rows.get(row["id"], []))
+
+
+def _fresh_deadline(row: t.Row, now: datetime) -> datetime | None:
+    if row["deadline_at"] is None:
+        return None
+    allowed: timedelta = row["deadline_at"] - row["created_at"]
+    return now + allowed

@@ -13,12 +13,14 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Table, select, update
 
-from scheduler_service.db.models import ACTIVE, QUEUED, RunEventRow, RunRow, RunStepRow
+from scheduler_service.db.models import ACTIVE_SLOT, QUEUED_SLOT, RunEventRow, RunRow, RunStepRow
+from scheduler_service.errors import StaleAttempt
 from scheduler_service.runs.model import (
     AttemptRef,
     AttemptResult,
     EventKind,
     Outcome,
+    Run,
     RunError,
     RunEvent,
     RunState,
@@ -26,7 +28,7 @@ from scheduler_service.runs.model import (
     StepState,
 )
 from scheduler_service.runs.retries import RetryPolicy
-from scheduler_service.runs.store import StopKind, StopRequest
+from scheduler_service.runs.store import StopKind, StopRequest, Transition
 
 runs = cast(Table, RunRow.__table__)
 steps = cast(Table, RunStepRow.__table__)
@@ -45,6 +47,10 @@ class Tx:
     events: list[RunEvent] = field(default_factory=list)
     dispatchable: bool = False
 
+    def transition(self, run: Run | None = None) -> Transition:
+        """What the transaction did so far, addressed to `run`."""
+        return Transition(run=run, events=list(self.events), dispatchable=self.dispatchable)
+
 
 def lock_run(tx: Tx, run_id: str) -> Row | None:
     """The run's row, locked for the rest of the transaction (FOR UPDATE on PostgreSQL; SQLite
@@ -52,6 +58,20 @@ def lock_run(tx: Tx, run_id: str) -> Row | None:
     result = tx.conn.execute(select(runs).where(runs.c.id == run_id).with_for_update())
     row = result.mappings().first()
     return dict(row) if row is not None else None
+
+
+def lock_owned(tx: Tx, ref: AttemptRef, worker_id: str) -> Row:
+    """The row of the run whose current attempt `ref` is running on `worker_id`, locked; raises
+    `StaleAttempt` otherwise (the fencing check of every report from a crawler)."""
+    row = lock_run(tx, ref.run_id)
+    if (
+        row is None
+        or row["state"] != RunState.RUNNING.value
+        or row["attempt"] != ref.attempt
+        or row["worker_id"] != worker_id
+    ):
+        raise StaleAttempt(ref.run_id, ref.attempt)
+    return row
 
 
 def set_run(tx: Tx, run: Row, **values: Any) -> None:
@@ -117,7 +137,7 @@ def finish(
     """Move the run to terminal `state`, freeing its slot (and promoting its key's queued run)."""
     step_state = StepState.CANCELLED if state is RunState.CANCELLED else StepState.FAILED
     close_open_steps(tx, run, step_state, reason)
-    held_active = run["slot"] == ACTIVE
+    held_active = run["slot"] == ACTIVE_SLOT
     error_json = error.to_json() if error else None
     set_run(
         tx,
@@ -146,14 +166,14 @@ def promote_queued(tx: Tx, concurrency_key: str) -> None:
     # lock, so a queued run cancelled meanwhile is not promoted back to life.
     result = tx.conn.execute(
         select(runs)
-        .where(runs.c.concurrency_key == concurrency_key, runs.c.slot == QUEUED)
+        .where(runs.c.concurrency_key == concurrency_key, runs.c.slot == QUEUED_SLOT)
         .with_for_update()
     )
     found = result.mappings().first()
     if found is None:
         return
     queued = dict(found)
-    set_run(tx, queued, slot=ACTIVE, state=RunState.PENDING.value, not_before=None)
+    set_run(tx, queued, slot=ACTIVE_SLOT, state=RunState.PENDING.value, not_before=None)
     append(tx, queued, EventKind.STATE_CHANGED, _state_data(RunState.PENDING, "promoted"))
     tx.dispatchable = True
 

@@ -1,0 +1,84 @@
+"""The run RPCs of `ghpulse.v1.SchedulerService`: validate and decode the request, ask the
+orchestrator, encode the answer. Exceptions become gRPC status codes in `common.grpc_errors` (the
+server's interceptor)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+
+from common.errors import FieldViolation, require
+from common.proto.ghpulse.v1 import scheduler_service_pb2 as pb2
+from scheduler_service.api.run_messages import (
+    DISPOSITIONS,
+    encode_page_token,
+    event_to_pb,
+    query_from_pb,
+    required_id,
+    run_to_pb,
+    trigger_from_pb,
+)
+from scheduler_service.api.worker_messages import worker_to_pb
+from scheduler_service.orchestration.orchestrator import Orchestrator
+from scheduler_service.runs.model import Run, RunEvent
+
+#: Recent events' messages kept for watchers (a few seconds of a busy scheduler).
+EVENT_CACHE_SIZE = 4096
+
+
+class RunHandlers:
+    """TriggerRun, WatchRun, GetRun, ListRuns, CancelRun, RetryRun and ListWorkers."""
+
+    def __init__(self, orchestrator: Orchestrator) -> None:
+        self._orchestrator = orchestrator
+        self._events: OrderedDict[tuple[str, int], pb2.WatchRunResponse] = OrderedDict()
+
+    async def trigger(self, request: pb2.TriggerRunRequest) -> pb2.TriggerRunResponse:
+        run, disposition = await self._orchestrator.trigger(trigger_from_pb(request))
+        return pb2.TriggerRunResponse(run=run_to_pb(run), disposition=DISPOSITIONS[disposition])
+
+    async def watch(self, request: pb2.WatchRunRequest) -> AsyncIterator[pb2.WatchRunResponse]:
+        run_id = required_id(request.run_id, "run_id")
+        if request.after_seq < 0:
+            require([FieldViolation("after_seq", "must not be negative")])
+        async for item in self._orchestrator.watch(run_id, request.after_seq):
+            if isinstance(item, Run):
+                yield pb2.WatchRunResponse(snapshot=run_to_pb(item))
+            else:
+                yield self._event_message(item)
+
+    def _event_message(self, event: RunEvent) -> pb2.WatchRunResponse:
+        """One message per event, shared by all its watchers (not converted once per watcher)."""
+        key = (event.run_id, event.seq)
+        message = self._events.get(key)
+        if message is None:
+            message = pb2.WatchRunResponse(event=event_to_pb(event))
+            self._events[key] = message
+            if len(self._events) > EVENT_CACHE_SIZE:
+                self._events.popitem(last=False)
+        return message
+
+    async def get(self, request: pb2.GetRunRequest) -> pb2.GetRunResponse:
+        run = await self._orchestrator.get(required_id(request.run_id, "run_id"))
+        return pb2.GetRunResponse(run=run_to_pb(run))
+
+    async def list_runs(self, request: pb2.ListRunsRequest) -> pb2.ListRunsResponse:
+        query = query_from_pb(request)
+        runs = await self._orchestrator.list_runs(query)
+        page, more = runs[: query.page_size], len(runs) > query.page_size
+        return pb2.ListRunsResponse(
+            runs=[run_to_pb(r) for r in page],
+            next_page_token=encode_page_token(page[-1]) if more else "",
+        )
+
+    async def cancel(self, request: pb2.CancelRunRequest) -> pb2.CancelRunResponse:
+        run = await self._orchestrator.cancel(required_id(request.run_id, "run_id"), request.reason)
+        return pb2.CancelRunResponse(run=run_to_pb(run))
+
+    async def retry(self, request: pb2.RetryRunRequest) -> pb2.RetryRunResponse:
+        run = await self._orchestrator.retry(required_id(request.run_id, "run_id"))
+        return pb2.RetryRunResponse(run=run_to_pb(run))
+
+    def list_workers(self, request: pb2.ListWorkersRequest) -> pb2.ListWorkersResponse:
+        workers = sorted(self._orchestrator.dispatcher.workers, key=lambda conn: conn.id)
+        return pb2.ListWorkersResponse(workers=[worker_to_pb(conn) for conn in workers])

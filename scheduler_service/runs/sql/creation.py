@@ -1,0 +1,152 @@
+"""Creating a run inside an open transaction: the request-id key, the conflict policy against the
+concurrency key's slots, and the new run's rows."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, delete, select
+
+from common.jobs import to_json
+from scheduler_service.db.models import ACTIVE_SLOT, QUEUED_SLOT, IdempotencyRow, RunLabelRow
+from scheduler_service.errors import IdempotencyMismatch, RunConflict, RunNotFound
+from scheduler_service.runs.model import (
+    Disposition,
+    EventKind,
+    NewRun,
+    RunEvent,
+    RunState,
+    new_run_id,
+)
+from scheduler_service.runs.sql import reads
+from scheduler_service.runs.sql import transitions as t
+from scheduler_service.runs.store import Created, Transition
+
+runs, events = t.runs, t.events
+labels = cast(Table, RunLabelRow.__table__)
+idempotency = cast(Table, IdempotencyRow.__table__)
+
+
+def create(tx: t.Tx, new: NewRun, ttl: timedelta) -> Created:
+    """The run `new` resolves to (see `RunStore.create_run`), its request id recorded for `ttl`."""
+    if new.request_id:
+        previous = _idempotent(tx, new)
+        if previous is not None:
+            return previous
+    run_id, disposition, inserted = _resolve_conflict(tx, new)
+    if new.request_id:
+        tx.conn.execute(
+            idempotency.insert().values(
+                request_id=new.request_id,
+                payload_hash=new.payload_hash,
+                run_id=run_id,
+                disposition=disposition.value,
+                created_at=tx.now,
+                expires_at=tx.now + ttl,
+            )
+        )
+    # A run inserted by this transaction is known without reading it back (it has no steps).
+    run = reads.to_run(inserted, []) if inserted else reads.load(tx.conn, run_id)
+    return Created(run, disposition, tx.transition(run))
+
+
+def _idempotent(tx: t.Tx, new: NewRun) -> Created | None:
+    result = tx.conn.execute(select(idempotency).where(idempotency.c.request_id == new.request_id))
+    record = result.mappings().first()
+    if record is None:
+        return None
+    if record["expires_at"] <= tx.now:
+        tx.conn.execute(delete(idempotency).where(idempotency.c.request_id == new.request_id))
+        return None
+    if record["payload_hash"] != new.payload_hash:
+        raise IdempotencyMismatch(new.request_id, record["run_id"])
+    try:
+        run = reads.load(tx.conn, record["run_id"])
+    except RunNotFound:
+        # Purged (retention shorter than the key's TTL): the key is free again.
+        tx.conn.execute(delete(idempotency).where(idempotency.c.request_id == new.request_id))
+        return None
+    return Created(run, Disposition.IDEMPOTENT, Transition(run=run))
+
+
+def slot_holder(tx: t.Tx, key: str, slot: str) -> str | None:
+    """The id of the run holding concurrency key `key`'s `slot`, locked."""
+    # Locked (PostgreSQL): a trigger that queues behind the active run must wait for a
+    # transaction finishing that run, or the finish promotes nothing and the queued run is
+    # orphaned; after the wait the row no longer matches and the trigger takes the slot.
+    result = tx.conn.execute(
+        select(runs.c.id)
+        .where(runs.c.concurrency_key == key, runs.c.slot == slot)
+        .with_for_update()
+    )
+    return result.scalar()
+
+
+def _resolve_conflict(tx: t.Tx, new: NewRun) -> tuple[str, Disposition, t.Row | None]:
+    """The run the trigger resolves to, its disposition and, if inserted, its row."""
+    active = slot_holder(tx, new.concurrency_key, ACTIVE_SLOT)
+    if active is None:
+        row = _insert(tx, new, ACTIVE_SLOT)
+        return row["id"], Disposition.CREATED, row
+    if new.policy == "reject":
+        raise RunConflict(new.concurrency_key, active)
+    if new.policy == "join":
+        return active, Disposition.JOINED, None
+    queued = slot_holder(tx, new.concurrency_key, QUEUED_SLOT)
+    if queued is not None:
+        return queued, Disposition.JOINED, None
+    row = _insert(tx, new, QUEUED_SLOT)
+    return row["id"], Disposition.QUEUED, row
+
+
+def _insert(tx: t.Tx, new: NewRun, slot: str) -> t.Row:
+    state = RunState.PENDING if slot == ACTIVE_SLOT else RunState.QUEUED
+    row: dict[str, Any] = {
+        "id": new_run_id(),
+        "job_kind": new.spec.kind.value,
+        "job": to_json(new.spec),
+        "state": state.value,
+        "slot": slot,
+        "concurrency_key": new.concurrency_key,
+        "attempt": 1,
+        "attempt_floor": 0,
+        "max_attempts": new.max_attempts,
+        "trigger": new.trigger.value,
+        "schedule_id": new.schedule_id,
+        "nominal_time": new.nominal_time,
+        "labels": dict(new.labels),
+        "created_at": tx.now,
+        "deadline_at": new.deadline_at,
+        "worker_id": "",
+        "last_seq": 0,
+        "started_at": None,
+        "finished_at": None,
+        "not_before": None,
+        "lease_expires_at": None,
+        "cancel_requested_at": None,
+        "output": None,
+        "error": None,
+    }
+    # The run is written with its first event's seq already counted: one statement less
+    # than inserting it with 0 and letting `t.append` bump it.
+    event = RunEvent(
+        row["id"],
+        1,
+        tx.now,
+        1,
+        EventKind.STATE_CHANGED,
+        {"state": state.value, "reason": "created"},
+    )
+    row["last_seq"] = event.seq
+    # Parameters passed separately (not `.values(**row)`) keep the compiled statement cached.
+    tx.conn.execute(runs.insert(), row)
+    if new.labels:
+        tx.conn.execute(
+            labels.insert(),
+            [{"run_id": row["id"], "key": k, "value": v} for k, v in new.labels.items()],
+        )
+    tx.conn.execute(events.insert(), reads.event_row(event))
+    tx.events.append(event)
+    tx.dispatchable = slot == ACTIVE_SLOT
+    return row

@@ -1,0 +1,133 @@
+"""The run store's engines and the database threads its transactions run on.
+
+Each store operation is one synchronous transaction run on a database thread: a whole transaction
+costs one hand-off between the event loop and the thread, instead of several per statement with an
+async driver. On SQLite every write goes through one writer thread and connection — SQLite has one
+writer, and queueing for that thread is cheaper than busy-waiting on the database lock — while
+reads run on a few reader threads against WAL snapshots. On PostgreSQL a pool of threads shares a
+connection pool. A write whose caller is cancelled still runs to its commit or rollback on its
+thread, so a cancelled RPC never leaves a connection half-used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+
+import structlog
+from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from common import db
+from common.errors import Unavailable
+
+P = ParamSpec("P")
+T = TypeVar("T")
+log = structlog.get_logger(__name__)
+RETRY_AFTER = timedelta(seconds=1)
+SQLITE_READERS = 4
+POSTGRES_THREADS = 10
+
+
+@dataclass
+class DatabaseThreads:
+    """The writer and reader engines of one database and the thread pools that use them (the
+    same engine and pool for both on PostgreSQL)."""
+
+    url: str
+    writer: Engine
+    reader: Engine
+    write_pool: ThreadPoolExecutor
+    read_pool: ThreadPoolExecutor
+    _async_engines: tuple[AsyncEngine, AsyncEngine] | None = field(
+        default=None, init=False, repr=False
+    )
+
+    @classmethod
+    def open(cls, url: str) -> DatabaseThreads:
+        if db.is_sqlite(url):
+            writer = db.create_pooled(url, pool_size=1, max_overflow=0)
+            reader = db.create_pooled(
+                url, immediate=False, pool_size=SQLITE_READERS, max_overflow=0
+            )
+            return cls(
+                url,
+                writer,
+                reader,
+                ThreadPoolExecutor(1, thread_name_prefix="ghpulse-db-writer"),
+                ThreadPoolExecutor(SQLITE_READERS, thread_name_prefix="ghpulse-db-reader"),
+            )
+        engine = db.create_pooled(url, pool_size=POSTGRES_THREADS, max_overflow=0)
+        pool = ThreadPoolExecutor(POSTGRES_THREADS, thread_name_prefix="ghpulse-db")
+        return cls(url, engine, engine, pool, pool)
+
+    def async_engines(self) -> tuple[AsyncEngine, AsyncEngine]:
+        """(writer, reader) async engines on the same database, created on first use; disposed
+        by `close`."""
+        if self._async_engines is None:
+            if db.is_sqlite(self.url):
+                writer = db.create_async(self.url, pool_size=1, max_overflow=0, pool_timeout=60)
+                reader = db.create_async(self.url, immediate=False, pool_size=2, max_overflow=2)
+                self._async_engines = (writer, reader)
+            else:
+                engine = db.create_async(self.url, pool_size=4, max_overflow=4)
+                self._async_engines = (engine, engine)
+        return self._async_engines
+
+    async def close(self) -> None:
+        self.write_pool.shutdown(wait=True)
+        self.read_pool.shutdown(wait=True)
+        for engine in {self.writer, self.reader}:
+            engine.dispose()
+        if self._async_engines is not None:
+            for async_engine in set(self._async_engines):
+                await async_engine.dispose()
+
+
+class OnThreads(Protocol):
+    """What `on_writer` and `on_reader` need of the object whose methods they wrap."""
+
+    @property
+    def threads(self) -> DatabaseThreads: ...
+
+
+S = TypeVar("S", bound=OnThreads)
+Method = Callable[Concatenate[S, P], T]
+AsyncMethod = Callable[Concatenate[S, P], Coroutine[Any, Any, T]]
+
+
+def on_writer(method: Method[S, P, T]) -> AsyncMethod[S, P, T]:
+    """Make a synchronous write transaction an async method run on the writer thread."""
+
+    @functools.wraps(method)
+    async def write(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await _on(self.threads.write_pool, functools.partial(method, self, *args, **kwargs))
+
+    return write
+
+
+def on_reader(method: Method[S, P, T]) -> AsyncMethod[S, P, T]:
+    """Make a synchronous read an async method run on a reader thread."""
+
+    @functools.wraps(method)
+    async def read(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await _on(self.threads.read_pool, functools.partial(method, self, *args, **kwargs))
+
+    return read
+
+
+async def _on(pool: ThreadPoolExecutor, call: Callable[[], T]) -> T:
+    """Run `call` on `pool`; a database that cannot be reached (or stays locked) is UNAVAILABLE
+    with a retry hint, never an INTERNAL error: the transaction was rolled back, so retrying the
+    RPC is safe (TriggerRun with its request_id)."""
+    try:
+        return await asyncio.get_running_loop().run_in_executor(pool, call)
+    except (OperationalError, InterfaceError) as exc:
+        log.warning("store.unavailable", error=str(exc.orig or exc).splitlines()[0])
+        raise Unavailable("the run store is unavailable; retry", retry_after=RETRY_AFTER) from exc
