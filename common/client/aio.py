@@ -23,8 +23,7 @@ import grpc
 
 from common.client.config import channel_options, crawler_addr, scheduler_addr
 from common.client.watch import Backoff, RunView, follow_run
-from common.job_convert import job_to_pb
-from common.jobs import JobSpec
+from common.jobs import JobSpec, job_to_pb
 from common.lifecycle import Closing
 from common.proto.ghpulse.v1 import pull_request_service_pb2 as ppb
 from common.proto.ghpulse.v1 import runs_pb2, schedules_pb2

@@ -194,7 +194,7 @@ class SyncRunStore:
         state = RunState.PENDING if slot == ACTIVE else RunState.QUEUED
         row: dict[str, Any] = {
             "id": new_run_id(),
-            "job_kind": new.spec.kind.value,
+            "job_kind": new.spec.job_kind.value,
             "job": to_json(new.spec),
             "state": state.value,
             "slot": slot,
