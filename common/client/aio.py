@@ -126,8 +126,8 @@ class GhpulseClient(Closing):
     # -- runs ------------------------------------------------------------------------------------
 
     async def trigger(self, job: JobSpec, **options: Any) -> Triggered:
-        """Start `job` (`CrawlSpec`, `RecalculateSpec`, `BackfillLinksSpec`); `options` are those
-        of `build_trigger_request` (labels, request_id, on_conflict, concurrency_key, ...)."""
+        """Start `job` (`CrawlSpec`, `RecalculateSpec`, `BackfillLinksSpec`, `PluginJobSpec`);
+        `options` are those of `build_trigger_request` (labels, request_id, on_conflict, ...)."""
         return await self.trigger_request(build_trigger_request(job, **options))
 
     async def trigger_request(self, request: spb.TriggerRunRequest) -> Triggered:
