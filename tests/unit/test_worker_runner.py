@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -12,6 +15,7 @@ import structlog
 from sqlalchemy.exc import OperationalError
 
 from common.jobs import CrawlSpec, JobKind, PluginJobSpec, RecalculateSpec
+from crawler_service.app import load_plugins
 from crawler_service.errors import PermanentError, StepFailed, TransientError, UnknownJob
 from crawler_service.jobs.registry import Job, JobRegistry, Output, StepContext
 from crawler_service.worker.runner import (
@@ -213,6 +217,28 @@ def test_registry_replaces_built_in_jobs() -> None:
     registry.register(replacement)
 
     assert registry.get("crawl") is replacement
+
+
+def _readme_plugin() -> ModuleType:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("<!-- plugin-example:start -->")[1].split("<!-- plugin-example:end -->")[0]
+    code = block.split("```python\n")[1].split("```")[0]
+    module = ModuleType("readme_plugin")
+    exec(compile(code, "README.md", "exec"), module.__dict__)
+    return module
+
+
+async def test_the_readme_plugin_example_loads_and_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "readme_plugin", _readme_plugin())
+    registry = JobRegistry()
+    load_plugins(registry, "readme_plugin:register")
+
+    counted = await _run(registry, spec=PluginJobSpec("count", {"n": 2}))
+    refused = await _run(registry, spec=PluginJobSpec("count", {"n": -1}))
+
+    assert registry.kinds == ["count"]
+    assert counted[-1] == ("result", AttemptOutcome.SUCCEEDED, {"counted": 2}, None)
+    assert (refused[-1][1], refused[-1][3].retryable) == (AttemptOutcome.FAILED, False)
 
 
 async def test_missing_job_is_unknown() -> None:
