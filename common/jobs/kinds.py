@@ -55,16 +55,17 @@ def from_json(kind: JobKind | str, data: Mapping[str, Any]) -> JobSpec:
     return SPECS[JobKind(kind)].from_json(data)
 
 
+_KIND_TO_PB = {kind: runs_pb2.JobKind.Value(f"JOB_KIND_{kind.name}") for kind in JobKind}
+_PB_TO_KIND: dict[int, JobKind] = {value: kind for kind, value in _KIND_TO_PB.items()}
+
+
 def kind_to_pb(kind: JobKind) -> runs_pb2.JobKind.ValueType:
-    return runs_pb2.JobKind.Value(f"JOB_KIND_{kind.name}")
+    return _KIND_TO_PB[kind]
 
 
 def kind_from_pb(value: int) -> JobKind | None:
     """The kind of a `JobKind` enum value; None for UNSPECIFIED and values this build lacks."""
-    for kind in JobKind:
-        if kind_to_pb(kind) == value:
-            return kind
-    return None
+    return _PB_TO_KIND.get(value)
 
 
 def job_from_pb(message: Any) -> JobSpec | None:
