@@ -28,12 +28,13 @@ HEALTH = health_pb2.HealthCheckRequest()
 _keys = itertools.count()
 
 
-def trigger_request(repository: str = "bench/instant") -> pb2.TriggerRunRequest:
-    """A TriggerRun with a concurrency key never used before, so every call creates a run."""
+def trigger_request(kind: str = "noop", **params: Any) -> pb2.TriggerRunRequest:
+    """A TriggerRun of a plugin job (`noop`: bench/noop_plugin.py, `ticks`: bench/bench_jobs.py)
+    with a concurrency key never used before, so every call creates a run."""
     key = f"bench:{os.getpid()}:{next(_keys)}:{time.monotonic_ns()}"
-    return pb2.TriggerRunRequest(
-        crawl=runs_pb2.CrawlJob(repositories=[repository]), concurrency_key=key
-    )
+    request = pb2.TriggerRunRequest(plugin=runs_pb2.PluginJob(kind=kind), concurrency_key=key)
+    request.plugin.params.update(params)
+    return request
 
 
 def _ms(start_ns: int, end_ns: int) -> float:

@@ -126,7 +126,7 @@ def start_crawler(tmp: Path, scheduler_addr: str, gates: Path, log_level: str) -
         "GHPULSE_CRAWLER_LISTEN": address,
         "GHPULSE_CRAWLER_DB": f"sqlite:///{tmp}/crawler.db",
         "GHPULSE_SCHEDULER_ADDR": scheduler_addr,
-        "GHPULSE_CRAWLER_PLUGINS": "bench_jobs:register",
+        "GHPULSE_CRAWLER_PLUGINS": "noop_plugin:register,bench_jobs:register",
         "GHPULSE_CRAWLER_ID": "bench-crawler",
         "GHPULSE_BENCH_GATES": str(gates),
         "GHPULSE_LOG_LEVEL": log_level,

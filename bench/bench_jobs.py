@@ -1,10 +1,10 @@
-"""Benchmark-only jobs, loaded into a crawler with GHPULSE_CRAWLER_PLUGINS=bench_jobs:register
-(with `bench/` on PYTHONPATH). They replace the `crawl` job so the crawl pipeline never runs.
+"""The benchmark-only job `ticks`, loaded into a crawler with
+GHPULSE_CRAWLER_PLUGINS=bench_jobs:register (with `bench/` on PYTHONPATH), beside the `noop` job
+of `noop_plugin.py`.
 
-The crawl's first repository chooses the behaviour:
-- `bench/ticks-<n>`: one step that waits for the gate file `<GHPULSE_BENCH_GATES>/<run_id>`, then
-  reports progress `n` times, 10 per second (the watcher fan-out benchmark);
-- anything else: two steps that finish at once (dispatch latency).
+`PluginJob{kind: "ticks", params: {ticks: n}}`: one step that waits for the gate file
+`<GHPULSE_BENCH_GATES>/<run_id>`, then reports progress `n` times, 10 per second (the watcher
+fan-out benchmark).
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import asyncio
 import os
 from pathlib import Path
 
-from common.jobs import CrawlSpec, JobKind
-from crawler_service.jobs.registry import Job, JobRegistry, Output, StepContext
+from common.jobs import PluginJobSpec
+from crawler_service.jobs import Job, JobRegistry, Output, StepContext
 
 GATES_ENV = "GHPULSE_BENCH_GATES"
-TICKS_PREFIX = "bench/ticks-"
+KIND = "ticks"
 TICK_INTERVAL = 0.1
 
 
@@ -26,30 +26,12 @@ def gate_path(run_id: str) -> Path:
     return Path(os.environ[GATES_ENV]) / run_id
 
 
-def _ticks(ctx: StepContext) -> int:
-    spec = ctx.spec
-    if isinstance(spec, CrawlSpec) and spec.repositories:
-        name = spec.repositories[0]
-        if name.startswith(TICKS_PREFIX):
-            return int(name.removeprefix(TICKS_PREFIX))
-    return 0
-
-
-class InstantStep:
-    """Returns at once (a 'ticks' run does its work in the first step and skips this one's)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
+class TicksStep:
+    name = "ticks"
 
     async def run(self, ctx: StepContext) -> Output:
-        return {}
-
-
-class TicksStep(InstantStep):
-    async def run(self, ctx: StepContext) -> Output:
-        ticks = _ticks(ctx)
-        if not ticks:
-            return {}
+        spec = ctx.spec
+        ticks = int(spec.params.get("ticks", 0)) if isinstance(spec, PluginJobSpec) else 0
         # Bench-only polling: the gate is opened by the benchmark process once its watchers are in.
         while not gate_path(ctx.run_id).exists():
             ctx.check_stopped()
@@ -64,4 +46,4 @@ class TicksStep(InstantStep):
 
 
 def register(registry: JobRegistry) -> None:
-    registry.register(Job(JobKind.CRAWL, [TicksStep("first"), InstantStep("second")]))
+    registry.register(Job(KIND, [TicksStep()]))

@@ -6,8 +6,8 @@ Measured in one run against one server (medians of `--reps` repetitions; ratios 
 health-Check floor measured in the same run):
 1. floor: `grpc.health.v1.Health/Check` p50/p99, sequential, one client;
 2. `TriggerRun` p50/p99, sequential, a new concurrency key per call (every call creates a run);
-3. trigger -> first step started p50/p99, with a `ghpulse crawler` running the instant benchmark
-   job of `bench_jobs.py`;
+3. trigger -> first step started p50/p99, with a `ghpulse crawler` running the one-step `noop`
+   job of `noop_plugin.py`;
 4. sustained TriggerRun/s vs health-Check/s at concurrency 64 (4 processes x 16 in flight);
 5. 1,000 watchers (4 processes, 250 streams each over 5 connections) on one run reporting 10
    progress events/s for 10 s: delivery latency p99 (scheduler's event stamp -> arrival) and the
@@ -114,7 +114,7 @@ def _watch_rep(
 ) -> dict[str, Any]:
     with grpc.insecure_channel(address) as channel:
         stub = sched_grpc.SchedulerServiceStub(channel)
-        run = stub.TriggerRun(_clients.trigger_request(f"bench/ticks-{plan.ticks}")).run
+        run = stub.TriggerRun(_clients.trigger_request("ticks", ticks=plan.ticks)).run
     for queue in commands:
         queue.put(run.id)
     for _ in commands:

@@ -30,12 +30,13 @@ SERVICE_NAMES = (
 
 
 def load_plugins(registry: JobRegistry, spec: str) -> None:
-    """Call each `module:function` in the comma-separated `spec` with the registry."""
+    """Call each `module:function` (function default: `register`) in the comma-separated `spec`
+    (GHPULSE_CRAWLER_PLUGINS) with the registry, to add jobs or replace built-in ones."""
     for entry in filter(None, (part.strip() for part in spec.split(","))):
         module_name, _, function_name = entry.partition(":")
         function = getattr(importlib.import_module(module_name), function_name or "register")
         function(registry)
-        log.info("crawler.plugin_loaded", plugin=entry)
+        log.info("crawler.plugin_loaded", plugin=entry, jobs=registry.kinds)
 
 
 class CrawlerApp(Lifecycle):

@@ -133,7 +133,7 @@ def instrument(registry: JobRegistry, metrics: CrawlerMetrics) -> None:
     """Replace every registered job's steps by `TimedStep`s."""
     for kind in registry.kinds:
         job = registry.get(kind)
-        steps = [TimedStep(step, kind.value, metrics) for step in job.steps]
+        steps = [TimedStep(step, kind, metrics) for step in job.steps]
         registry.register(replace(job, steps=steps))
 
 

@@ -19,7 +19,14 @@ from common.client import (
     Triggered,
     follow_run,
 )
-from common.jobs import BackfillLinksSpec, CrawlSpec, JobKind, JobSpec, RecalculateSpec
+from common.jobs import (
+    BackfillLinksSpec,
+    CrawlSpec,
+    JobKind,
+    JobSpec,
+    PluginJobSpec,
+    RecalculateSpec,
+)
 
 __all__ = [
     "BackfillLinksSpec",
@@ -27,6 +34,7 @@ __all__ = [
     "GhpulseClient",
     "JobKind",
     "JobSpec",
+    "PluginJobSpec",
     "RecalculateSpec",
     "RunView",
     "StepView",

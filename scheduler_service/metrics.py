@@ -156,7 +156,7 @@ class SchedulerMetrics:
 
     def observe_ended(self, run: Run) -> None:
         """Observe the durations of a run that reached a terminal state."""
-        job = run.spec.kind.value
+        job = run.spec.job_kind.value
         duration = _elapsed(run.started_at, run.finished_at)
         if duration is not None:
             self.run_duration.labels(job, run.state.value).observe(duration)

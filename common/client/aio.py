@@ -23,8 +23,7 @@ import grpc
 
 from common.client.config import channel_options, crawler_addr, scheduler_addr
 from common.client.watch import Backoff, RunView, follow_run
-from common.job_convert import job_to_pb
-from common.jobs import JobSpec
+from common.jobs import JobSpec, job_to_pb
 from common.lifecycle import Closing
 from common.proto.ghpulse.v1 import pull_request_service_pb2 as ppb
 from common.proto.ghpulse.v1 import runs_pb2, schedules_pb2
@@ -127,8 +126,8 @@ class GhpulseClient(Closing):
     # -- runs ------------------------------------------------------------------------------------
 
     async def trigger(self, job: JobSpec, **options: Any) -> Triggered:
-        """Start `job` (`CrawlSpec`, `RecalculateSpec`, `BackfillLinksSpec`); `options` are those
-        of `build_trigger_request` (labels, request_id, on_conflict, concurrency_key, ...)."""
+        """Start `job` (`CrawlSpec`, `RecalculateSpec`, `BackfillLinksSpec`, `PluginJobSpec`);
+        `options` are those of `build_trigger_request` (labels, request_id, on_conflict, ...)."""
         return await self.trigger_request(build_trigger_request(job, **options))
 
     async def trigger_request(self, request: spb.TriggerRunRequest) -> Triggered:

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import grpc
 import structlog
 
-from common.job_convert import job_to_pb
-from common.jobs import BackfillLinksSpec, default_concurrency_key
+from common.jobs import BackfillLinksSpec, default_concurrency_key, job_to_pb
 from common.lifecycle import Closing
 from common.proto.ghpulse.v1 import runs_pb2, scheduler_service_pb2, scheduler_service_pb2_grpc
 

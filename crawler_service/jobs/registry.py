@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import structlog
 
 from common.jobs import JobKind, JobSpec
+from common.jobs.plugin import kind_violations
 from crawler_service.errors import AttemptStopped, UnknownJob
 
 Output = dict[str, Any]
@@ -75,9 +76,10 @@ def _merge_outputs(outputs: Mapping[str, Output]) -> Output:
 
 @dataclass(frozen=True)
 class Job:
-    """A job kind and its steps. `summarize` turns the step outputs into the run's output."""
+    """A job and its steps. `kind` is a built-in `JobKind` or the name of a plugin job (runs of
+    `PluginJobSpec(kind=...)`). `summarize` turns the step outputs into the run's output."""
 
-    kind: JobKind
+    kind: str
     steps: Sequence[Step]
     summarize: Callable[[JobSpec, Mapping[str, Output]], Output] = lambda _spec, outputs: (
         _merge_outputs(outputs)
@@ -91,22 +93,33 @@ class Job:
         return [step for step in self.steps if step.name in wanted]
 
 
+_BUILT_IN = frozenset(kind.value for kind in JobKind) - {JobKind.PLUGIN.value}
+
+
 class JobRegistry:
-    """The jobs this crawler can execute, by kind."""
+    """The jobs this crawler can execute, by kind (`JobSpec.kind`)."""
 
     def __init__(self) -> None:
-        self._jobs: dict[JobKind, Job] = {}
+        self._jobs: dict[str, Job] = {}
 
     def register(self, job: Job) -> None:
-        """Add `job`, replacing any job of the same kind."""
-        self._jobs[job.kind] = job
+        """Add `job`, replacing any job of the same kind; raises ValueError for a name that is
+        neither a built-in job's nor a valid plugin job name."""
+        if job.kind not in _BUILT_IN:
+            violations = kind_violations("kind", job.kind)
+            if violations:
+                raise ValueError(violations[0].description)
+        self._jobs[str(job.kind)] = job
 
-    def get(self, kind: JobKind) -> Job:
+    def get(self, kind: str) -> Job:
         try:
             return self._jobs[kind]
         except KeyError:
-            raise UnknownJob(kind=kind.value) from None
+            raise UnknownJob(
+                f"this crawler has no job {kind!r} (plugins add jobs: GHPULSE_CRAWLER_PLUGINS)",
+                kind=kind,
+            ) from None
 
     @property
-    def kinds(self) -> list[JobKind]:
+    def kinds(self) -> list[str]:
         return sorted(self._jobs)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from common.job_convert import job_from_pb
+from common.jobs import job_from_pb
 from common.proto.ghpulse.v1 import worker_service_pb2 as pb
 from crawler_service.jobs.registry import JobRegistry, Output
 from crawler_service.worker import messages as msg

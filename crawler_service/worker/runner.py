@@ -130,7 +130,7 @@ class AttemptRunner:
     async def run(self) -> None:
         """Execute the attempt and report its steps and result."""
         structlog.contextvars.bind_contextvars(run_id=self._key.run_id, attempt=self._key.attempt)
-        log.info("attempt.started", kind=self._spec.kind.value if self._spec else None)
+        log.info("attempt.started", kind=self._spec.kind if self._spec else None)
         try:
             output = await self._run_job()
             self._reporter.result(AttemptOutcome.SUCCEEDED, output, None)

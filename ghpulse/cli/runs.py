@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from common.client.aio import GhpulseClient, Triggered
-from common.jobs import BackfillLinksSpec, CrawlSpec, JobSpec, RecalculateSpec
+from common.jobs import BackfillLinksSpec, CrawlSpec, JobSpec, PluginJobSpec, RecalculateSpec
 from common.proto.ghpulse.v1 import runs_pb2
 from common.proto.ghpulse.v1 import scheduler_service_pb2 as spb
 from ghpulse.cli.output import (
@@ -40,12 +41,20 @@ class JobName(StrEnum):
     CRAWL = "crawl"
     RECALCULATE = "recalculate"
     BACKFILL_LINKS = "backfill_links"
+    PLUGIN = "plugin"
 
 
 LabelOpt = Annotated[
     list[str] | None, typer.Option("--label", "-l", help="k=v (repeatable).", show_default=False)
 ]
 WatchOpt = Annotated[bool, typer.Option("--watch", "-w", help="Follow the run to its end.")]
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param", "-p", help="Plugin job: k=v (repeatable; v as JSON if it parses, else text).",
+        show_default=False,
+    ),
+]  # fmt: skip
 
 
 def parse_labels(items: list[str] | None) -> dict[str, str]:
@@ -57,6 +66,20 @@ def parse_labels(items: list[str] | None) -> dict[str, str]:
             fail(f"error: --label {item!r}: expected key=value", EXIT_USAGE)
         labels[key.strip()] = value.strip()
     return labels
+
+
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    """`["n=3", "name=x"]` -> `{"n": 3, "name": "x"}`; exits 2 on a malformed item."""
+    params: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"error: --param {item!r}: expected key=value", EXIT_USAGE)
+        try:
+            params[key.strip()] = json.loads(value)
+        except ValueError:
+            params[key.strip()] = value
+    return params
 
 
 def _console() -> Console:
@@ -135,6 +158,20 @@ def trigger_backfill_links(
 ) -> None:
     """Compute the PR -> issue closing links of one repository."""
     job = BackfillLinksSpec(repository)
+    _finish(run(_trigger(scheduler, job, parse_labels(label), watch, output)))
+
+
+@trigger_app.command("plugin")
+def trigger_plugin(
+    kind: Annotated[str, typer.Argument(help="The plugin job's name, e.g. noop.")],
+    param: ParamOpt = None,
+    label: LabelOpt = None,
+    watch: WatchOpt = False,
+    scheduler: SchedulerOpt = SCHEDULER_DEFAULT,
+    output: OutputOpt = OutputFormat.TABLE,
+) -> None:
+    """Run a job a crawler plugin adds (GHPULSE_CRAWLER_PLUGINS)."""
+    job = PluginJobSpec(kind, parse_params(param))
     _finish(run(_trigger(scheduler, job, parse_labels(label), watch, output)))
 
 

@@ -13,8 +13,14 @@ from google.protobuf.message import Message
 from rich.table import Table
 
 from common.client.aio import GhpulseClient
-from common.job_convert import job_to_pb
-from common.jobs import BackfillLinksSpec, CrawlSpec, JobSpec, RecalculateSpec
+from common.jobs import (
+    BackfillLinksSpec,
+    CrawlSpec,
+    JobSpec,
+    PluginJobSpec,
+    RecalculateSpec,
+    job_to_pb,
+)
 from common.proto.ghpulse.v1 import schedules_pb2
 from ghpulse.cli.output import (
     EXIT_USAGE,
@@ -28,7 +34,7 @@ from ghpulse.cli.output import (
     print_json,
     run,
 )
-from ghpulse.cli.runs import JobName, LabelOpt, parse_labels
+from ghpulse.cli.runs import JobName, LabelOpt, ParamOpt, parse_labels, parse_params
 
 schedules_app = typer.Typer(help="Recurring runs.", no_args_is_help=True)
 _T = TypeVar("_T")
@@ -71,11 +77,13 @@ def _timing(schedule: schedules_pb2.Schedule) -> str:
 
 
 def schedules_table(schedules: list[schedules_pb2.Schedule]) -> Table:
+    from ghpulse.cli.tables import job_name
+
     table = Table("SCHEDULE", "TIMING", "JOB", "OVERLAP", "PAUSED", "NEXT", "LAST RUN")
     for schedule in schedules:
         overlap = schedules_pb2.OverlapPolicy.Name(schedule.overlap)
         table.add_row(
-            schedule.id, _timing(schedule), schedule.template.WhichOneof("job") or "-",
+            schedule.id, _timing(schedule), job_name(schedule.template),
             enum_label(overlap, "OVERLAP_POLICY_"), "yes" if schedule.paused else "no",
             _when(schedule, "next_fire_time"), schedule.last_run_id or "-",
         )  # fmt: skip
@@ -118,7 +126,11 @@ def get_schedule(
             )
 
 
-def _job(job: JobName, repositories: list[str], org: str, refresh: bool, steps: str) -> JobSpec:
+def _job(
+    job: JobName, repositories: list[str], org: str, refresh: bool, steps: str, params: list[str]
+) -> JobSpec:
+    if job is JobName.PLUGIN:
+        return PluginJobSpec(repositories[0] if repositories else "", parse_params(params))
     if job is JobName.RECALCULATE:
         names = tuple(s.strip() for s in steps.split(",") if s.strip())
         return RecalculateSpec(tuple(repositories), org, names)
@@ -142,7 +154,9 @@ def _set_duration(schedule: schedules_pb2.Schedule, field: str, text: str) -> No
 
 @schedules_app.command("create")
 def create(
-    repositories: Annotated[list[str] | None, typer.Argument(help="owner/repo …")] = None,
+    repositories: Annotated[
+        list[str] | None, typer.Argument(help="owner/repo … (--job plugin: the job's name)")
+    ] = None,
     schedule_id: Annotated[str, typer.Option("--id", help="Generated if not given.")] = "",
     cron: CronOpt = "",
     every: EveryOpt = "",
@@ -151,6 +165,7 @@ def create(
     org: Annotated[str, typer.Option(help="Organization to crawl.")] = "",
     refresh: Annotated[bool, typer.Option(help="Crawl: ignore watermarks and ETags.")] = False,
     steps: Annotated[str, typer.Option(help="Recalculate: steps.")] = "upsert,link,classify,export",
+    param: ParamOpt = None,
     label: LabelOpt = None,
     overlap: Annotated[OverlapName, typer.Option(help="If the last run is still active.")] = (
         OverlapName.SKIP
@@ -175,7 +190,8 @@ def create(
         if text:
             _set_duration(schedule, field, text)
     schedule.template.labels.update(parse_labels(label))
-    job_to_pb(_job(job, repositories or [], org, refresh, steps), schedule.template)
+    spec = _job(job, repositories or [], org, refresh, steps, param or [])
+    job_to_pb(spec, schedule.template)
     created = _call(scheduler, lambda c: c.create_schedule(schedule, schedule_id))
     _show(created, [created], output)
 

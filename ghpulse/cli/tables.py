@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 
 from google.protobuf import duration_pb2, timestamp_pb2
@@ -9,8 +10,9 @@ from google.protobuf.message import Message
 from rich import box
 from rich.table import Table
 
+from common.jobs import PluginJobSpec
 from common.proto.ghpulse.v1 import pull_request_service_pb2 as ppb
-from common.proto.ghpulse.v1 import runs_pb2
+from common.proto.ghpulse.v1 import runs_pb2, schedules_pb2
 from common.proto.ghpulse.v1 import scheduler_service_pb2 as spb
 from ghpulse.cli.output import enum_label, human_duration
 
@@ -32,15 +34,21 @@ def run_state(run: runs_pb2.Run) -> str:
     return enum_label(runs_pb2.RunState.Name(run.state), "RUN_STATE_")
 
 
-def job_name(run: runs_pb2.Run) -> str:
-    return run.WhichOneof("job") or "-"
+def job_name(message: runs_pb2.Run | schedules_pb2.ScheduleTemplate) -> str:
+    """The job's kind; `plugin:<name>` for a plugin's job."""
+    job = message.WhichOneof("job")
+    if job == "plugin":
+        return f"plugin:{message.plugin.kind}"
+    return job or "-"
 
 
 def targets(run: runs_pb2.Run) -> str:
-    """The repositories or organization a run works on."""
+    """The repositories or organization a run works on (a plugin job's params)."""
     job = run.WhichOneof("job")
     if job == "backfill_links":
         return run.backfill_links.repository
+    if job == "plugin":
+        return json.dumps(PluginJobSpec.from_pb(run.plugin).params, sort_keys=True)
     spec = run.crawl if job == "crawl" else run.recalculate
     parts = list(spec.repositories) + ([f"org:{spec.organization}"] if spec.organization else [])
     if job == "crawl" and run.crawl.refresh:

@@ -13,7 +13,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from common import pb
 from common.errors import FieldViolation, require
-from common.job_convert import job_from_pb, job_to_pb, kind_from_pb, kind_to_pb
+from common.jobs import job_from_pb, job_to_pb, kind_from_pb, kind_to_pb
 from common.proto.ghpulse.v1 import runs_pb2, scheduler_service_pb2
 from scheduler_service.runs.model import (
     ConflictPolicy,
@@ -115,7 +115,7 @@ def run_to_pb(run: Run) -> runs_pb2.Run:
         last_seq=run.last_seq,
         worker_id=run.worker_id,
         cancel_requested=run.cancel_requested_at is not None,
-        job_kind=kind_to_pb(run.spec.kind),
+        job_kind=kind_to_pb(run.spec.job_kind),
         not_before=pb.timestamp(run.not_before),
     )
     job_to_pb(run.spec, message)

@@ -10,8 +10,7 @@ from datetime import datetime, timedelta
 
 from common import pb
 from common.errors import FieldViolation, require
-from common.job_convert import job_from_pb, job_to_pb
-from common.jobs import CrawlSpec
+from common.jobs import CrawlSpec, job_from_pb, job_to_pb, missing_job
 from common.proto.ghpulse.v1 import schedules_pb2
 from scheduler_service.schedules.model import (
     DEFAULT_CATCH_UP_WINDOW,
@@ -72,13 +71,7 @@ def _start_time(message: schedules_pb2.Schedule) -> datetime | None:
 def require_job(message: schedules_pb2.Schedule) -> None:
     """A schedule's template must name its job (create, or update of `template`/`template.job`)."""
     if message.template.WhichOneof("job") is None:
-        require(
-            [
-                FieldViolation(
-                    "schedule.template.job", "set one job: crawl, recalculate or backfill_links"
-                )
-            ]
-        )
+        require([missing_job("schedule.template.job")])
 
 
 def template_from_pb(message: schedules_pb2.ScheduleTemplate) -> Template:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from common import pb
-from common.job_convert import job_to_pb
+from common.jobs import job_to_pb
 from common.proto.ghpulse.v1 import scheduler_service_pb2, worker_service_pb2
 from scheduler_service.api.run_messages import STEP_STATES, key_of
 from scheduler_service.orchestration.dispatch import HeartbeatAcked, Outgoing, Welcome, WorkerConn

@@ -138,13 +138,13 @@ class Orchestrator:
         self.apply(created.transition)
         if conn is not None and created.claimed is not None:
             self.dispatcher.assign(conn, created.claimed)
-        self.metrics.triggered_run(new.spec.kind.value, created.disposition.value)
+        self.metrics.triggered_run(new.spec.job_kind.value, created.disposition.value)
         log.info(
             "run.triggered",
             run_id=created.run.id,
             attempt=created.run.attempt,
             disposition=created.disposition.value,
-            job=new.spec.kind.value,
+            job=new.spec.job_kind.value,
             concurrency_key=new.concurrency_key,
         )
         return created.run, created.disposition

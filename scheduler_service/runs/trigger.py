@@ -85,7 +85,7 @@ def _option_violations(command: TriggerCommand) -> list[FieldViolation]:
 def payload_hash(command: TriggerCommand, spec: JobSpec) -> str:
     """A digest of what the request asks for (to detect a request_id reused for another one)."""
     payload = {
-        "job": spec.kind.value,
+        "job": spec.job_kind.value,
         "params": to_json(spec),
         "key": command.concurrency_key,
         "policy": command.policy.value,

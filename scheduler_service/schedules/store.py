@@ -297,7 +297,7 @@ def _to_row(schedule: Schedule) -> dict[str, Any]:
         "interval_seconds": _total_seconds(schedule.interval),
         "start_time": schedule.start_time,
         "time_zone": schedule.time_zone,
-        "job_kind": template.spec.kind.value,
+        "job_kind": template.spec.job_kind.value,
         "job": to_json(template.spec),
         "labels": dict(template.labels),
         "max_attempts": template.max_attempts,

@@ -256,3 +256,27 @@ def test_crawler_refuses_credentials_in_the_api_url(tmp_path: Path) -> None:
         "error: crawler: invalid configuration: GHPULSE_GITHUB_API_URL: Value error, must not "
         "contain credentials (user:token@); set GITHUB_TOKEN instead"
     ]
+
+
+def test_trigger_and_schedule_a_plugin_job(processes: Processes) -> None:
+    processes.scheduler()
+    processes.crawler("crawler-1", GHPULSE_CRAWLER_PLUGINS="bench.noop_plugin:register")
+    env = {"GHPULSE_SCHEDULER_ADDR": processes.scheduler_addr}
+
+    watched = ghpulse("trigger", "plugin", "noop", "-p", "n=3", "-p", "who=me", "--watch", env=env)
+    listed = as_json(ghpulse("runs", "--job", "plugin", "-o", "json", env=env))
+    table = ghpulse("runs", "--job", "plugin", env=env)
+    created = as_json(
+        ghpulse(
+            "schedules", "create", "noop", "--job", "plugin", "-p", "n=1", "--every", "1h",
+            "-o", "json", env=env,
+        )
+    )  # fmt: skip
+
+    assert watched.returncode == 0, watched.stderr
+    assert "succeeded" in watched.stdout
+    [run] = listed["runs"]
+    assert run["plugin"] == {"kind": "noop", "params": {"n": 3, "who": "me"}}
+    assert run["job_kind"] == "JOB_KIND_PLUGIN"
+    assert "plugin:noop" in table.stdout
+    assert created["template"]["plugin"] == {"kind": "noop", "params": {"n": 1}}

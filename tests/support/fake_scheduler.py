@@ -15,8 +15,7 @@ from typing import Any
 import grpc
 from google.protobuf import duration_pb2
 
-from common.job_convert import job_to_pb
-from common.jobs import CrawlSpec, JobSpec
+from common.jobs import CrawlSpec, JobSpec, job_to_pb
 from common.proto.ghpulse.v1 import worker_service_pb2 as pb
 from common.proto.ghpulse.v1 import worker_service_pb2_grpc as pb_grpc
 from crawler_service.worker.messages import struct_from

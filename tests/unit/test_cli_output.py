@@ -16,9 +16,9 @@ from common.proto.ghpulse.v1 import pull_request_service_pb2 as ppb
 from common.proto.ghpulse.v1 import runs_pb2
 from ghpulse.cli.output import describe_rpc_error, human_duration, to_json
 from ghpulse.cli.progress import exit_code
-from ghpulse.cli.runs import parse_labels
+from ghpulse.cli.runs import parse_labels, parse_params
 from ghpulse.cli.schedules import parse_duration
-from ghpulse.cli.tables import stats_table
+from ghpulse.cli.tables import job_name, stats_table, targets
 
 
 def error_from(exc: Exception) -> grpc.aio.AioRpcError:
@@ -55,6 +55,23 @@ def test_labels_parse_and_reject_malformed_items() -> None:
     with pytest.raises(typer.Exit) as caught:
         parse_labels(["novalue"])
     assert caught.value.exit_code == 2
+
+
+def test_plugin_params_parse_as_json_or_text() -> None:
+    assert parse_params(["n=3", "ok=true", "who=me", "list=[1]", "raw={"]) == {
+        "n": 3, "ok": True, "who": "me", "list": [1], "raw": "{",
+    }  # fmt: skip
+    with pytest.raises(typer.Exit) as caught:
+        parse_params(["=1"])
+    assert caught.value.exit_code == 2
+
+
+def test_plugin_jobs_in_tables() -> None:
+    run = runs_pb2.Run(plugin=runs_pb2.PluginJob(kind="noop"))
+    run.plugin.params.update({"n": 3})
+
+    assert (job_name(run), targets(run)) == ("plugin:noop", '{"n": 3}')
+    assert (job_name(runs_pb2.Run()), targets(runs_pb2.Run())) == ("-", "")
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
-"""The committed generated protobuf code is what `scripts/gen_protos.py` produces from protos/, and
-the protos pass `buf lint` with the standard rules."""
+"""The committed generated protobuf code is what `scripts/gen_protos.py` produces from protos/, the
+protos pass `buf lint` with the standard rules, and `buf breaking` finds no wire or source break
+against the protos as first released."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The protos before plugin jobs, built with
+#: `buf build '.git#ref=30479c0,subdir=protos' --exclude-source-info -o tests/data/protos-v1.binpb`.
+BASELINE = ROOT / "tests" / "data" / "protos-v1.binpb"
 
 
 def _files(folder: Path) -> set[str]:
@@ -39,9 +43,19 @@ def test_generated_code_is_up_to_date(tmp_path: Path) -> None:
     assert stale == [], "run: python scripts/gen_protos.py"
 
 
-def test_protos_pass_buf_lint() -> None:
+def _buf() -> str:
     buf = shutil.which("buf", path=str(Path(sys.executable).parent)) or shutil.which("buf")
     if buf is None:
         pytest.fail("buf is missing: it is a dev dependency (buf-bin)")
-    result = subprocess.run([buf, "lint"], cwd=ROOT / "protos", capture_output=True, text=True)
+    return buf
+
+
+def test_protos_pass_buf_lint() -> None:
+    result = subprocess.run([_buf(), "lint"], cwd=ROOT / "protos", capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_protos_keep_compatibility_with_the_first_release() -> None:
+    command = [_buf(), "breaking", "--against", str(BASELINE)]
+    result = subprocess.run(command, cwd=ROOT / "protos", capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

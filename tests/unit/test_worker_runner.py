@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -11,7 +14,8 @@ import pytest
 import structlog
 from sqlalchemy.exc import OperationalError
 
-from common.jobs import CrawlSpec, JobKind, RecalculateSpec
+from common.jobs import CrawlSpec, JobKind, PluginJobSpec, RecalculateSpec
+from crawler_service.app import load_plugins
 from crawler_service.errors import PermanentError, StepFailed, TransientError, UnknownJob
 from crawler_service.jobs.registry import Job, JobRegistry, Output, StepContext
 from crawler_service.worker.runner import (
@@ -179,6 +183,62 @@ async def test_unknown_job() -> None:
     [(kind, outcome, output, error)] = reports
     assert (kind, outcome, output) == ("result", AttemptOutcome.FAILED, None)
     assert (error.code, error.retryable) == ("UNKNOWN_JOB", False)
+
+
+async def test_plugin_job_runs_the_job_registered_under_its_name() -> None:
+    registry = _registry(CountingStep("fetch"))
+    registry.register(Job("report.weekly", [CountingStep("report", 1)]))
+
+    reports = await _run(registry, spec=PluginJobSpec("report.weekly", {"week": 3}))
+
+    assert [r[1] for r in reports if r[0] == "started"] == ["report"]
+    assert reports[-1][:2] == ("result", AttemptOutcome.SUCCEEDED)
+    assert registry.kinds == ["crawl", "recalculate", "report.weekly"]
+
+
+async def test_plugin_job_this_crawler_lacks_fails_for_good() -> None:
+    reports = await _run(_registry(CountingStep("fetch")), spec=PluginJobSpec("absent"))
+
+    [(_, outcome, _, error)] = reports
+    assert outcome is AttemptOutcome.FAILED
+    assert (error.code, error.retryable) == ("UNKNOWN_JOB", False)
+    assert "'absent'" in error.message and "GHPULSE_CRAWLER_PLUGINS" in error.message
+
+
+@pytest.mark.parametrize("name", ["", "Noop", "plugin", "has space"])
+def test_registry_refuses_names_no_run_can_carry(name: str) -> None:
+    with pytest.raises(ValueError, match="not a plugin job name"):
+        JobRegistry().register(Job(name, []))
+
+
+def test_registry_replaces_built_in_jobs() -> None:
+    registry = _registry(CountingStep("fetch"))
+    replacement = Job(JobKind.CRAWL, [CountingStep("other")])
+    registry.register(replacement)
+
+    assert registry.get("crawl") is replacement
+
+
+def _readme_plugin() -> ModuleType:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("<!-- plugin-example:start -->")[1].split("<!-- plugin-example:end -->")[0]
+    code = block.split("```python\n")[1].split("```")[0]
+    module = ModuleType("readme_plugin")
+    exec(compile(code, "README.md", "exec"), module.__dict__)
+    return module
+
+
+async def test_the_readme_plugin_example_loads_and_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "readme_plugin", _readme_plugin())
+    registry = JobRegistry()
+    load_plugins(registry, "readme_plugin:register")
+
+    counted = await _run(registry, spec=PluginJobSpec("count", {"n": 2}))
+    refused = await _run(registry, spec=PluginJobSpec("count", {"n": -1}))
+
+    assert registry.kinds == ["count"]
+    assert counted[-1] == ("result", AttemptOutcome.SUCCEEDED, {"counted": 2}, None)
+    assert (refused[-1][1], refused[-1][3].retryable) == (AttemptOutcome.FAILED, False)
 
 
 async def test_missing_job_is_unknown() -> None:

@@ -11,9 +11,10 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from common.jobs import BackfillLinksSpec
+from common.jobs import BackfillLinksSpec, CrawlSpec, RecalculateSpec
 from crawler_service.data.models import repo_key
 from crawler_service.data.store import CrawlerStore
+from crawler_service.errors import PermanentError
 from crawler_service.jobs.registry import StepContext
 
 T = TypeVar("T")
@@ -55,6 +56,8 @@ async def targets(ctx: StepContext, store: CrawlerStore) -> list[str]:
     spec = ctx.spec
     if isinstance(spec, BackfillLinksSpec):
         return [repo_key(spec.repository)]
+    if not isinstance(spec, CrawlSpec | RecalculateSpec):
+        raise PermanentError(f"{ctx.step} cannot run for a {spec.kind} job")
     names = list(spec.repositories)
     if spec.organization:
         names += await store.repositories_of(spec.organization)

@@ -99,7 +99,7 @@ class FetchStep:
     async def run(self, ctx: StepContext) -> Output:
         spec = ctx.spec
         if not isinstance(spec, CrawlSpec):
-            raise PermanentError(f"fetch cannot run for a {spec.kind.value} job")
+            raise PermanentError(f"fetch cannot run for a {spec.kind} job")
         names = await self._resolve(ctx, spec)
         finished = {result.repository for result in await self.store.fetch_results(ctx.run_id)}
         for index, name in enumerate(names):

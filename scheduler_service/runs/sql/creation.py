@@ -104,7 +104,7 @@ def _insert(tx: t.Tx, new: NewRun, slot: str) -> t.Row:
     state = RunState.PENDING if slot == ACTIVE_SLOT else RunState.QUEUED
     row: dict[str, Any] = {
         "id": new_run_id(),
-        "job_kind": new.spec.kind.value,
+        "job_kind": new.spec.job_kind.value,
         "job": to_json(new.spec),
         "state": state.value,
         "slot": slot,

@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15ghpulse/v1/runs.proto\x12\nghpulse.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"G\n\x08\x43rawlJob\x12\x14\n\x0crepositories\x18\x01 \x03(\t\x12\x14\n\x0corganization\x18\x02 \x01(\t\x12\x0f\n\x07refresh\x18\x03 \x01(\x08\"K\n\x0eRecalculateJob\x12\x14\n\x0crepositories\x18\x01 \x03(\t\x12\x14\n\x0corganization\x18\x02 \x01(\t\x12\r\n\x05steps\x18\x03 \x03(\t\"&\n\x10\x42\x61\x63kfillLinksJob\x12\x12\n\nrepository\x18\x01 \x01(\t\"\xdd\x01\n\x04Step\x12\x0c\n\x04name\x18\x01 \x01(\t\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.ghpulse.v1.StepState\x12\x0f\n\x07\x63urrent\x18\x03 \x01(\x03\x12\r\n\x05total\x18\x04 \x01(\x03\x12\x0f\n\x07message\x18\x05 \x01(\t\x12.\n\nstarted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\x05\"<\n\x08RunError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"\x9f\x07\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12%\n\x05\x63rawl\x18\x02 \x01(\x0b\x32\x14.ghpulse.v1.CrawlJobH\x00\x12\x31\n\x0brecalculate\x18\x03 \x01(\x0b\x32\x1a.ghpulse.v1.RecalculateJobH\x00\x12\x36\n\x0e\x62\x61\x63kfill_links\x18\x04 \x01(\x0b\x32\x1c.ghpulse.v1.BackfillLinksJobH\x00\x12#\n\x05state\x18\x05 \x01(\x0e\x32\x14.ghpulse.v1.RunState\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x07 \x01(\x05\x12\x1f\n\x05steps\x18\x08 \x03(\x0b\x32\x10.ghpulse.v1.Step\x12\'\n\x06output\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12#\n\x05\x65rror\x18\n \x01(\x0b\x32\x14.ghpulse.v1.RunError\x12+\n\x06labels\x18\x0b \x03(\x0b\x32\x1b.ghpulse.v1.Run.LabelsEntry\x12\x17\n\x0f\x63oncurrency_key\x18\x0c \x01(\t\x12$\n\x07trigger\x18\r \x01(\x0e\x32\x13.ghpulse.v1.Trigger\x12\x13\n\x0bschedule_id\x18\x0e \x01(\t\x12\x30\n\x0cnominal_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x64\x65\x61\x64line_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08last_seq\x18\x14 \x01(\x03\x12\x11\n\tworker_id\x18\x15 \x01(\t\x12\x18\n\x10\x63\x61ncel_requested\x18\x16 \x01(\x08\x12%\n\x08job_kind\x18\x17 \x01(\x0e\x32\x13.ghpulse.v1.JobKind\x12.\n\nnot_before\x18\x18 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x05\n\x03job\"\xa5\x01\n\x0fRunStateChanged\x12#\n\x05state\x18\x01 \x01(\x0e\x32\x14.ghpulse.v1.RunState\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x14.ghpulse.v1.RunError\x12\'\n\x06output\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06reason\x18\x05 \x01(\t\";\n\x0bStepStarted\x12\x0c\n\x04step\x18\x01 \x01(\t\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x0f\n\x07message\x18\x03 \x01(\t\"M\n\x0cStepProgress\x12\x0c\n\x04step\x18\x01 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x02 \x01(\x03\x12\r\n\x05total\x18\x03 \x01(\x03\x12\x0f\n\x07message\x18\x04 \x01(\t\"|\n\x0cStepFinished\x12\x0c\n\x04step\x18\x01 \x01(\t\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.ghpulse.v1.StepState\x12\'\n\x06output\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07message\x18\x04 \x01(\t\"\xb7\x02\n\x08RunEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x34\n\rstate_changed\x18\n \x01(\x0b\x32\x1b.ghpulse.v1.RunStateChangedH\x00\x12/\n\x0cstep_started\x18\x0b \x01(\x0b\x32\x17.ghpulse.v1.StepStartedH\x00\x12\x31\n\rstep_progress\x18\x0c \x01(\x0b\x32\x18.ghpulse.v1.StepProgressH\x00\x12\x31\n\rstep_finished\x18\r \x01(\x0b\x32\x18.ghpulse.v1.StepFinishedH\x00\x42\x06\n\x04kind*\xb1\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATE_PENDING\x10\x01\x12\x15\n\x11RUN_STATE_RUNNING\x10\x02\x12\x17\n\x13RUN_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10RUN_STATE_FAILED\x10\x04\x12\x17\n\x13RUN_STATE_CANCELLED\x10\x05\x12\x14\n\x10RUN_STATE_QUEUED\x10\x06*\xa2\x01\n\tStepState\x12\x1a\n\x16STEP_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12STEP_STATE_PENDING\x10\x01\x12\x16\n\x12STEP_STATE_RUNNING\x10\x02\x12\x18\n\x14STEP_STATE_SUCCEEDED\x10\x03\x12\x15\n\x11STEP_STATE_FAILED\x10\x04\x12\x18\n\x14STEP_STATE_CANCELLED\x10\x05*_\n\x07Trigger\x12\x17\n\x13TRIGGER_UNSPECIFIED\x10\x00\x12\x0f\n\x0bTRIGGER_API\x10\x01\x12\x14\n\x10TRIGGER_SCHEDULE\x10\x02\x12\x14\n\x10TRIGGER_BACKFILL\x10\x03*n\n\x07JobKind\x12\x18\n\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eJOB_KIND_CRAWL\x10\x01\x12\x18\n\x14JOB_KIND_RECALCULATE\x10\x02\x12\x1b\n\x17JOB_KIND_BACKFILL_LINKS\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15ghpulse/v1/runs.proto\x12\nghpulse.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"G\n\x08\x43rawlJob\x12\x14\n\x0crepositories\x18\x01 \x03(\t\x12\x14\n\x0corganization\x18\x02 \x01(\t\x12\x0f\n\x07refresh\x18\x03 \x01(\x08\"K\n\x0eRecalculateJob\x12\x14\n\x0crepositories\x18\x01 \x03(\t\x12\x14\n\x0corganization\x18\x02 \x01(\t\x12\r\n\x05steps\x18\x03 \x03(\t\"&\n\x10\x42\x61\x63kfillLinksJob\x12\x12\n\nrepository\x18\x01 \x01(\t\"B\n\tPluginJob\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\'\n\x06params\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xdd\x01\n\x04Step\x12\x0c\n\x04name\x18\x01 \x01(\t\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.ghpulse.v1.StepState\x12\x0f\n\x07\x63urrent\x18\x03 \x01(\x03\x12\r\n\x05total\x18\x04 \x01(\x03\x12\x0f\n\x07message\x18\x05 \x01(\t\x12.\n\nstarted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\x05\"<\n\x08RunError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"\xc8\x07\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12%\n\x05\x63rawl\x18\x02 \x01(\x0b\x32\x14.ghpulse.v1.CrawlJobH\x00\x12\x31\n\x0brecalculate\x18\x03 \x01(\x0b\x32\x1a.ghpulse.v1.RecalculateJobH\x00\x12\x36\n\x0e\x62\x61\x63kfill_links\x18\x04 \x01(\x0b\x32\x1c.ghpulse.v1.BackfillLinksJobH\x00\x12\'\n\x06plugin\x18\x19 \x01(\x0b\x32\x15.ghpulse.v1.PluginJobH\x00\x12#\n\x05state\x18\x05 \x01(\x0e\x32\x14.ghpulse.v1.RunState\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x07 \x01(\x05\x12\x1f\n\x05steps\x18\x08 \x03(\x0b\x32\x10.ghpulse.v1.Step\x12\'\n\x06output\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12#\n\x05\x65rror\x18\n \x01(\x0b\x32\x14.ghpulse.v1.RunError\x12+\n\x06labels\x18\x0b \x03(\x0b\x32\x1b.ghpulse.v1.Run.LabelsEntry\x12\x17\n\x0f\x63oncurrency_key\x18\x0c \x01(\t\x12$\n\x07trigger\x18\r \x01(\x0e\x32\x13.ghpulse.v1.Trigger\x12\x13\n\x0bschedule_id\x18\x0e \x01(\t\x12\x30\n\x0cnominal_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x64\x65\x61\x64line_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08last_seq\x18\x14 \x01(\x03\x12\x11\n\tworker_id\x18\x15 \x01(\t\x12\x18\n\x10\x63\x61ncel_requested\x18\x16 \x01(\x08\x12%\n\x08job_kind\x18\x17 \x01(\x0e\x32\x13.ghpulse.v1.JobKind\x12.\n\nnot_before\x18\x18 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x05\n\x03job\"\xa5\x01\n\x0fRunStateChanged\x12#\n\x05state\x18\x01 \x01(\x0e\x32\x14.ghpulse.v1.RunState\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x14.ghpulse.v1.RunError\x12\'\n\x06output\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06reason\x18\x05 \x01(\t\";\n\x0bStepStarted\x12\x0c\n\x04step\x18\x01 \x01(\t\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x0f\n\x07message\x18\x03 \x01(\t\"M\n\x0cStepProgress\x12\x0c\n\x04step\x18\x01 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x02 \x01(\x03\x12\r\n\x05total\x18\x03 \x01(\x03\x12\x0f\n\x07message\x18\x04 \x01(\t\"|\n\x0cStepFinished\x12\x0c\n\x04step\x18\x01 \x01(\t\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.ghpulse.v1.StepState\x12\'\n\x06output\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07message\x18\x04 \x01(\t\"\xb7\x02\n\x08RunEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x34\n\rstate_changed\x18\n \x01(\x0b\x32\x1b.ghpulse.v1.RunStateChangedH\x00\x12/\n\x0cstep_started\x18\x0b \x01(\x0b\x32\x17.ghpulse.v1.StepStartedH\x00\x12\x31\n\rstep_progress\x18\x0c \x01(\x0b\x32\x18.ghpulse.v1.StepProgressH\x00\x12\x31\n\rstep_finished\x18\r \x01(\x0b\x32\x18.ghpulse.v1.StepFinishedH\x00\x42\x06\n\x04kind*\xb1\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATE_PENDING\x10\x01\x12\x15\n\x11RUN_STATE_RUNNING\x10\x02\x12\x17\n\x13RUN_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10RUN_STATE_FAILED\x10\x04\x12\x17\n\x13RUN_STATE_CANCELLED\x10\x05\x12\x14\n\x10RUN_STATE_QUEUED\x10\x06*\xa2\x01\n\tStepState\x12\x1a\n\x16STEP_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12STEP_STATE_PENDING\x10\x01\x12\x16\n\x12STEP_STATE_RUNNING\x10\x02\x12\x18\n\x14STEP_STATE_SUCCEEDED\x10\x03\x12\x15\n\x11STEP_STATE_FAILED\x10\x04\x12\x18\n\x14STEP_STATE_CANCELLED\x10\x05*_\n\x07Trigger\x12\x17\n\x13TRIGGER_UNSPECIFIED\x10\x00\x12\x0f\n\x0bTRIGGER_API\x10\x01\x12\x14\n\x10TRIGGER_SCHEDULE\x10\x02\x12\x14\n\x10TRIGGER_BACKFILL\x10\x03*\x83\x01\n\x07JobKind\x12\x18\n\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eJOB_KIND_CRAWL\x10\x01\x12\x18\n\x14JOB_KIND_RECALCULATE\x10\x02\x12\x1b\n\x17JOB_KIND_BACKFILL_LINKS\x10\x03\x12\x13\n\x0fJOB_KIND_PLUGIN\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,36 +35,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RUN_LABELSENTRY']._loaded_options = None
   _globals['_RUN_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_RUNSTATE']._serialized_start=2255
-  _globals['_RUNSTATE']._serialized_end=2432
-  _globals['_STEPSTATE']._serialized_start=2435
-  _globals['_STEPSTATE']._serialized_end=2597
-  _globals['_TRIGGER']._serialized_start=2599
-  _globals['_TRIGGER']._serialized_end=2694
-  _globals['_JOBKIND']._serialized_start=2696
-  _globals['_JOBKIND']._serialized_end=2806
+  _globals['_RUNSTATE']._serialized_start=2364
+  _globals['_RUNSTATE']._serialized_end=2541
+  _globals['_STEPSTATE']._serialized_start=2544
+  _globals['_STEPSTATE']._serialized_end=2706
+  _globals['_TRIGGER']._serialized_start=2708
+  _globals['_TRIGGER']._serialized_end=2803
+  _globals['_JOBKIND']._serialized_start=2806
+  _globals['_JOBKIND']._serialized_end=2937
   _globals['_CRAWLJOB']._serialized_start=100
   _globals['_CRAWLJOB']._serialized_end=171
   _globals['_RECALCULATEJOB']._serialized_start=173
   _globals['_RECALCULATEJOB']._serialized_end=248
   _globals['_BACKFILLLINKSJOB']._serialized_start=250
   _globals['_BACKFILLLINKSJOB']._serialized_end=288
-  _globals['_STEP']._serialized_start=291
-  _globals['_STEP']._serialized_end=512
-  _globals['_RUNERROR']._serialized_start=514
-  _globals['_RUNERROR']._serialized_end=574
-  _globals['_RUN']._serialized_start=577
-  _globals['_RUN']._serialized_end=1504
-  _globals['_RUN_LABELSENTRY']._serialized_start=1452
-  _globals['_RUN_LABELSENTRY']._serialized_end=1497
-  _globals['_RUNSTATECHANGED']._serialized_start=1507
-  _globals['_RUNSTATECHANGED']._serialized_end=1672
-  _globals['_STEPSTARTED']._serialized_start=1674
-  _globals['_STEPSTARTED']._serialized_end=1733
-  _globals['_STEPPROGRESS']._serialized_start=1735
-  _globals['_STEPPROGRESS']._serialized_end=1812
-  _globals['_STEPFINISHED']._serialized_start=1814
-  _globals['_STEPFINISHED']._serialized_end=1938
-  _globals['_RUNEVENT']._serialized_start=1941
-  _globals['_RUNEVENT']._serialized_end=2252
+  _globals['_PLUGINJOB']._serialized_start=290
+  _globals['_PLUGINJOB']._serialized_end=356
+  _globals['_STEP']._serialized_start=359
+  _globals['_STEP']._serialized_end=580
+  _globals['_RUNERROR']._serialized_start=582
+  _globals['_RUNERROR']._serialized_end=642
+  _globals['_RUN']._serialized_start=645
+  _globals['_RUN']._serialized_end=1613
+  _globals['_RUN_LABELSENTRY']._serialized_start=1561
+  _globals['_RUN_LABELSENTRY']._serialized_end=1606
+  _globals['_RUNSTATECHANGED']._serialized_start=1616
+  _globals['_RUNSTATECHANGED']._serialized_end=1781
+  _globals['_STEPSTARTED']._serialized_start=1783
+  _globals['_STEPSTARTED']._serialized_end=1842
+  _globals['_STEPPROGRESS']._serialized_start=1844
+  _globals['_STEPPROGRESS']._serialized_end=1921
+  _globals['_STEPFINISHED']._serialized_start=1923
+  _globals['_STEPFINISHED']._serialized_end=2047
+  _globals['_RUNEVENT']._serialized_start=2050
+  _globals['_RUNEVENT']._serialized_end=2361
 # @@protoc_insertion_point(module_scope)

@@ -109,6 +109,8 @@ class _JobKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobKind.Value
     JOB_KIND_CRAWL: _JobKind.ValueType  # 1
     JOB_KIND_RECALCULATE: _JobKind.ValueType  # 2
     JOB_KIND_BACKFILL_LINKS: _JobKind.ValueType  # 3
+    JOB_KIND_PLUGIN: _JobKind.ValueType  # 4
+    """A job added to the crawlers by a plugin (GHPULSE_CRAWLER_PLUGINS); see PluginJob."""
 
 class JobKind(_JobKind, metaclass=_JobKindEnumTypeWrapper):
     """The kind of job a run executes."""
@@ -117,6 +119,8 @@ JOB_KIND_UNSPECIFIED: JobKind.ValueType  # 0
 JOB_KIND_CRAWL: JobKind.ValueType  # 1
 JOB_KIND_RECALCULATE: JobKind.ValueType  # 2
 JOB_KIND_BACKFILL_LINKS: JobKind.ValueType  # 3
+JOB_KIND_PLUGIN: JobKind.ValueType  # 4
+"""A job added to the crawlers by a plugin (GHPULSE_CRAWLER_PLUGINS); see PluginJob."""
 Global___JobKind: _TypeAlias = JobKind  # noqa: Y015
 
 @_typing.final
@@ -203,6 +207,38 @@ class BackfillLinksJob(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BackfillLinksJob: _TypeAlias = BackfillLinksJob  # noqa: Y015
+
+@_typing.final
+class PluginJob(_message.Message):
+    """A job a crawler plugin adds (GHPULSE_CRAWLER_PLUGINS). The scheduler stores and dispatches it
+    without knowing it; a crawler that has no job of this kind fails the run with UNKNOWN_JOB.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    PARAMS_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """The job's name, as the plugin registers it: a lowercase letter, then at most 62 lowercase
+    letters, digits, '_', '.' or '-' (not a built-in job's name).
+    """
+    @_builtins.property
+    def params(self) -> _struct_pb2.Struct:
+        """The job's parameters (JSON, at most 16 KiB; finite numbers, no NUL characters)."""
+
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        params: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["params", b"params"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "params", b"params"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PluginJob: _TypeAlias = PluginJob  # noqa: Y015
 
 @_typing.final
 class Step(_message.Message):
@@ -307,6 +343,7 @@ class Run(_message.Message):
     CRAWL_FIELD_NUMBER: _builtins.int
     RECALCULATE_FIELD_NUMBER: _builtins.int
     BACKFILL_LINKS_FIELD_NUMBER: _builtins.int
+    PLUGIN_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
     MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
@@ -348,6 +385,8 @@ class Run(_message.Message):
     @_builtins.property
     def backfill_links(self) -> Global___BackfillLinksJob: ...
     @_builtins.property
+    def plugin(self) -> Global___PluginJob: ...
+    @_builtins.property
     def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___Step]: ...
     @_builtins.property
     def output(self) -> _struct_pb2.Struct:
@@ -380,6 +419,7 @@ class Run(_message.Message):
         crawl: Global___CrawlJob | None = ...,
         recalculate: Global___RecalculateJob | None = ...,
         backfill_links: Global___BackfillLinksJob | None = ...,
+        plugin: Global___PluginJob | None = ...,
         state: Global___RunState.ValueType = ...,
         attempt: _builtins.int = ...,
         max_attempts: _builtins.int = ...,
@@ -401,11 +441,11 @@ class Run(_message.Message):
         job_kind: Global___JobKind.ValueType = ...,
         not_before: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["backfill_links", b"backfill_links", "crawl", b"crawl", "created_at", b"created_at", "deadline_at", b"deadline_at", "error", b"error", "finished_at", b"finished_at", "job", b"job", "nominal_time", b"nominal_time", "not_before", b"not_before", "output", b"output", "recalculate", b"recalculate", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["backfill_links", b"backfill_links", "crawl", b"crawl", "created_at", b"created_at", "deadline_at", b"deadline_at", "error", b"error", "finished_at", b"finished_at", "job", b"job", "nominal_time", b"nominal_time", "not_before", b"not_before", "output", b"output", "plugin", b"plugin", "recalculate", b"recalculate", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "backfill_links", b"backfill_links", "cancel_requested", b"cancel_requested", "concurrency_key", b"concurrency_key", "crawl", b"crawl", "created_at", b"created_at", "deadline_at", b"deadline_at", "error", b"error", "finished_at", b"finished_at", "id", b"id", "job", b"job", "job_kind", b"job_kind", "labels", b"labels", "last_seq", b"last_seq", "max_attempts", b"max_attempts", "nominal_time", b"nominal_time", "not_before", b"not_before", "output", b"output", "recalculate", b"recalculate", "schedule_id", b"schedule_id", "started_at", b"started_at", "state", b"state", "steps", b"steps", "trigger", b"trigger", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "backfill_links", b"backfill_links", "cancel_requested", b"cancel_requested", "concurrency_key", b"concurrency_key", "crawl", b"crawl", "created_at", b"created_at", "deadline_at", b"deadline_at", "error", b"error", "finished_at", b"finished_at", "id", b"id", "job", b"job", "job_kind", b"job_kind", "labels", b"labels", "last_seq", b"last_seq", "max_attempts", b"max_attempts", "nominal_time", b"nominal_time", "not_before", b"not_before", "output", b"output", "plugin", b"plugin", "recalculate", b"recalculate", "schedule_id", b"schedule_id", "started_at", b"started_at", "state", b"state", "steps", b"steps", "trigger", b"trigger", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_job: _TypeAlias = _typing.Literal["crawl", "recalculate", "backfill_links"]  # noqa: Y015
+    _WhichOneofReturnType_job: _TypeAlias = _typing.Literal["crawl", "recalculate", "backfill_links", "plugin"]  # noqa: Y015
     _WhichOneofArgType_job: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_job) -> _WhichOneofReturnType_job | None: ...
 

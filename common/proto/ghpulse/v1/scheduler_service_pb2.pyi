@@ -103,6 +103,7 @@ class TriggerRunRequest(_message.Message):
     CRAWL_FIELD_NUMBER: _builtins.int
     RECALCULATE_FIELD_NUMBER: _builtins.int
     BACKFILL_LINKS_FIELD_NUMBER: _builtins.int
+    PLUGIN_FIELD_NUMBER: _builtins.int
     CONCURRENCY_KEY_FIELD_NUMBER: _builtins.int
     ON_CONFLICT_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -113,7 +114,9 @@ class TriggerRunRequest(_message.Message):
     SCHEDULE_ID_FIELD_NUMBER: _builtins.int
     NOMINAL_TIME_FIELD_NUMBER: _builtins.int
     concurrency_key: _builtins.str
-    """Default: job kind + sorted targets (+ refresh flag for crawls); "links:<owner/repo>" for backfill_links."""
+    """Default: job kind + sorted targets (+ refresh flag for crawls); "links:<owner/repo>" for backfill_links;
+    "plugin:<kind>" (+ ":" and a digest of the params, if any) for plugin jobs.
+    """
     on_conflict: Global___ConflictPolicy.ValueType
     request_id: _builtins.str
     """Idempotency key: a repeat within 24 h returns the same run."""
@@ -128,6 +131,8 @@ class TriggerRunRequest(_message.Message):
     @_builtins.property
     def backfill_links(self) -> _runs_pb2.BackfillLinksJob: ...
     @_builtins.property
+    def plugin(self) -> _runs_pb2.PluginJob: ...
+    @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
     def deadline(self) -> _duration_pb2.Duration:
@@ -141,6 +146,7 @@ class TriggerRunRequest(_message.Message):
         crawl: _runs_pb2.CrawlJob | None = ...,
         recalculate: _runs_pb2.RecalculateJob | None = ...,
         backfill_links: _runs_pb2.BackfillLinksJob | None = ...,
+        plugin: _runs_pb2.PluginJob | None = ...,
         concurrency_key: _builtins.str = ...,
         on_conflict: Global___ConflictPolicy.ValueType = ...,
         request_id: _builtins.str = ...,
@@ -151,11 +157,11 @@ class TriggerRunRequest(_message.Message):
         schedule_id: _builtins.str = ...,
         nominal_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["backfill_links", b"backfill_links", "crawl", b"crawl", "deadline", b"deadline", "job", b"job", "nominal_time", b"nominal_time", "recalculate", b"recalculate"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["backfill_links", b"backfill_links", "crawl", b"crawl", "deadline", b"deadline", "job", b"job", "nominal_time", b"nominal_time", "plugin", b"plugin", "recalculate", b"recalculate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backfill_links", b"backfill_links", "concurrency_key", b"concurrency_key", "crawl", b"crawl", "deadline", b"deadline", "job", b"job", "labels", b"labels", "max_attempts", b"max_attempts", "nominal_time", b"nominal_time", "on_conflict", b"on_conflict", "recalculate", b"recalculate", "request_id", b"request_id", "schedule_id", b"schedule_id", "trigger", b"trigger"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backfill_links", b"backfill_links", "concurrency_key", b"concurrency_key", "crawl", b"crawl", "deadline", b"deadline", "job", b"job", "labels", b"labels", "max_attempts", b"max_attempts", "nominal_time", b"nominal_time", "on_conflict", b"on_conflict", "plugin", b"plugin", "recalculate", b"recalculate", "request_id", b"request_id", "schedule_id", b"schedule_id", "trigger", b"trigger"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_job: _TypeAlias = _typing.Literal["crawl", "recalculate", "backfill_links"]  # noqa: Y015
+    _WhichOneofReturnType_job: _TypeAlias = _typing.Literal["crawl", "recalculate", "backfill_links", "plugin"]  # noqa: Y015
     _WhichOneofArgType_job: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_job) -> _WhichOneofReturnType_job | None: ...
 

@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aghpulse/v1/schedules.proto\x12\nghpulse.v1\x1a\x15ghpulse/v1/runs.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\x02\n\x10ScheduleTemplate\x12%\n\x05\x63rawl\x18\x01 \x01(\x0b\x32\x14.ghpulse.v1.CrawlJobH\x00\x12\x31\n\x0brecalculate\x18\x02 \x01(\x0b\x32\x1a.ghpulse.v1.RecalculateJobH\x00\x12\x36\n\x0e\x62\x61\x63kfill_links\x18\x03 \x01(\x0b\x32\x1c.ghpulse.v1.BackfillLinksJobH\x00\x12\x38\n\x06labels\x18\x04 \x03(\x0b\x32(.ghpulse.v1.ScheduleTemplate.LabelsEntry\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\x05\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x05\n\x03job\"\xf9\x04\n\x08Schedule\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x04\x63ron\x18\x02 \x01(\tH\x00\x12-\n\x08interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationH\x00\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\ttime_zone\x18\x05 \x01(\t\x12.\n\x08template\x18\x06 \x01(\x0b\x32\x1c.ghpulse.v1.ScheduleTemplate\x12*\n\x07overlap\x18\x07 \x01(\x0e\x32\x19.ghpulse.v1.OverlapPolicy\x12\x32\n\x0f\x63\x61tch_up_window\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06jitter\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06paused\x18\n \x01(\x08\x12\x32\n\x0enext_fire_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_fire_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0blast_run_id\x18\r \x01(\t\x12\x15\n\rskipped_count\x18\x0e \x01(\x03\x12\x14\n\x0cmissed_count\x18\x0f \x01(\x03\x12/\n\x0b\x63reate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x08\n\x06timing\"\xe7\x01\n\x0eScheduleFiring\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x30\n\x0cnominal_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x07outcome\x18\x03 \x01(\x0e\x32\x19.ghpulse.v1.FiringOutcome\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x12-\n\tfire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cscheduler_id\x18\x06 \x01(\t\x12\r\n\x05\x65rror\x18\x07 \x01(\t*b\n\rOverlapPolicy\x12\x1e\n\x1aOVERLAP_POLICY_UNSPECIFIED\x10\x00\x12\x17\n\x13OVERLAP_POLICY_SKIP\x10\x01\x12\x18\n\x14OVERLAP_POLICY_QUEUE\x10\x02*\x9d\x01\n\rFiringOutcome\x12\x1e\n\x1a\x46IRING_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x46IRING_OUTCOME_STARTED\x10\x01\x12\x19\n\x15\x46IRING_OUTCOME_QUEUED\x10\x02\x12\x1a\n\x16\x46IRING_OUTCOME_SKIPPED\x10\x03\x12\x19\n\x15\x46IRING_OUTCOME_MISSED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aghpulse/v1/schedules.proto\x12\nghpulse.v1\x1a\x15ghpulse/v1/runs.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd3\x02\n\x10ScheduleTemplate\x12%\n\x05\x63rawl\x18\x01 \x01(\x0b\x32\x14.ghpulse.v1.CrawlJobH\x00\x12\x31\n\x0brecalculate\x18\x02 \x01(\x0b\x32\x1a.ghpulse.v1.RecalculateJobH\x00\x12\x36\n\x0e\x62\x61\x63kfill_links\x18\x03 \x01(\x0b\x32\x1c.ghpulse.v1.BackfillLinksJobH\x00\x12\'\n\x06plugin\x18\x06 \x01(\x0b\x32\x15.ghpulse.v1.PluginJobH\x00\x12\x38\n\x06labels\x18\x04 \x03(\x0b\x32(.ghpulse.v1.ScheduleTemplate.LabelsEntry\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\x05\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x05\n\x03job\"\xf9\x04\n\x08Schedule\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x04\x63ron\x18\x02 \x01(\tH\x00\x12-\n\x08interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationH\x00\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\ttime_zone\x18\x05 \x01(\t\x12.\n\x08template\x18\x06 \x01(\x0b\x32\x1c.ghpulse.v1.ScheduleTemplate\x12*\n\x07overlap\x18\x07 \x01(\x0e\x32\x19.ghpulse.v1.OverlapPolicy\x12\x32\n\x0f\x63\x61tch_up_window\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06jitter\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06paused\x18\n \x01(\x08\x12\x32\n\x0enext_fire_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_fire_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0blast_run_id\x18\r \x01(\t\x12\x15\n\rskipped_count\x18\x0e \x01(\x03\x12\x14\n\x0cmissed_count\x18\x0f \x01(\x03\x12/\n\x0b\x63reate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x08\n\x06timing\"\xe7\x01\n\x0eScheduleFiring\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x30\n\x0cnominal_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x07outcome\x18\x03 \x01(\x0e\x32\x19.ghpulse.v1.FiringOutcome\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x12-\n\tfire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cscheduler_id\x18\x06 \x01(\t\x12\r\n\x05\x65rror\x18\x07 \x01(\t*b\n\rOverlapPolicy\x12\x1e\n\x1aOVERLAP_POLICY_UNSPECIFIED\x10\x00\x12\x17\n\x13OVERLAP_POLICY_SKIP\x10\x01\x12\x18\n\x14OVERLAP_POLICY_QUEUE\x10\x02*\x9d\x01\n\rFiringOutcome\x12\x1e\n\x1a\x46IRING_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x46IRING_OUTCOME_STARTED\x10\x01\x12\x19\n\x15\x46IRING_OUTCOME_QUEUED\x10\x02\x12\x1a\n\x16\x46IRING_OUTCOME_SKIPPED\x10\x03\x12\x19\n\x15\x46IRING_OUTCOME_MISSED\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,16 +36,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SCHEDULETEMPLATE_LABELSENTRY']._loaded_options = None
   _globals['_SCHEDULETEMPLATE_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_OVERLAPPOLICY']._serialized_start=1301
-  _globals['_OVERLAPPOLICY']._serialized_end=1399
-  _globals['_FIRINGOUTCOME']._serialized_start=1402
-  _globals['_FIRINGOUTCOME']._serialized_end=1559
+  _globals['_OVERLAPPOLICY']._serialized_start=1342
+  _globals['_OVERLAPPOLICY']._serialized_end=1440
+  _globals['_FIRINGOUTCOME']._serialized_start=1443
+  _globals['_FIRINGOUTCOME']._serialized_end=1600
   _globals['_SCHEDULETEMPLATE']._serialized_start=131
-  _globals['_SCHEDULETEMPLATE']._serialized_end=429
-  _globals['_SCHEDULETEMPLATE_LABELSENTRY']._serialized_start=377
-  _globals['_SCHEDULETEMPLATE_LABELSENTRY']._serialized_end=422
-  _globals['_SCHEDULE']._serialized_start=432
-  _globals['_SCHEDULE']._serialized_end=1065
-  _globals['_SCHEDULEFIRING']._serialized_start=1068
-  _globals['_SCHEDULEFIRING']._serialized_end=1299
+  _globals['_SCHEDULETEMPLATE']._serialized_end=470
+  _globals['_SCHEDULETEMPLATE_LABELSENTRY']._serialized_start=418
+  _globals['_SCHEDULETEMPLATE_LABELSENTRY']._serialized_end=463
+  _globals['_SCHEDULE']._serialized_start=473
+  _globals['_SCHEDULE']._serialized_end=1106
+  _globals['_SCHEDULEFIRING']._serialized_start=1109
+  _globals['_SCHEDULEFIRING']._serialized_end=1340
 # @@protoc_insertion_point(module_scope)

@@ -113,6 +113,7 @@ class ScheduleTemplate(_message.Message):
     CRAWL_FIELD_NUMBER: _builtins.int
     RECALCULATE_FIELD_NUMBER: _builtins.int
     BACKFILL_LINKS_FIELD_NUMBER: _builtins.int
+    PLUGIN_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
     max_attempts: _builtins.int
@@ -124,6 +125,8 @@ class ScheduleTemplate(_message.Message):
     @_builtins.property
     def backfill_links(self) -> _runs_pb2.BackfillLinksJob: ...
     @_builtins.property
+    def plugin(self) -> _runs_pb2.PluginJob: ...
+    @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
         self,
@@ -131,14 +134,15 @@ class ScheduleTemplate(_message.Message):
         crawl: _runs_pb2.CrawlJob | None = ...,
         recalculate: _runs_pb2.RecalculateJob | None = ...,
         backfill_links: _runs_pb2.BackfillLinksJob | None = ...,
+        plugin: _runs_pb2.PluginJob | None = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         max_attempts: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["backfill_links", b"backfill_links", "crawl", b"crawl", "job", b"job", "recalculate", b"recalculate"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["backfill_links", b"backfill_links", "crawl", b"crawl", "job", b"job", "plugin", b"plugin", "recalculate", b"recalculate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backfill_links", b"backfill_links", "crawl", b"crawl", "job", b"job", "labels", b"labels", "max_attempts", b"max_attempts", "recalculate", b"recalculate"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backfill_links", b"backfill_links", "crawl", b"crawl", "job", b"job", "labels", b"labels", "max_attempts", b"max_attempts", "plugin", b"plugin", "recalculate", b"recalculate"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_job: _TypeAlias = _typing.Literal["crawl", "recalculate", "backfill_links"]  # noqa: Y015
+    _WhichOneofReturnType_job: _TypeAlias = _typing.Literal["crawl", "recalculate", "backfill_links", "plugin"]  # noqa: Y015
     _WhichOneofArgType_job: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_job) -> _WhichOneofReturnType_job | None: ...
 

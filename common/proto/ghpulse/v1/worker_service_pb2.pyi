@@ -357,6 +357,7 @@ class Assignment(_message.Message):
     CRAWL_FIELD_NUMBER: _builtins.int
     RECALCULATE_FIELD_NUMBER: _builtins.int
     BACKFILL_LINKS_FIELD_NUMBER: _builtins.int
+    PLUGIN_FIELD_NUMBER: _builtins.int
     COMPLETED_STEPS_FIELD_NUMBER: _builtins.int
     LEASE_EXPIRES_AT_FIELD_NUMBER: _builtins.int
     DEADLINE_AT_FIELD_NUMBER: _builtins.int
@@ -368,6 +369,8 @@ class Assignment(_message.Message):
     def recalculate(self) -> _runs_pb2.RecalculateJob: ...
     @_builtins.property
     def backfill_links(self) -> _runs_pb2.BackfillLinksJob: ...
+    @_builtins.property
+    def plugin(self) -> _runs_pb2.PluginJob: ...
     @_builtins.property
     def completed_steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___CompletedStep]:
         """Steps completed by earlier attempts: skip them, reuse their outputs."""
@@ -383,15 +386,16 @@ class Assignment(_message.Message):
         crawl: _runs_pb2.CrawlJob | None = ...,
         recalculate: _runs_pb2.RecalculateJob | None = ...,
         backfill_links: _runs_pb2.BackfillLinksJob | None = ...,
+        plugin: _runs_pb2.PluginJob | None = ...,
         completed_steps: _abc.Iterable[Global___CompletedStep] | None = ...,
         lease_expires_at: _timestamp_pb2.Timestamp | None = ...,
         deadline_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["backfill_links", b"backfill_links", "crawl", b"crawl", "deadline_at", b"deadline_at", "job", b"job", "lease_expires_at", b"lease_expires_at", "recalculate", b"recalculate", "ref", b"ref"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["backfill_links", b"backfill_links", "crawl", b"crawl", "deadline_at", b"deadline_at", "job", b"job", "lease_expires_at", b"lease_expires_at", "plugin", b"plugin", "recalculate", b"recalculate", "ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backfill_links", b"backfill_links", "completed_steps", b"completed_steps", "crawl", b"crawl", "deadline_at", b"deadline_at", "job", b"job", "lease_expires_at", b"lease_expires_at", "recalculate", b"recalculate", "ref", b"ref"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backfill_links", b"backfill_links", "completed_steps", b"completed_steps", "crawl", b"crawl", "deadline_at", b"deadline_at", "job", b"job", "lease_expires_at", b"lease_expires_at", "plugin", b"plugin", "recalculate", b"recalculate", "ref", b"ref"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_job: _TypeAlias = _typing.Literal["crawl", "recalculate", "backfill_links"]  # noqa: Y015
+    _WhichOneofReturnType_job: _TypeAlias = _typing.Literal["crawl", "recalculate", "backfill_links", "plugin"]  # noqa: Y015
     _WhichOneofArgType_job: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_job) -> _WhichOneofReturnType_job | None: ...
 

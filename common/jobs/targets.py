@@ -1,0 +1,53 @@
+"""What crawl, recalculate and backfill_links jobs work on: repositories and organizations."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from common.errors import FieldViolation
+
+MAX_TARGETS = 1000
+_OWNER = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})"
+_REPOSITORY = re.compile(rf"^{_OWNER}/[A-Za-z0-9._-]{{1,100}}$")
+_ORGANIZATION = re.compile(rf"^{_OWNER}$")
+
+
+def dedupe(items: Iterable[str]) -> tuple[str, ...]:
+    """`items` with whitespace trimmed and duplicates dropped, in order."""
+    return tuple(dict.fromkeys(item.strip() for item in items))
+
+
+def repository_violations(field: str, name: str) -> list[FieldViolation]:
+    """A violation of `field` unless `name` is an 'owner/name' repository."""
+    if _REPOSITORY.match(name):
+        return []
+    return [FieldViolation(field, f"{name!r} is not an 'owner/name' repository")]
+
+
+def target_violations(
+    prefix: str, repositories: tuple[str, ...], organization: str
+) -> list[FieldViolation]:
+    """Repositories and/or an organization, at least one, each well formed."""
+    violations = []
+    if not repositories and not organization:
+        violations.append(FieldViolation(prefix, "name at least one repository or an organization"))
+    if len(repositories) > MAX_TARGETS:
+        violations.append(
+            FieldViolation(f"{prefix}.repositories", f"at most {MAX_TARGETS} repositories")
+        )
+    for index, name in enumerate(repositories):
+        violations += repository_violations(f"{prefix}.repositories[{index}]", name)
+    if organization and not _ORGANIZATION.match(organization):
+        violations.append(
+            FieldViolation(f"{prefix}.organization", f"{organization!r} is not a GitHub login")
+        )
+    return violations
+
+
+def target_key(prefix: str, repositories: tuple[str, ...], organization: str) -> str:
+    """`<prefix>:` + the sorted, lowercased targets (the default concurrency key's core)."""
+    targets = sorted(name.lower() for name in repositories)
+    if organization:
+        targets.append(f"org:{organization.lower()}")
+    return f"{prefix}:{','.join(targets)}"
