@@ -8,7 +8,8 @@ import sqlalchemy as sa
 
 from common.clock import ManualClock
 from crawler_service.data.models import RAW_PULL, RawItem, Repository
-from crawler_service.data.store import CrawlerStore, FetchResult, Link, RawRecord
+from crawler_service.data.records import FetchResult, Link, RawRecord
+from crawler_service.data.store import CrawlerStore
 from tests.integration.crawl_helpers import crawler_db_url, crawler_pg_template, store
 
 __all__ = ["crawler_db_url", "crawler_pg_template", "store"]

@@ -19,7 +19,8 @@ import sqlalchemy as sa
 
 from crawler_service.data.cycle_times import CycleTimes, ReviewInfo, cycle_times, size_class
 from crawler_service.data.models import Commit, PullRequest, Release, Review
-from crawler_service.data.store import CrawlerStore, Row
+from crawler_service.data.records import Row
+from crawler_service.data.store import CrawlerStore
 from crawler_service.jobs.registry import Output, StepContext
 from crawler_service.jobs.steps import each_repository
 

@@ -32,7 +32,8 @@ from crawler_service.data.models import (
     RAW_REVIEWS,
     repo_key,
 )
-from crawler_service.data.store import CrawlerStore, FetchResult, RawRecord
+from crawler_service.data.records import FetchResult, RawRecord
+from crawler_service.data.store import CrawlerStore
 from crawler_service.errors import PermanentError, TransientError
 from crawler_service.github.client import GitHubClient, GitHubResponse
 from crawler_service.jobs.registry import Output, StepContext
