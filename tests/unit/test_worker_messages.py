@@ -8,7 +8,7 @@ from common.proto.ghpulse.v1 import runs_pb2
 from common.proto.ghpulse.v1 import worker_service_pb2 as pb
 from crawler_service.worker import messages as msg
 from crawler_service.worker.connection import Backoff
-from crawler_service.worker.runner import AttemptError, AttemptKey, AttemptOutcome, StepState
+from crawler_service.worker.runner import AttemptError, AttemptKey, AttemptOutcome, StepOutcome
 
 KEY = AttemptKey("run-1", 3)
 
@@ -23,7 +23,7 @@ def test_hello_lists_in_flight_attempts() -> None:
 
 
 def test_step_finished_carries_the_output() -> None:
-    request = msg.step_finished(KEY, "fetch", StepState.SUCCEEDED, {"prs": 2, "repo": "a/b"}, "")
+    request = msg.step_finished(KEY, "fetch", StepOutcome.SUCCEEDED, {"prs": 2, "repo": "a/b"}, "")
 
     finished = request.step_report.finished
     assert msg.key_from_pb(request.step_report.ref) == KEY
