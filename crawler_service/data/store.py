@@ -294,8 +294,8 @@ class CrawlerStore(Closing):
     ) -> None:
         """Write PRs with their reviews and commits (replacing the stored ones), in one transaction.
 
-        Each entry is (pull_requests row, reviews rows, commits rows); metrics already computed for
-        a PR are kept until the classify step recomputes them.
+        Each entry is (pull_requests row, reviews rows, commits rows); a PR's size class and cycle
+        times are kept until the classify step recomputes them.
         """
         async with self.engine.begin() as conn:
             for pull, reviews, commits in pulls:
@@ -347,10 +347,10 @@ class CrawlerStore(Closing):
                 .values(links_computed_at=self.clock.now())
             )
 
-    async def save_metrics(self, repository: str, metrics: Mapping[int, Row]) -> None:
+    async def save_classification(self, repository: str, rows: Mapping[int, Row]) -> None:
         """Store size class and cycle-time seconds per PR number and the classify marker."""
         async with self.engine.begin() as conn:
-            for number, values in metrics.items():
+            for number, values in rows.items():
                 await conn.execute(
                     sa.update(PullRequest)
                     .where(PullRequest.repository == repository, PullRequest.number == number)
