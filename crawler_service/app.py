@@ -9,17 +9,17 @@ import structlog
 
 from common.grpc_server import ServerHost
 from common.lifecycle import Lifecycle, wait_for_signal
-from common.metrics import MetricsServer
+from common.metrics import MetricsServer, serve
 from common.proto.ghpulse.v1 import pull_request_service_pb2
 from crawler_service.api.backfill import BackfillStarter
 from crawler_service.api.pull_requests import PullRequestServicer, add_to_server
 from crawler_service.data import migrations
 from crawler_service.data.queries import Queries
 from crawler_service.data.store import CrawlerStore
-from crawler_service.github.client import GitHubClient
+from crawler_service.github.client import GitHubClient, GitHubStats
 from crawler_service.jobs.pipeline import build_registry
 from crawler_service.jobs.registry import JobRegistry
-from crawler_service.metrics import serve_metrics
+from crawler_service.metrics import CrawlerMetrics, instrument
 from crawler_service.settings import CrawlerSettings
 from crawler_service.worker.connection import Worker
 
@@ -85,7 +85,7 @@ class CrawlerApp(Lifecycle):
         self.github = self._github()
         registry = build_registry(self.store, self.github, settings)
         load_plugins(registry, settings.plugins)
-        self.metrics_server = await serve_metrics(self, registry)
+        self.metrics_server = await self._serve_metrics(registry)
         servicer = PullRequestServicer(Queries(self.store.engine), self.backfill)
         self.host = ServerHost(
             settings.listen,
@@ -97,6 +97,21 @@ class CrawlerApp(Lifecycle):
         self.worker = Worker(settings, registry)
         await self.worker.start()
         log.info("crawler.started", address=self.address, worker=settings.worker_id)
+
+    async def _serve_metrics(self, registry: JobRegistry) -> MetricsServer | None:
+        """Time `registry`'s steps and serve the metrics on `metrics_listen` (None: off)."""
+        listen = self.settings.metrics_listen
+        if not listen:
+            return None
+        metrics = CrawlerMetrics(self._github_stats, self._running_attempts, self.settings.slots)
+        instrument(registry, metrics)
+        return await serve(metrics.registry, listen)
+
+    def _github_stats(self) -> GitHubStats | None:
+        return self.github.stats if self.github is not None else None
+
+    def _running_attempts(self) -> int:
+        return len(self.worker.running()) if self.worker is not None else 0
 
     async def stop(self) -> None:
         """Health NOT_SERVING; hand back or finish running attempts; drain queries; close."""

@@ -2,7 +2,7 @@
 
 GitHub figures are read from the client's own counters (`GitHubClient.stats`) at each scrape, so
 the client needs no hook. Steps are timed by wrapping the registry's steps (`instrument`), which
-also covers steps of plugin jobs.
+also covers steps of plugin jobs. `CrawlerApp` wires and serves them: this module knows no app.
 """
 
 from __future__ import annotations
@@ -10,19 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from common.metrics import MetricsServer, serve
 from crawler_service.errors import AttemptStopped
 from crawler_service.github.client import GitHubStats
 from crawler_service.jobs.registry import JobRegistry, Output, Step, StepContext
-
-if TYPE_CHECKING:
-    from crawler_service.app import CrawlerApp
 
 STEP_BUCKETS = (0.05, 0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, float("inf"))
 
@@ -135,19 +130,3 @@ def instrument(registry: JobRegistry, metrics: CrawlerMetrics) -> None:
         job = registry.get(kind)
         steps = [TimedStep(step, kind, metrics) for step in job.steps]
         registry.register(replace(job, steps=steps))
-
-
-async def serve_metrics(app: CrawlerApp, registry: JobRegistry) -> MetricsServer | None:
-    """Instrument `registry` and serve `app`'s metrics on its `metrics_listen` (None: off)."""
-    if not app.settings.metrics_listen:
-        return None
-
-    def stats() -> GitHubStats | None:
-        return app.github.stats if app.github is not None else None
-
-    def running() -> int:
-        return len(app.worker.running()) if app.worker is not None else 0
-
-    metrics = CrawlerMetrics(stats, running, app.settings.slots)
-    instrument(registry, metrics)
-    return await serve(metrics.registry, app.settings.metrics_listen)

@@ -1,4 +1,4 @@
-"""Pull request metrics: size classes, cycle-time phases and percentiles. Pure functions."""
+"""Pull request cycle times: size classes, cycle-time phases and percentiles. Pure functions."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ are case-insensitive; `repo_key` makes one). `repositories.full_name` keeps GitH
 All timestamps are timezone-aware UTC (`UTCDateTime`).
 
 Write side: `crawler_service.data.store.CrawlerStore`. Read side: `crawler_service.data.queries`.
-Schema changes go through a new Alembic revision in `crawler_service/migrations/versions/`.
+Schema changes go through a new Alembic revision in `crawler_service/data/migrations/versions/`.
 """
 
 from __future__ import annotations

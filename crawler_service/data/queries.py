@@ -90,7 +90,7 @@ class LinkRef:
 
 @dataclass(frozen=True)
 class PullRequestInfo:
-    """A stored pull request with its metrics and closing issues."""
+    """A stored pull request with its size class, cycle times and closing issues."""
 
     repository: str
     number: int
@@ -158,7 +158,7 @@ def _week_start(when: datetime) -> datetime:
 
 
 def phase_stats(values: Sequence[float]) -> PhaseStats:
-    """p50/p75/p90 of `values` (seconds), linear interpolation (see `metrics.percentile`)."""
+    """p50/p75/p90 of `values` (seconds), linear interpolation (see `cycle_times.percentile`)."""
     if not values:
         return PhaseStats(0, None, None, None)
     p50, p75, p90 = (timedelta(seconds=percentile(values, q)) for q in PERCENTILES)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Self, TypeVarTuple
 
@@ -34,72 +33,17 @@ from crawler_service.data.models import (
     RepositoryLock,
     Review,
 )
+from crawler_service.data.records import (
+    FetchResult,
+    Link,
+    RawRecord,
+    Row,
+    SkippedPull,
+    StoredRaw,
+    SweepState,
+)
 
-Row = Mapping[str, Any]
 Ts = TypeVarTuple("Ts")
-
-
-@dataclass(frozen=True)
-class RawRecord:
-    """A GitHub API item to store (`kind` and `key` as documented on `models.RawItem`)."""
-
-    kind: str
-    key: str
-    data: Any
-    item_updated_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class StoredRaw:
-    """A stored raw item."""
-
-    id: int
-    kind: str
-    key: str
-    data: Any
-    fetched_at: datetime
-
-
-@dataclass(frozen=True)
-class SweepState:
-    """A repository's last fully successful sweep: its watermark and the ETags of its responses."""
-
-    watermark: datetime | None = None
-    etags: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class FetchResult:
-    """What a run's fetch step did for one repository (`ok=False`: failed permanently)."""
-
-    repository: str
-    full_name: str
-    ok: bool
-    error_code: str | None = None
-    error: str | None = None
-    prs_updated: int = 0
-    requests: int = 0
-    not_modified: int = 0
-    #: Pull requests listed but gone (404) before their detail was fetched: number and reason.
-    skipped: tuple[SkippedPull, ...] = ()
-
-
-@dataclass(frozen=True)
-class SkippedPull:
-    """A pull request the fetch listed but could not fetch (it vanished in between)."""
-
-    number: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class Link:
-    """A closing reference of a PR (`issue_repository` is a repository key)."""
-
-    pr_number: int
-    issue_repository: str
-    issue_number: int
-    source: str
 
 
 class CrawlerStore(Closing):
@@ -360,8 +304,8 @@ class CrawlerStore(Closing):
     ) -> None:
         """Write PRs with their reviews and commits (replacing the stored ones), in one transaction.
 
-        Each entry is (pull_requests row, reviews rows, commits rows); metrics already computed for
-        a PR are kept until the classify step recomputes them.
+        Each entry is (pull_requests row, reviews rows, commits rows); a PR's size class and cycle
+        times are kept until the classify step recomputes them.
         """
         async with self.engine.begin() as conn:
             for pull, reviews, commits in pulls:
@@ -413,10 +357,10 @@ class CrawlerStore(Closing):
                 .values(links_computed_at=self.clock.now())
             )
 
-    async def save_metrics(self, repository: str, metrics: Mapping[int, Row]) -> None:
+    async def save_classification(self, repository: str, rows: Mapping[int, Row]) -> None:
         """Store size class and cycle-time seconds per PR number and the classify marker."""
         async with self.engine.begin() as conn:
-            for number, values in metrics.items():
+            for number, values in rows.items():
                 await conn.execute(
                     sa.update(PullRequest)
                     .where(PullRequest.repository == repository, PullRequest.number == number)

@@ -159,10 +159,10 @@ class GitHubClient(Closing):
         `GitHubUnavailable` once `max_retries` retries are spent.
         """
         url = self.url(path_or_url, params)
-        attempts = _Attempts()
+        spent = _Spent()
         while True:
             await self._wait_for_reset(url, on_wait)
-            response = await self._attempt(url, etag, attempts, on_wait)
+            response = await self._try_once(url, etag, spent, on_wait)
             if response is not None:
                 return _result(url, response, etag)
 
@@ -249,15 +249,15 @@ class GitHubClient(Closing):
             items.extend(page.data or ())
         return items
 
-    async def _attempt(
-        self, url: str, etag: str | None, attempts: _Attempts, on_wait: WaitReporter | None
+    async def _try_once(
+        self, url: str, etag: str | None, spent: _Spent, on_wait: WaitReporter | None
     ) -> httpx.Response | None:
         """Send once: the response if it is usable, None after waiting to try again."""
         try:
             response = await self._send(url, etag)
         except _RETRYABLE_ERRORS as exc:
-            delay = backoff(self._retry_backoff, attempts.retries)
-            await self._retry(url, None, type(exc).__name__, attempts, delay, on_wait)
+            delay = backoff(self._retry_backoff, spent.retries)
+            await self._retry(url, None, type(exc).__name__, spent, delay, on_wait)
             return None
         status = response.status_code
         decision = decide(
@@ -265,21 +265,21 @@ class GitHubClient(Closing):
             response.headers,
             response.text if status >= 400 else "",
             now=self._clock(),
-            attempt=attempts.retries,
+            retries=spent.retries,
             secondary_backoff=self._secondary_backoff,
         )
         if decision.action is Action.OK:
             return response
         if decision.action is Action.WAIT_PRIMARY:
-            attempts.primary_waits += 1
-            if attempts.primary_waits > MAX_PRIMARY_WAITS:
-                raise GitHubUnavailable(url, status, "rate limit", attempts.retries + 1)
+            spent.primary_waits += 1
+            if spent.primary_waits > MAX_PRIMARY_WAITS:
+                raise GitHubUnavailable(url, status, "rate limit", spent.retries + 1)
             await self._wait_primary(url, status, decision.delay, on_wait)
         elif decision.action is Action.WAIT_SECONDARY:
-            await self._retry(url, status, SECONDARY, attempts, decision.delay, on_wait)
+            await self._retry(url, status, SECONDARY, spent, decision.delay, on_wait)
         elif decision.action is Action.RETRY:
-            delay = backoff(self._retry_backoff, attempts.retries)
-            await self._retry(url, status, f"HTTP {status}", attempts, delay, on_wait)
+            delay = backoff(self._retry_backoff, spent.retries)
+            await self._retry(url, status, f"HTTP {status}", spent, delay, on_wait)
         else:
             raise permanent_error(url, status, _github_message(response))
         return None
@@ -327,28 +327,25 @@ class GitHubClient(Closing):
         url: str,
         status: int | None,
         reason: str,
-        attempts: _Attempts,
+        spent: _Spent,
         delay: float,
         on_wait: WaitReporter | None,
     ) -> None:
         """Wait before the next retry, or raise `GitHubUnavailable` when the retries are spent."""
-        if attempts.retries >= self._max_retries:
-            raise GitHubUnavailable(url, status, reason, attempts.retries + 1)
-        attempts.retries += 1
+        if spent.retries >= self._max_retries:
+            raise GitHubUnavailable(url, status, reason, spent.retries + 1)
+        spent.retries += 1
         event = "github.rate_limited" if reason == SECONDARY else "github.retry"
-        log.warning(
-            event, url=url, status=status, reason=reason, retry=attempts.retries, delay=delay
-        )
+        log.warning(event, url=url, status=status, reason=reason, retry=spent.retries, delay=delay)
         if on_wait is not None:
             await on_wait(
-                f"GitHub {reason}; retrying in {delay:.0f}s "
-                f"({attempts.retries}/{self._max_retries})"
+                f"GitHub {reason}; retrying in {delay:.0f}s ({spent.retries}/{self._max_retries})"
             )
         await self._sleep(delay)
 
 
 @dataclass
-class _Attempts:
+class _Spent:
     """What one `get` has spent so far."""
 
     retries: int = 0

@@ -70,10 +70,10 @@ def decide(
     body: str,
     *,
     now: float,
-    attempt: int,
+    retries: int,
     secondary_backoff: float,
 ) -> Decision:
-    """Classify an answer; `attempt` counts retries already made (0 for the first request)."""
+    """Classify an answer; `retries` counts retries already made (0 for the first request)."""
     if status < 400:
         return Decision(Action.OK)
     if status in (403, 429):
@@ -84,17 +84,17 @@ def decide(
             retry_after = header_int(headers, "retry-after")
             if retry_after is not None:
                 return Decision(Action.WAIT_SECONDARY, float(retry_after))
-            return Decision(Action.WAIT_SECONDARY, secondary_backoff * 2**attempt)
+            return Decision(Action.WAIT_SECONDARY, secondary_backoff * 2**retries)
     if status >= 500:
         return Decision(Action.RETRY)
     return Decision(Action.FAIL)
 
 
-def backoff(base: float, attempt: int, rand: Callable[[], float] = random.random) -> float:
-    """Jittered exponential backoff: between half and all of `base * 2**attempt`.
+def backoff(base: float, retries: int, rand: Callable[[], float] = random.random) -> float:
+    """Jittered exponential backoff: between half and all of `base * 2**retries`.
 
     Half is kept fixed so that retries never hammer GitHub immediately, the other half spreads
     clients that failed together.
     """
-    ceiling: float = base * 2**attempt
+    ceiling: float = base * 2**retries
     return ceiling / 2 + rand() * ceiling / 2

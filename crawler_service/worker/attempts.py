@@ -23,7 +23,7 @@ from crawler_service.worker.runner import (
     AttemptKey,
     AttemptOutcome,
     AttemptRunner,
-    StepState,
+    StepOutcome,
     StopReason,
     StopSignal,
 )
@@ -69,8 +69,10 @@ class _OutboxReporter:
         report = msg.step_progress(self._attempt.key, step, current, total, message)
         self._put(report, replace_key=(self._attempt.key, step))
 
-    def finished(self, step: str, state: StepState, output: Output | None, message: str) -> None:
-        self._put(msg.step_finished(self._attempt.key, step, state, output, message))
+    def finished(
+        self, step: str, outcome: StepOutcome, output: Output | None, message: str
+    ) -> None:
+        self._put(msg.step_finished(self._attempt.key, step, outcome, output, message))
 
     def result(
         self, outcome: AttemptOutcome, output: Output | None, error: AttemptError | None

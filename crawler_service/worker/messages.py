@@ -15,14 +15,14 @@ from common.logging import redact_text, redact_value
 from common.proto.ghpulse.v1 import runs_pb2
 from common.proto.ghpulse.v1 import worker_service_pb2 as pb
 from crawler_service.jobs.registry import Output
-from crawler_service.worker.runner import AttemptError, AttemptKey, AttemptOutcome, StepState
+from crawler_service.worker.runner import AttemptError, AttemptKey, AttemptOutcome, StepOutcome
 
 PROTOCOL_VERSION = 1
 
-_STEP_STATE = {
-    StepState.SUCCEEDED: runs_pb2.STEP_STATE_SUCCEEDED,
-    StepState.FAILED: runs_pb2.STEP_STATE_FAILED,
-    StepState.CANCELLED: runs_pb2.STEP_STATE_CANCELLED,
+_STEP_OUTCOME = {
+    StepOutcome.SUCCEEDED: runs_pb2.STEP_STATE_SUCCEEDED,
+    StepOutcome.FAILED: runs_pb2.STEP_STATE_FAILED,
+    StepOutcome.CANCELLED: runs_pb2.STEP_STATE_CANCELLED,
 }
 _OUTCOME = {
     AttemptOutcome.SUCCEEDED: pb.ATTEMPT_OUTCOME_SUCCEEDED,
@@ -106,10 +106,10 @@ def step_progress(
 
 
 def step_finished(
-    key: AttemptKey, step: str, state: StepState, output: Output | None, message: str
+    key: AttemptKey, step: str, outcome: StepOutcome, output: Output | None, message: str
 ) -> pb.ConnectRequest:
     finished = runs_pb2.StepFinished(
-        step=step, state=_STEP_STATE[state], message=redact_text(message)
+        step=step, state=_STEP_OUTCOME[outcome], message=redact_text(message)
     )
     if output is not None:
         finished.output.CopyFrom(struct_from(redact_value(output)))

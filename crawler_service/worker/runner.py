@@ -32,7 +32,10 @@ class AttemptKey(NamedTuple):
     attempt: int
 
 
-class StepState(Enum):
+class StepOutcome(Enum):
+    """How a step of this attempt ended, as reported to the scheduler (which stores it as the
+    step's `StepState`)."""
+
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -82,7 +85,7 @@ class AttemptReporter(Protocol):
     def progress(self, step: str, current: int, total: int, message: str) -> None: ...
 
     def finished(
-        self, step: str, state: StepState, output: Output | None, message: str
+        self, step: str, outcome: StepOutcome, output: Output | None, message: str
     ) -> None: ...
 
     def result(
@@ -90,7 +93,7 @@ class AttemptReporter(Protocol):
     ) -> None: ...
 
 
-def classify(exc: BaseException) -> AttemptError:
+def attempt_error(exc: BaseException) -> AttemptError:
     """The error reported for an attempt that raised `exc`."""
     if isinstance(exc, UnknownJob):
         return AttemptError("UNKNOWN_JOB", exc.message, retryable=False)
@@ -170,7 +173,7 @@ class AttemptRunner:
         )
         with structlog.contextvars.bound_contextvars(step=step.name):
             output = await step.run(ctx)
-            self._reporter.finished(step.name, StepState.SUCCEEDED, output, "")
+            self._reporter.finished(step.name, StepOutcome.SUCCEEDED, output, "")
         self._current = None
         return output
 
@@ -187,16 +190,16 @@ class AttemptRunner:
         else:
             outcome = AttemptOutcome.CANCELLED
             if self._current is not None:
-                self._reporter.finished(self._current, StepState.CANCELLED, None, "cancelled")
+                self._reporter.finished(self._current, StepOutcome.CANCELLED, None, "cancelled")
         self._reporter.result(outcome, None, None)
         log.info("attempt.finished", outcome=outcome.value, step=self._current)
 
     def _failed(self, exc: Exception) -> None:
-        error = classify(exc)
+        error = attempt_error(exc)
         if error.code == "INTERNAL":
             log.error("attempt.internal_error", step=self._current, exc_info=exc)
         if self._current is not None:
-            self._reporter.finished(self._current, StepState.FAILED, None, error.message)
+            self._reporter.finished(self._current, StepOutcome.FAILED, None, error.message)
         self._reporter.result(AttemptOutcome.FAILED, None, error)
         log.info(
             "attempt.finished",

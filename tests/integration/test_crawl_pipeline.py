@@ -271,7 +271,7 @@ async def test_concurrent_crawls_of_one_repository_stay_safe(
     assert count[0][0] == WIDGET_PRS
     # A sweep that finished later but saw older data never moves the watermark back.
     assert state[0][0] is not None
-    from crawler_service.data.store import FetchResult
+    from crawler_service.data.records import FetchResult
 
     moved = await store.complete_sweep(
         WIDGETS, state[0][0] - timedelta(days=1), {}, FetchResult(WIDGETS, WIDGETS, True), "c"

@@ -12,7 +12,8 @@ import sqlalchemy as sa
 
 from common.clock import ManualClock
 from crawler_service.data.models import RAW_PULL, RawItem, Release, Repository
-from crawler_service.data.store import CrawlerStore, FetchResult, Link, RawRecord
+from crawler_service.data.records import FetchResult, Link, RawRecord
+from crawler_service.data.store import CrawlerStore
 from tests.support import postgres
 
 REPO = "acme/widgets"

@@ -59,7 +59,7 @@ SECONDARY = "You have exceeded a secondary rate limit."
     ],
 )
 def test_decide(status, headers, body, attempt, expected):
-    decision = decide(status, headers, body, now=NOW, attempt=attempt, secondary_backoff=60.0)
+    decision = decide(status, headers, body, now=NOW, retries=attempt, secondary_backoff=60.0)
     assert decision == expected
 
 

@@ -12,7 +12,7 @@ from typing import IO
 import pytest
 
 from crawler_service.data.cycle_times import CycleTimes
-from crawler_service.jobs.steps.classify import metrics_row
+from crawler_service.jobs.steps.classify import classification_row
 from crawler_service.jobs.steps.export import COLUMNS, write_atomic, write_csv, write_jsonl
 
 RECORD = {
@@ -64,10 +64,10 @@ def test_a_failed_export_leaves_the_old_file_and_no_temp_file(tmp_path: Path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["widgets.jsonl"]
 
 
-def test_metrics_row_in_seconds():
+def test_classification_row_in_seconds():
     from datetime import timedelta
 
-    row = metrics_row(600, 500, CycleTimes(timedelta(hours=1), None, timedelta(0), None))
+    row = classification_row(600, 500, CycleTimes(timedelta(hours=1), None, timedelta(0), None))
     assert row == {
         "size_class": "XXL", "coding_seconds": 3600.0, "pickup_seconds": None,
         "review_seconds": 0.0, "deploy_seconds": None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from crawler_service.data.store import Link
+from crawler_service.data.records import Link
 from crawler_service.jobs.steps.link import pull_links
 
 

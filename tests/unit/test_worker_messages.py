@@ -8,7 +8,7 @@ from common.proto.ghpulse.v1 import runs_pb2
 from common.proto.ghpulse.v1 import worker_service_pb2 as pb
 from crawler_service.worker import messages as msg
 from crawler_service.worker.connection import Backoff
-from crawler_service.worker.runner import AttemptError, AttemptKey, AttemptOutcome, StepState
+from crawler_service.worker.runner import AttemptError, AttemptKey, AttemptOutcome, StepOutcome
 
 KEY = AttemptKey("run-1", 3)
 
@@ -23,7 +23,7 @@ def test_hello_lists_in_flight_attempts() -> None:
 
 
 def test_step_finished_carries_the_output() -> None:
-    request = msg.step_finished(KEY, "fetch", StepState.SUCCEEDED, {"prs": 2, "repo": "a/b"}, "")
+    request = msg.step_finished(KEY, "fetch", StepOutcome.SUCCEEDED, {"prs": 2, "repo": "a/b"}, "")
 
     finished = request.step_report.finished
     assert msg.key_from_pb(request.step_report.ref) == KEY
@@ -80,7 +80,7 @@ def test_reports_leave_the_crawler_without_url_credentials() -> None:
     error = AttemptError("GITHUB_UNAVAILABLE", leaky, retryable=True)
 
     failed = msg.result(KEY, AttemptOutcome.FAILED, {"failed": [{"error": leaky}]}, error).result
-    finished = msg.step_finished(KEY, "fetch", StepState.FAILED, {"e": leaky}, leaky)
+    finished = msg.step_finished(KEY, "fetch", StepOutcome.FAILED, {"e": leaky}, leaky)
     progress = msg.step_progress(KEY, "fetch", 1, 2, leaky)
 
     texts = [

@@ -23,10 +23,10 @@ from crawler_service.worker.runner import (
     AttemptKey,
     AttemptOutcome,
     AttemptRunner,
-    StepState,
+    StepOutcome,
     StopReason,
     StopSignal,
-    classify,
+    attempt_error,
 )
 
 KEY = AttemptKey("run-1", 1)
@@ -45,7 +45,7 @@ class Recorder:
     def progress(self, step: str, current: int, total: int, message: str) -> None:
         self.reports.append(("progress", step, current, total, message))
 
-    def finished(self, step: str, state: StepState, output: Output | None, message: str) -> None:
+    def finished(self, step: str, state: StepOutcome, output: Output | None, message: str) -> None:
         self.reports.append(("finished", step, state, output))
 
     def result(
@@ -114,10 +114,10 @@ async def test_runs_steps_in_order_and_summarizes() -> None:
         ("started", "fetch"),
         ("progress", "fetch", 1, 2, "fetch 1"),
         ("progress", "fetch", 2, 2, "fetch 2"),
-        ("finished", "fetch", StepState.SUCCEEDED, {"fetch_count": 2, "fetch_saw": []}),
+        ("finished", "fetch", StepOutcome.SUCCEEDED, {"fetch_count": 2, "fetch_saw": []}),
         ("started", "count"),
         ("progress", "count", 1, 1, "count 1"),
-        ("finished", "count", StepState.SUCCEEDED, {"count_count": 1, "count_saw": ["fetch"]}),
+        ("finished", "count", StepOutcome.SUCCEEDED, {"count_count": 1, "count_saw": ["fetch"]}),
         (
             "result",
             AttemptOutcome.SUCCEEDED,
@@ -164,7 +164,7 @@ async def test_step_failed_keeps_its_code_and_retryability(
 
     assert reports == [
         ("started", "fetch"),
-        ("finished", "fetch", StepState.FAILED, None),
+        ("finished", "fetch", StepOutcome.FAILED, None),
         ("result", AttemptOutcome.FAILED, None, expected),
     ]
 
@@ -255,7 +255,7 @@ async def test_cancel_at_a_safe_point() -> None:
 
     assert reports == [
         ("started", "fetch"),
-        ("finished", "fetch", StepState.CANCELLED, None),
+        ("finished", "fetch", StepOutcome.CANCELLED, None),
         ("result", AttemptOutcome.CANCELLED, None, None),
     ]
 
@@ -320,8 +320,8 @@ async def test_abandon_cancels_without_reports() -> None:
         (ValueError("bad"), "INTERNAL", False),
     ],
 )
-def test_classify(error: BaseException, code: str, retryable: bool) -> None:
-    classified = classify(error)
+def test_attempt_error(error: BaseException, code: str, retryable: bool) -> None:
+    classified = attempt_error(error)
 
     assert (classified.code, classified.retryable) == (code, retryable)
     assert classified.message

@@ -19,7 +19,8 @@ import sqlalchemy as sa
 
 from crawler_service.data.cycle_times import CycleTimes, ReviewInfo, cycle_times, size_class
 from crawler_service.data.models import Commit, PullRequest, Release, Review
-from crawler_service.data.store import CrawlerStore, Row
+from crawler_service.data.records import Row
+from crawler_service.data.store import CrawlerStore
 from crawler_service.jobs.registry import Output, StepContext
 from crawler_service.jobs.steps import each_repository
 
@@ -28,8 +29,8 @@ def _seconds(delta: timedelta | None) -> float | None:
     return None if delta is None else delta.total_seconds()
 
 
-def metrics_row(additions: int, deletions: int, times: CycleTimes) -> Row:
-    """The `pull_requests` metric columns for one PR."""
+def classification_row(additions: int, deletions: int, times: CycleTimes) -> Row:
+    """The `pull_requests` columns the classify step owns for one PR: size class and cycle times."""
     return {
         "size_class": size_class(additions, deletions).value,
         "coding_seconds": _seconds(times.coding),
@@ -64,8 +65,8 @@ class ClassifyStep:
         commits = await self._commit_dates(key)
         reviews = await self._reviews(key)
         releases = await self._release_dates(key)
-        metrics = {
-            pr.number: metrics_row(
+        rows = {
+            pr.number: classification_row(
                 pr.additions,
                 pr.deletions,
                 cycle_times(
@@ -79,8 +80,8 @@ class ClassifyStep:
             )
             for pr in pulls
         }
-        await self.store.save_metrics(key, metrics)
-        return len(metrics)
+        await self.store.save_classification(key, rows)
+        return len(rows)
 
     async def _commit_dates(self, key: str) -> dict[int, list[datetime]]:
         rows = await self.store.select(

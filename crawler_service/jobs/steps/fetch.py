@@ -36,7 +36,8 @@ from crawler_service.data.models import (
     RAW_REVIEWS,
     repo_key,
 )
-from crawler_service.data.store import CrawlerStore, FetchResult, RawRecord, SkippedPull
+from crawler_service.data.records import FetchResult, RawRecord, SkippedPull
+from crawler_service.data.store import CrawlerStore
 from crawler_service.errors import PermanentError, TransientError
 from crawler_service.github.client import GitHubClient, GitHubResponse
 from crawler_service.github.errors import GitHubNotFound

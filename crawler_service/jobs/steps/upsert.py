@@ -23,7 +23,8 @@ from crawler_service.data.models import (
     STATE_OPEN,
     repo_key,
 )
-from crawler_service.data.store import CrawlerStore, Row, StoredRaw
+from crawler_service.data.records import Row, StoredRaw
+from crawler_service.data.store import CrawlerStore
 from crawler_service.jobs.registry import Output, StepContext
 from crawler_service.jobs.steps import each_repository, parse_time
 
