@@ -1,6 +1,8 @@
 """A database created before the restructuring into parts (commit `PREVIOUS`) starts with no pending
-migration: revision ids and version tables are unchanged, for the run store and the crawler store,
-on SQLite and PostgreSQL.
+migration of its own: revision ids and version tables are unchanged, so the current code sees the
+old database at a revision of its history and applies only the revisions added since (none, for a
+store whose migrations did not change), for the run store and the crawler store, on SQLite and
+PostgreSQL.
 
 The old databases are made by the old code itself: its packages are extracted from git history and
 its `upgrade()` runs in a subprocess that imports them instead of the installed ones.
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -33,6 +36,7 @@ OLD_UPGRADE = {
     "scheduler": "scheduler_service.migrations",
     "crawler": "crawler_service.migrations",
 }
+_REVISION = re.compile(r'^revision = "([^"]+)"', re.MULTILINE)
 CURRENT = {
     "scheduler": scheduler_migrations,
     "crawler": crawler_migrations,
@@ -111,10 +115,20 @@ def _state(url: str) -> tuple[set[str], dict[str, set[str]]]:
         engine.dispose()
 
 
-def _heads(store: str) -> set[str]:
+def _history(store: str) -> list[str]:
+    """The current revisions of `store`, oldest first."""
     config = Config()
     config.set_main_option("script_location", CURRENT[store].SCRIPT_LOCATION)
-    return set(ScriptDirectory.from_config(config).get_heads())
+    return [
+        rev.revision for rev in reversed(list(ScriptDirectory.from_config(config).walk_revisions()))
+    ]
+
+
+def _previous_revisions(tree: Path, store: str) -> set[str]:
+    """The revision ids the old code shipped (read from its scripts, not imported)."""
+    versions = tree / OLD_UPGRADE[store].replace(".", "/") / "versions"
+    found = (_REVISION.search(path.read_text()) for path in versions.glob("*.py"))
+    return {match[1] for match in found if match}
 
 
 @pytest.mark.parametrize("store", ["scheduler", "crawler"])
@@ -124,8 +138,17 @@ def test_previous_database_has_no_pending_migration(
     _old_upgrade(previous_tree, store, empty_url)
     tables, versions = _state(empty_url)
     assert len(versions) == 1, versions
-    assert next(iter(versions.values())) == _heads(store)
+    [table] = versions
+    history = _history(store)
+    shipped = _previous_revisions(previous_tree, store)
+    # The old head is the current history's revision of the same id; what follows it is new.
+    assert versions[table] == {history[len(shipped) - 1]}
+    assert set(history[: len(shipped)]) == shipped
 
     CURRENT[store].upgrade(empty_url)
 
-    assert _state(empty_url) == (tables, versions)
+    upgraded_tables, upgraded = _state(empty_url)
+    assert upgraded == {table: {history[-1]}}
+    assert tables <= upgraded_tables
+    if history[-1] in shipped:  # nothing added since: nothing may change
+        assert upgraded_tables == tables
