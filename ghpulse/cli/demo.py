@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ghpulse.cli.output import EXIT_ERROR, OutputFormat, console, run
+from ghpulse.cli.output import EXIT_ERROR, OutputFormat, console, fail, run
 
 SAMPLE_ORG = "ghpulse-demo"
 #: Quick shutdowns: nothing is left running when the demo stops the services.
@@ -60,6 +60,8 @@ async def _demo(data_dir: Path) -> int:
             for repo in github.dataset.org_repositories(SAMPLE_ORG)
             if not repo.get("archived")
         ]
+        if not repositories:
+            fail(f"error: demo: no sample data in {SAMPLE_DIR}; the installation is incomplete")
         config = LocalConfig(
             data_dir=data_dir,
             scheduler_listen="127.0.0.1:0",

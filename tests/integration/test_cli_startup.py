@@ -97,3 +97,22 @@ def test_a_data_directory_that_cannot_be_created(tmp_path: Path, command: str) -
     (tmp_path / "a-file").write_text("")
     code, output = _ghpulse(tmp_path, command, "--dir", str(tmp_path / "a-file" / "data"))
     _assert_one_line_error(code, output, "a-file")
+
+
+def test_demo_without_its_sample_data_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An installation that lost the bundled dataset fails clearly instead of an empty table."""
+    from typer.testing import CliRunner
+
+    from ghpulse.cli.main import app
+    from ghpulse.testing import fake_github
+
+    empty = tmp_path / "no-sample"
+    empty.mkdir()
+    monkeypatch.setattr(fake_github, "SAMPLE_DIR", empty)
+
+    result = CliRunner().invoke(app, ["demo", "--dir", str(tmp_path / "demo")])
+
+    assert result.exit_code == 1
+    assert f"error: demo: no sample data in {empty}" in result.output
