@@ -178,6 +178,8 @@ class CrawlerStore(Closing):
             "requests": result.requests,
             "not_modified": result.not_modified,
             "skipped": [{"number": s.number, "reason": s.reason} for s in result.skipped] or None,
+            "graphql_queries": result.graphql_queries,
+            "graphql_points": result.graphql_points,
             "finished_at": self.clock.now(),
         }
         stmt = self._insert(conn, FetchProgress).values(**values)
@@ -204,6 +206,8 @@ class CrawlerStore(Closing):
                     r.requests,
                     r.not_modified,
                     tuple(SkippedPull(s["number"], s["reason"]) for s in r.skipped or ()),
+                    r.graphql_queries,
+                    r.graphql_points,
                 )
                 for r in rows
             ]
