@@ -139,12 +139,17 @@ async def everything(url: str, exports: Path) -> dict[str, Any]:
         tables["raw_items"] = sorted(
             await store.select(sa.select(RawItem.repository, RawItem.kind, RawItem.key))
         )
-    tables["exports"] = {
-        str(path.relative_to(exports)): path.read_bytes()
-        for path in sorted(exports.rglob("*"))
+    tables["exports"] = exported(exports)
+    return tables
+
+
+def exported(directory: Path) -> dict[str, bytes]:
+    """Every file under `directory` by relative path."""
+    return {
+        str(path.relative_to(directory)): path.read_bytes()
+        for path in sorted(directory.rglob("*"))
         if path.is_file()
     }
-    return tables
 
 
 @pytest.mark.parametrize("name", list(DATASETS))
