@@ -265,7 +265,7 @@ class _Handler(BaseHTTPRequestHandler):
         if header is None or not fake._authorized(header):
             message = {
                 "message": "This endpoint requires you to be authenticated.",
-                "documentation_url": DOCS,
+                "documentation_url": GRAPHQL_DOCS,
             }
             return self._send(401, message, {})
         reply = graphql_answer(fake.dataset, fake.graphql_budget, raw, partial_error=partial)
