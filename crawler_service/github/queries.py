@@ -1,8 +1,8 @@
 """The GraphQL documents the crawl sends, and the mapping of their answers to the REST form.
 
 Raw items are stored in the shape of GitHub's REST API whichever API fetched them, so the upsert,
-link, classify and export steps (and `recalculate`) give the same rows either way. The mapping
-keeps exactly what those steps read, plus the ids:
+link, classify and export steps (and `recalculate`) give the same rows either way. The queries ask
+for what those steps read (plus ids), so raw items from GraphQL hold fewer fields than REST's:
 
 - ids: `fullDatabaseId` (a BigInt, sent as a string) is REST's `id`;
 - actors: GraphQL spells bots without REST's `[bot]` suffix (`dependabot` for `dependabot[bot]`)
@@ -31,17 +31,14 @@ FOLLOW_UP_BATCH = 20
 
 _ACTOR = "__typename login"
 _PAGE_INFO = "pageInfo { hasNextPage endCursor }"
-_REVIEW = f"fullDatabaseId id state submittedAt body author {{ {_ACTOR} }}"
-_COMMIT = (
-    "commit { oid message authoredDate committedDate "
-    "author { name email user { login } } committer { name email } }"
-)
+_REVIEW = f"fullDatabaseId state submittedAt author {{ {_ACTOR} }}"
+_COMMIT = "commit { oid message authoredDate committedDate author { email user { login } } }"
 _RATE_LIMIT = "rateLimit { cost remaining resetAt }"
 
 #: The fields of a pull request the crawl needs, with the first page of its reviews and commits.
 PULL_REQUEST_FIELDS = f"""
 fragment PullRequestFields on PullRequest {{
-  fullDatabaseId id number title state isDraft body url
+  fullDatabaseId number title state isDraft body url
   createdAt updatedAt closedAt mergedAt merged
   additions deletions changedFiles baseRefName
   author {{ {_ACTOR} }}
@@ -131,7 +128,6 @@ def pull(node: Mapping[str, Any]) -> JSON:
     """A REST pull request detail object from a `PullRequestFields` node."""
     return {
         "id": _id(node),
-        "node_id": node.get("id"),
         "number": int(node["number"]),
         "title": node.get("title"),
         "state": "open" if node.get("state") == "OPEN" else "closed",
@@ -155,11 +151,9 @@ def review(node: Mapping[str, Any]) -> JSON:
     """A REST review object from a review node."""
     return {
         "id": _id(node),
-        "node_id": node.get("id"),
         "user": actor(node.get("author")),
         "state": node.get("state"),
         "submitted_at": node.get("submittedAt"),
-        "body": node.get("body"),
     }
 
 
@@ -167,21 +161,12 @@ def commit(node: Mapping[str, Any]) -> JSON:
     """A REST pull request commit object from a `PullRequestCommit` node."""
     data = node.get("commit") or {}
     author = data.get("author") or {}
-    committer = data.get("committer") or {}
     return {
         "sha": data.get("oid"),
         "commit": {
             "message": data.get("message"),
-            "author": {
-                "name": author.get("name"),
-                "email": author.get("email"),
-                "date": data.get("authoredDate"),
-            },
-            "committer": {
-                "name": committer.get("name"),
-                "email": committer.get("email"),
-                "date": data.get("committedDate"),
-            },
+            "author": {"email": author.get("email"), "date": data.get("authoredDate")},
+            "committer": {"date": data.get("committedDate")},
         },
         "author": _commit_account(author),
     }

@@ -11,6 +11,8 @@ query). Answers are stored in the REST form (`crawler_service.github.queries`).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -102,25 +104,28 @@ class GraphQLPulls:
         sweep.current, sweep.total = 0, 0
         after: str | None = None
         newest: datetime | None = None
-        while True:
-            page = await self._page(sweep, first, after)
-            if cutoff is None:
-                sweep.total = page.total
-            changed: list[dict[str, Any]] = []
-            reached_cutoff = False
-            for node in page.nodes:
-                updated = parse_time(node["updatedAt"])
-                newest = newer(newest, updated)
-                if cutoff is not None and updated is not None and updated < cutoff:
-                    reached_cutoff = True
-                    break
-                if sweep.refresh or known.get(int(node["number"])) != updated:
-                    changed.append(node)
-            await self._store(sweep, await self._complete(sweep, changed))
-            await sweep.renew()
-            if reached_cutoff or not page.has_next:
-                return sweep.current, newest
-            after, first = page.end_cursor, self.page_size
+        # Storing a page overlaps with asking for the next one; one store at a time, in order.
+        storing: asyncio.Task[None] | None = None
+        try:
+            while True:
+                page = await self._page(sweep, first, after)
+                if cutoff is None:
+                    sweep.total = page.total
+                changed, reached_cutoff, newest = _changed(page, cutoff, known, sweep, newest)
+                nodes = await self._complete(sweep, changed)
+                if storing is not None:
+                    await storing
+                storing = asyncio.create_task(self._store(sweep, nodes))
+                await sweep.renew()
+                if reached_cutoff or not page.has_next:
+                    await storing
+                    return sweep.current, newest
+                after, first = page.end_cursor, self.page_size
+        finally:
+            if storing is not None and not storing.done():
+                storing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await storing
 
     async def _page(self, sweep: Sweep, first: int, after: str | None) -> _PageOfPulls:
         variables = queries.pull_requests_variables(sweep.name, first, after)
@@ -209,6 +214,26 @@ class GraphQLPulls:
         await self.store.put_raw(sweep.key, records)
         sweep.current += len(nodes)
         await sweep.report(f"{sweep.name}: {sweep.current} pull requests via GraphQL")
+
+
+def _changed(
+    page: _PageOfPulls,
+    cutoff: datetime | None,
+    known: dict[int, datetime | None],
+    sweep: Sweep,
+    newest: datetime | None,
+) -> tuple[list[dict[str, Any]], bool, datetime | None]:
+    """The page's new or changed PRs above the cutoff, whether it reached the cutoff, and the
+    newest `updated_at` seen so far."""
+    changed: list[dict[str, Any]] = []
+    for node in page.nodes:
+        updated = parse_time(node["updatedAt"])
+        newest = newer(newest, updated)
+        if cutoff is not None and updated is not None and updated < cutoff:
+            return changed, True, newest
+        if sweep.refresh or known.get(int(node["number"])) != updated:
+            changed.append(node)
+    return changed, False, newest
 
 
 def _nodes(node: dict[str, Any], connection: str) -> list[dict[str, Any]]:

@@ -114,14 +114,21 @@ def answer(
     return Reply(200, body, cost)
 
 
-def _prepare(request: dict[str, Any]) -> tuple[DocumentNode, OperationDefinitionNode, Any]:
+@functools.lru_cache(maxsize=256)
+def _parsed(query: str) -> DocumentNode | list[dict[str, Any]]:
+    """The document of a query, or its errors; cached, as crawls send the same queries again."""
     try:
-        document = parse(request["query"])
+        document = parse(query)
     except GraphQLError as error:
-        raise _Rejected([_format(error)]) from None
+        return [_format(error)]
     problems = validate(schema(), document)
-    if problems:
-        raise _Rejected([_format(error) for error in problems])
+    return [_format(error) for error in problems] if problems else document
+
+
+def _prepare(request: dict[str, Any]) -> tuple[DocumentNode, OperationDefinitionNode, Any]:
+    document = _parsed(request["query"])
+    if isinstance(document, list):
+        raise _Rejected(document)
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     name = request.get("operationName")
     chosen = [o for o in operations if name is None or (o.name and o.name.value == name)]
