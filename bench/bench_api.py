@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import subprocess
 import tempfile
@@ -53,6 +52,8 @@ class Crawl:
 
     seconds: float
     fetch_seconds: float
+    #: Seconds per step, in order.
+    steps: dict[str, float]
     requests: int
     rest_ok: int
     queries: int
@@ -99,11 +100,10 @@ async def crawl(fake: FakeGitHub, url: str, api: str, repository: str, run_id: s
             outputs[step.name] = await step.run(ctx)
             seconds[step.name] = time.perf_counter() - started
     requests = fake.requests
-    if os.environ.get("BENCH_STEPS"):
-        print(run_id, {name: round(value, 2) for name, value in seconds.items()})
     return Crawl(
         seconds=sum(seconds.values()),
         fetch_seconds=seconds["fetch"],
+        steps=seconds,
         requests=len(requests),
         rest_ok=sum(1 for r in requests if r.method == "GET" and r.status == 200),
         queries=sum(1 for r in requests if r.method == "POST"),
@@ -172,6 +172,17 @@ def table(runs: Sequence[Run]) -> list[str]:
     return lines
 
 
+def step_table(runs: Sequence[Run]) -> list[str]:
+    names = list(runs[0].crawls["big rest"].steps)
+    lines = [f"| crawl | {' | '.join(names)} |", "|---|" + "---:|" * len(names)]
+    for crawl_name in runs[0].crawls:
+        medians = [
+            statistics.median(run.crawls[crawl_name].steps[step] for run in runs) for step in names
+        ]
+        lines.append(f"| {crawl_name} | " + " | ".join(f"{m:.2f}" for m in medians) + " |")
+    return lines
+
+
 def targets(runs: Sequence[Run]) -> list[str]:
     requests = _ratio(runs, "big auto", "big rest", "requests")
     seconds = _ratio(runs, "big auto", "big rest", "seconds")
@@ -231,6 +242,8 @@ def main() -> None:
         f"{CONCURRENCY}, SQLite; medians of {args.runs} run(s).\n"
     )
     print("\n".join(table(runs)))
+    print("\nSeconds per step (medians):\n")
+    print("\n".join(step_table(runs)))
     print()
     print("\n".join(targets(runs)))
 
