@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Literal, Self
+from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -78,13 +78,13 @@ class CrawlerSettings(BaseSettings):
             raise ValueError("must not contain credentials (user:token@); set GITHUB_TOKEN instead")
         return url
 
-    @model_validator(mode="after")
-    def _graphql_needs_token(self) -> Self:
-        if self.github_api == "graphql" and self.token is None:
-            raise ValueError(
-                "GHPULSE_GITHUB_API=graphql needs GITHUB_TOKEN: GitHub's GraphQL API requires one"
-            )
-        return self
+    @field_validator("github_api")
+    @classmethod
+    def _graphql_needs_token(cls, api: str, info: ValidationInfo) -> str:
+        token = info.data.get("github_token")
+        if api == "graphql" and not (token and token.get_secret_value()):
+            raise ValueError("graphql needs GITHUB_TOKEN: GitHub's GraphQL API requires one")
+        return api
 
     @property
     def uses_graphql(self) -> bool:
