@@ -24,8 +24,6 @@ class Listing:
 
     changed: dict[int, dict[str, Any]]
     newest: datetime | None
-    #: Whether the listing got down to the cutoff (or to its end) on the pages it read.
-    complete: bool = True
 
 
 def read_page(
