@@ -13,6 +13,7 @@ import pytest
 
 from common.jobs import CrawlSpec
 from crawler_service.data.store import CrawlerStore
+from crawler_service.errors import PermanentError
 from crawler_service.github.graphql import GraphQLClient
 from crawler_service.jobs.steps.fetch import API_AUTO, API_GRAPHQL
 from ghpulse.testing.fake_github import FakeGitHub, RequestRecord
@@ -161,3 +162,22 @@ async def _crawl_through_faults(
     async with client(fake, **options) as github, graphql_client(fake, **options) as graphql:
         runner = make_runner(store, github, tmp_path / "exports", graphql=graphql)
         return await runner.run(CrawlSpec((WIDGETS,))), runner, graphql
+
+
+async def test_auto_falls_back_to_rest_when_github_refuses_the_query(store, fake, tmp_path):
+    # An older GitHub Enterprise, say, whose schema lacks a field the query asks for.
+    fake.faults.graphql_errors("MAX_NODE_LIMIT_EXCEEDED", message="refused", count=5)
+
+    output = await crawl(store, fake, tmp_path, CrawlSpec((GADGETS,)))
+
+    assert output["prs_updated"] == 5
+    assert output["graphql_queries"] == 0
+    assert len(queries_sent(fake)) == 1
+    assert len([r for r in fake.requests if r.path.endswith("/commits")]) == 5
+
+
+async def test_graphql_mode_does_not_fall_back(store, fake, tmp_path):
+    fake.faults.graphql_errors("MAX_NODE_LIMIT_EXCEEDED", message="refused", count=5)
+
+    with pytest.raises(PermanentError, match="every repository failed"):
+        await crawl(store, fake, tmp_path, CrawlSpec((GADGETS,)), API_GRAPHQL)

@@ -35,6 +35,7 @@ from crawler_service.data.records import FetchResult, RawRecord
 from crawler_service.data.store import CrawlerStore
 from crawler_service.errors import PermanentError, TransientError
 from crawler_service.github.client import GitHubClient
+from crawler_service.github.errors import GitHubInvalid
 from crawler_service.github.graphql import GraphQLClient
 from crawler_service.jobs.registry import Output, StepContext
 from crawler_service.jobs.steps import closing, dedupe
@@ -189,7 +190,7 @@ class FetchStep:
         cutoff = (
             None if sweep.refresh or state.watermark is None else state.watermark - self.overlap
         )
-        prs_updated, newest = await self.pulls.fetch(sweep, etags, cutoff)
+        prs_updated, newest = await self._pulls(sweep, etags, cutoff)
         await self._releases(sweep, etags)
         if sweep.skipped_since is not None:
             newest = min(t for t in (newest, sweep.skipped_since) if t is not None)
@@ -221,6 +222,23 @@ class FetchStep:
             graphql_queries=sweep.graphql_queries,
             graphql_points=sweep.graphql_points,
         )
+
+    async def _pulls(
+        self, sweep: Sweep, etags: dict[str, str], cutoff: datetime | None
+    ) -> tuple[int, datetime | None]:
+        try:
+            return await self.pulls.fetch(sweep, etags, cutoff)
+        except GitHubInvalid as exc:
+            # `auto` falls back to REST when GitHub refuses the query itself (an older GitHub
+            # Enterprise without a field we ask for, say); `graphql` was asked for explicitly.
+            pulls = self.pulls
+            refused = self.graphql is not None and exc.url == self.graphql.url
+            if not (refused and self.api == API_AUTO and isinstance(pulls, GraphQLPulls)):
+                raise
+            sweep.ctx.log.warning(
+                "fetch.graphql_refused", repository=sweep.name, error=exc.github_message
+            )
+            return await pulls.rest.fetch(sweep, etags, cutoff)
 
     async def _repository(self, sweep: Sweep, etags: dict[str, str]) -> dict[str, Any]:
         url = self.github.url(f"/repos/{sweep.name}")
