@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+from typing import Any
 
 import structlog
 
@@ -17,6 +18,7 @@ from crawler_service.data import migrations
 from crawler_service.data.queries import Queries
 from crawler_service.data.store import CrawlerStore
 from crawler_service.github.client import GitHubClient, GitHubStats
+from crawler_service.github.graphql import GraphQLClient, GraphQLStats
 from crawler_service.jobs.pipeline import build_registry
 from crawler_service.jobs.registry import JobRegistry
 from crawler_service.metrics import CrawlerMetrics, instrument
@@ -46,6 +48,8 @@ class CrawlerApp(Lifecycle):
         self.settings = settings
         self.store: CrawlerStore | None = None
         self.github: GitHubClient | None = None
+        #: Only when the crawl fetches through GraphQL (a token, GHPULSE_GITHUB_API not `rest`).
+        self.graphql: GraphQLClient | None = None
         self.worker: Worker | None = None
         self.backfill = BackfillStarter(settings.scheduler_addr)
         self.host: ServerHost | None = None
@@ -58,16 +62,23 @@ class CrawlerApp(Lifecycle):
 
     def _github(self) -> GitHubClient:
         settings = self.settings
-        token = settings.github_token.get_secret_value() if settings.github_token else None
-        return GitHubClient(
-            settings.github_api_url,
-            token,
-            concurrency=settings.github_concurrency,
-            timeout=settings.github_timeout,
-            max_retries=settings.github_max_retries,
-            retry_backoff=settings.github_retry_backoff,
-            secondary_backoff=settings.github_secondary_backoff,
-        )
+        return GitHubClient(settings.github_api_url, settings.token, **self._github_options())
+
+    def _graphql(self) -> GraphQLClient | None:
+        settings = self.settings
+        if not settings.uses_graphql or settings.token is None:
+            return None
+        return GraphQLClient(settings.github_api_url, settings.token, **self._github_options())
+
+    def _github_options(self) -> dict[str, Any]:
+        settings = self.settings
+        return {
+            "concurrency": settings.github_concurrency,
+            "timeout": settings.github_timeout,
+            "max_retries": settings.github_max_retries,
+            "retry_backoff": settings.github_retry_backoff,
+            "secondary_backoff": settings.github_secondary_backoff,
+        }
 
     async def start(self) -> None:
         """Start everything; if a part fails (a busy port, say), stop what had started."""
@@ -83,7 +94,8 @@ class CrawlerApp(Lifecycle):
             await asyncio.to_thread(migrations.upgrade, settings.db)
         self.store = await CrawlerStore.open(settings.db)
         self.github = self._github()
-        registry = build_registry(self.store, self.github, settings)
+        self.graphql = self._graphql()
+        registry = build_registry(self.store, self.github, settings, graphql=self.graphql)
         load_plugins(registry, settings.plugins)
         self.metrics_server = await self._serve_metrics(registry)
         servicer = PullRequestServicer(Queries(self.store.engine), self.backfill)
@@ -103,12 +115,17 @@ class CrawlerApp(Lifecycle):
         listen = self.settings.metrics_listen
         if not listen:
             return None
-        metrics = CrawlerMetrics(self._github_stats, self._running_attempts, self.settings.slots)
+        metrics = CrawlerMetrics(
+            self._github_stats, self._running_attempts, self.settings.slots, self._graphql_stats
+        )
         instrument(registry, metrics)
         return await serve(metrics.registry, listen)
 
     def _github_stats(self) -> GitHubStats | None:
         return self.github.stats if self.github is not None else None
+
+    def _graphql_stats(self) -> GraphQLStats | None:
+        return self.graphql.stats if self.graphql is not None else None
 
     def _running_attempts(self) -> int:
         return len(self.worker.running()) if self.worker is not None else 0
@@ -124,6 +141,8 @@ class CrawlerApp(Lifecycle):
         await self.backfill.aclose()
         if self.github is not None:
             await self.github.aclose()
+        if self.graphql is not None:
+            await self.graphql.aclose()
         if self.store is not None:
             await self.store.aclose()
         if self.metrics_server is not None:

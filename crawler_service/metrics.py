@@ -1,7 +1,8 @@
 """The crawler's Prometheus metrics (names prefixed `ghpulse_`).
 
-GitHub figures are read from the client's own counters (`GitHubClient.stats`) at each scrape, so
-the client needs no hook. Steps are timed by wrapping the registry's steps (`instrument`), which
+GitHub figures are read from the clients' own counters (`GitHubClient.stats` for REST requests,
+`GraphQLClient.stats` for GraphQL queries and the points they cost) at each scrape, so the clients
+need no hook. Steps are timed by wrapping the registry's steps (`instrument`), which
 also covers steps of plugin jobs. `CrawlerApp` wires and serves them: this module knows no app.
 """
 
@@ -17,20 +18,26 @@ from prometheus_client.registry import Collector
 
 from crawler_service.errors import AttemptStopped
 from crawler_service.github.client import GitHubStats
+from crawler_service.github.graphql import GraphQLStats
 from crawler_service.jobs.registry import JobRegistry, Output, Step, StepContext
 
 STEP_BUCKETS = (0.05, 0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, float("inf"))
 
 
 class _Live(Collector):
-    """Figures read at scrape time: the GitHub client's counters and the worker's attempts."""
+    """Figures read at scrape time: the GitHub clients' counters and the worker's attempts."""
 
     def __init__(
-        self, stats: Callable[[], GitHubStats | None], running: Callable[[], int], slots: int
+        self,
+        stats: Callable[[], GitHubStats | None],
+        running: Callable[[], int],
+        slots: int,
+        graphql: Callable[[], GraphQLStats | None],
     ) -> None:
         self._stats = stats
         self._running = running
         self._slots = slots
+        self._graphql = graphql
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
@@ -44,6 +51,7 @@ class _Live(Collector):
         stats = self._stats()
         if stats is not None:
             yield from _github(stats)
+        yield from _graphql(self._graphql())
 
 
 def _github(stats: GitHubStats) -> Iterator[Metric]:
@@ -74,14 +82,43 @@ def _github(stats: GitHubStats) -> Iterator[Metric]:
         )
 
 
+def _graphql(stats: GraphQLStats | None) -> Iterator[Metric]:
+    """GraphQL figures: zero without a GraphQL client, so dashboards see REST and GraphQL side by
+    side whatever the configuration."""
+    stats = stats or GraphQLStats()
+    queries = CounterMetricFamily(
+        "ghpulse_github_graphql_queries",
+        "GitHub GraphQL answers by HTTP status (retries included).",
+        labels=["status"],
+    )
+    for status, count in sorted(stats.by_status.items()):
+        queries.add_metric([str(status)], count)
+    yield queries
+    yield CounterMetricFamily(
+        "ghpulse_github_graphql_points",
+        "Points of the GraphQL rate budget spent (rateLimit.cost of complete answers).",
+        value=stats.points,
+    )
+    if stats.rate_limit_remaining is not None:
+        yield GaugeMetricFamily(
+            "ghpulse_github_graphql_rate_limit_remaining",
+            "Points of the GraphQL budget left after the last answer.",
+            value=stats.rate_limit_remaining,
+        )
+
+
 class CrawlerMetrics:
     """The crawler's metrics in their own registry; see the module docstring."""
 
     def __init__(
-        self, stats: Callable[[], GitHubStats | None], running: Callable[[], int], slots: int
+        self,
+        stats: Callable[[], GitHubStats | None],
+        running: Callable[[], int],
+        slots: int,
+        graphql: Callable[[], GraphQLStats | None] = lambda: None,
     ) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(_Live(stats, running, slots))
+        self.registry.register(_Live(stats, running, slots, graphql))
         self.steps = Counter(
             "ghpulse_crawler_steps",
             "Steps run by this crawler, by job, step and outcome (succeeded, failed, stopped).",

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,6 +33,11 @@ class CrawlerSettings(BaseSettings):
         "https://api.github.com", validation_alias=_env("GHPULSE_GITHUB_API_URL")
     )
     github_token: SecretStr | None = Field(None, validation_alias=_env("GITHUB_TOKEN"))
+    #: How pull requests are fetched: `auto` (GraphQL behind a free conditional REST probe when a
+    #: token is set, else REST), `graphql` (always GraphQL; needs a token) or `rest`.
+    github_api: Literal["auto", "graphql", "rest"] = Field(
+        "auto", validation_alias=_env("GHPULSE_GITHUB_API")
+    )
     export_dir: str = Field(".ghpulse/exports", validation_alias=_env("GHPULSE_EXPORT_DIR"))
     worker_id: str = Field(
         default_factory=_default_worker_id, validation_alias=_env("GHPULSE_CRAWLER_ID")
@@ -71,3 +77,21 @@ class CrawlerSettings(BaseSettings):
         if urlsplit(url).netloc.rpartition("@")[1]:
             raise ValueError("must not contain credentials (user:token@); set GITHUB_TOKEN instead")
         return url
+
+    @field_validator("github_api")
+    @classmethod
+    def _graphql_needs_token(cls, api: str, info: ValidationInfo) -> str:
+        token = info.data.get("github_token")
+        if api == "graphql" and not (token and token.get_secret_value()):
+            raise ValueError("graphql needs GITHUB_TOKEN: GitHub's GraphQL API requires one")
+        return api
+
+    @property
+    def uses_graphql(self) -> bool:
+        """Whether the crawl fetches pull requests through GraphQL (see `github_api`)."""
+        return self.github_api != "rest" and self.token is not None
+
+    @property
+    def token(self) -> str | None:
+        """The GitHub token, None when unset or empty."""
+        return self.github_token.get_secret_value() or None if self.github_token else None

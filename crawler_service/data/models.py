@@ -136,6 +136,8 @@ class FetchProgress(Base):
     #: Pull requests listed but gone by the time their detail, reviews or commits were asked for:
     #: `[{"number": N, "reason": "..."}]` (the next crawl retries them).
     skipped: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    graphql_queries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    graphql_points: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     finished_at: Mapped[datetime]
 
 

@@ -54,6 +54,9 @@ class FetchResult:
     not_modified: int = 0
     #: Pull requests listed but gone (404) before their detail was fetched: number and reason.
     skipped: tuple[SkippedPull, ...] = ()
+    #: GraphQL queries sent and the points of the GraphQL budget they cost.
+    graphql_queries: int = 0
+    graphql_points: int = 0
 
 
 @dataclass(frozen=True)

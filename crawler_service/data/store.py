@@ -178,6 +178,8 @@ class CrawlerStore(Closing):
             "requests": result.requests,
             "not_modified": result.not_modified,
             "skipped": [{"number": s.number, "reason": s.reason} for s in result.skipped] or None,
+            "graphql_queries": result.graphql_queries,
+            "graphql_points": result.graphql_points,
             "finished_at": self.clock.now(),
         }
         stmt = self._insert(conn, FetchProgress).values(**values)
@@ -204,6 +206,8 @@ class CrawlerStore(Closing):
                     r.requests,
                     r.not_modified,
                     tuple(SkippedPull(s["number"], s["reason"]) for s in r.skipped or ()),
+                    r.graphql_queries,
+                    r.graphql_points,
                 )
                 for r in rows
             ]
@@ -215,22 +219,29 @@ class CrawlerStore(Closing):
         if not records:
             return
         now = self.clock.now()
+        rows = [
+            {
+                "repository": repository,
+                "kind": record.kind,
+                "key": record.key,
+                "data": record.data,
+                "item_updated_at": record.item_updated_at,
+                "fetched_at": now,
+                "pending": True,
+            }
+            for record in records
+        ]
         async with self.engine.begin() as conn:
-            for record in records:
-                values = {
-                    "data": record.data,
-                    "item_updated_at": record.item_updated_at,
-                    "fetched_at": now,
-                    "pending": True,
-                }
-                stmt = self._insert(conn, RawItem).values(
-                    repository=repository, kind=record.kind, key=record.key, **values
-                )
-                await conn.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=["repository", "kind", "key"], set_=values
-                    )
-                )
+            stmt = self._insert(conn, RawItem)
+            replaced = ("data", "item_updated_at", "fetched_at", "pending")
+            # One executemany for the batch (a GraphQL page stores 3 items per PR at once).
+            await conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["repository", "kind", "key"],
+                    set_={name: stmt.excluded[name] for name in replaced},
+                ),
+                rows,
+            )
 
     async def known_pulls(self, repository: str) -> dict[int, datetime | None]:
         """PR number -> the `updated_at` of its stored detail."""
@@ -307,24 +318,28 @@ class CrawlerStore(Closing):
         Each entry is (pull_requests row, reviews rows, commits rows); a PR's size class and cycle
         times are kept until the classify step recomputes them.
         """
+        if not pulls:
+            return
+        numbers = [pull["number"] for pull, _reviews, _commits in pulls]
         async with self.engine.begin() as conn:
-            for pull, reviews, commits in pulls:
-                number = pull["number"]
-                stmt = self._insert(conn, PullRequest).values(**pull)
-                update = {k: v for k, v in pull.items() if k not in ("repository", "number")}
+            # A few statements per batch, not per PR: statements, not rows, are what cost here.
+            stmt = self._insert(conn, PullRequest)
+            kept = ("repository", "number")
+            update = {k: stmt.excluded[k] for k in pulls[0][0] if k not in kept}
+            await conn.execute(
+                stmt.on_conflict_do_update(index_elements=list(kept), set_=update),
+                [dict(pull) for pull, _reviews, _commits in pulls],
+            )
+            for model, rows in (
+                (Review, [dict(row) for _pull, reviews, _commits in pulls for row in reviews]),
+                (Commit, [dict(row) for _pull, _reviews, commits in pulls for row in commits]),
+            ):
                 await conn.execute(
-                    stmt.on_conflict_do_update(index_elements=["repository", "number"], set_=update)
+                    sa.delete(model).where(
+                        model.repository == repository, model.pr_number.in_(numbers)
+                    )
                 )
-                await self._replace_children(conn, Review, repository, number, reviews)
-                await self._replace_children(conn, Commit, repository, number, commits)
-
-    async def _replace_children(
-        self, conn: AsyncConnection, model: Any, repository: str, number: int, rows: Sequence[Row]
-    ) -> None:
-        await conn.execute(
-            sa.delete(model).where(model.repository == repository, model.pr_number == number)
-        )
-        await self._insert_replacing(conn, model, [dict(row) for row in rows])
+                await self._insert_replacing(conn, model, rows)
 
     async def replace_releases(self, repository: str, rows: Sequence[Row]) -> None:
         """Replace the stored releases of `repository`."""

@@ -98,3 +98,47 @@ def backoff(base: float, retries: int, rand: Callable[[], float] = random.random
     """
     ceiling: float = base * 2**retries
     return ceiling / 2 + rand() * ceiling / 2
+
+
+#: GraphQL error types that say the primary budget is spent (GitHub has sent both spellings).
+_GRAPHQL_RATE_LIMITED = frozenset({"RATE_LIMITED", "RATE_LIMIT"})
+#: GraphQL error types that retrying the same query cannot fix (the query or the target is wrong).
+_GRAPHQL_INVALID = frozenset(
+    {"EXCESSIVE_PAGINATION", "MAX_NODE_LIMIT_EXCEEDED", "MISSING_PAGINATION_BOUNDARIES"}
+)
+
+
+class GraphQLProblem(enum.Enum):
+    """What the `errors` of a GraphQL answer mean for the query that got them."""
+
+    RATE_LIMITED = "rate_limited"
+    SECONDARY = "secondary"
+    NOT_FOUND = "not_found"
+    FORBIDDEN = "forbidden"
+    INVALID = "invalid"
+    #: Anything else, partial data included: GitHub's own failure, worth retrying.
+    TRANSIENT = "transient"
+
+
+def graphql_problem(body: Mapping[str, object]) -> GraphQLProblem | None:
+    """Classify a GraphQL answer's `errors` (None: no errors, the data is complete).
+
+    An answer without `data` whose errors carry no `type` is a query GitHub refused to run
+    (syntax, unknown field, wrong argument): invalid, never retried.
+    """
+    errors = body.get("errors")
+    if not errors or not isinstance(errors, list):
+        return None
+    types = {str(e.get("type") or "") for e in errors if isinstance(e, dict)}
+    messages = " ".join(str(e.get("message") or "") for e in errors if isinstance(e, dict))
+    if types & _GRAPHQL_RATE_LIMITED:
+        return GraphQLProblem.RATE_LIMITED
+    if "secondary rate limit" in messages.lower():
+        return GraphQLProblem.SECONDARY
+    if "NOT_FOUND" in types:
+        return GraphQLProblem.NOT_FOUND
+    if "FORBIDDEN" in types:
+        return GraphQLProblem.FORBIDDEN
+    if types & _GRAPHQL_INVALID or ("data" not in body and types <= {""}):
+        return GraphQLProblem.INVALID
+    return GraphQLProblem.TRANSIENT

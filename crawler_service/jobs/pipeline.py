@@ -14,6 +14,7 @@ from pathlib import Path
 from common.jobs import JobKind, JobSpec
 from crawler_service.data.store import CrawlerStore
 from crawler_service.github.client import GitHubClient
+from crawler_service.github.graphql import GraphQLClient
 from crawler_service.jobs.registry import Job, JobRegistry, Output
 from crawler_service.jobs.steps.classify import ClassifyStep
 from crawler_service.jobs.steps.export import ExportStep
@@ -31,6 +32,8 @@ def summarize_crawl(_spec: JobSpec, outputs: Mapping[str, Output]) -> Output:
         "prs_updated": fetch.get("prs_updated", 0),
         "requests": fetch.get("requests", 0),
         "not_modified": fetch.get("not_modified", 0),
+        "graphql_queries": fetch.get("graphql_queries", 0),
+        "graphql_points": fetch.get("graphql_points", 0),
         "failed_repositories": list(fetch.get("failed_repositories", [])),
         "skipped_pull_requests": list(fetch.get("skipped_pull_requests", [])),
         "links": outputs.get("link", {}).get("links", 0),
@@ -48,11 +51,19 @@ def build_registry(
     github: GitHubClient,
     settings: CrawlerSettings,
     *,
+    graphql: GraphQLClient | None = None,
     fetch: FetchStep | None = None,
 ) -> JobRegistry:
-    """A registry with the crawl, recalculate and backfill_links jobs (`fetch` overrides the fetch
-    step's tuning, e.g. in tests)."""
-    fetch = fetch or FetchStep(store, github, concurrency=max(2 * settings.github_concurrency, 1))
+    """A registry with the crawl, recalculate and backfill_links jobs. The crawl fetches through
+    `graphql` as `settings.github_api` says when it is given; `fetch` overrides the fetch step's
+    tuning, e.g. in tests."""
+    fetch = fetch or FetchStep(
+        store,
+        github,
+        concurrency=max(2 * settings.github_concurrency, 1),
+        graphql=graphql,
+        api=settings.github_api,
+    )
     upsert, link = UpsertStep(store), LinkStep(store)
     classify, export = ClassifyStep(store), ExportStep(store, Path(settings.export_dir))
     registry = JobRegistry()

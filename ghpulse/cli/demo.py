@@ -3,8 +3,10 @@
 It serves the bundled sample dataset (organization `ghpulse-demo`) from the fake GitHub, starts the
 scheduler and a crawler on free ports with their databases in a temporary directory (or `--dir`),
 crawls the organization (all but its archived repository) with a progress bar per step, then
-prints each repository's PR counts, size classes and cycle-time percentiles
-(PullRequestService.GetRepositoryStats).
+prints what the crawl cost on GitHub (REST requests, GraphQL queries and points) and each
+repository's PR counts, size classes and cycle-time percentiles
+(PullRequestService.GetRepositoryStats). The crawler gets a dummy token, which the fake GitHub
+requires, so the crawl takes the GraphQL path a real token takes (never the user's GITHUB_TOKEN).
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from rich.console import Console
 from ghpulse.cli.output import EXIT_ERROR, OutputFormat, console, fail, run
 
 SAMPLE_ORG = "ghpulse-demo"
+#: The fake GitHub's token: a real one (GITHUB_TOKEN) must never reach it.
+DEMO_TOKEN = "ghpulse-demo-token"
 #: Quick shutdowns: nothing is left running when the demo stops the services.
 _SCHEDULER_EXTRA = (("shutdown_grace", 1.0), ("sweep_interval", 0.5), ("migrate", True))
-_CRAWLER_EXTRA = (("shutdown_grace", 1.0), ("github_token", None), ("plugins", ""))
+_CRAWLER_EXTRA = (("shutdown_grace", 1.0), ("github_token", DEMO_TOKEN), ("plugins", ""))
 
 
 def demo(
@@ -54,7 +58,7 @@ async def _demo(data_dir: Path) -> int:
     from ghpulse.testing.fake_github import SAMPLE_DIR, FakeGitHub
 
     out = console()
-    with FakeGitHub(SAMPLE_DIR) as github:
+    with FakeGitHub(SAMPLE_DIR, token=DEMO_TOKEN) as github:
         repositories = [
             str(repo["full_name"])
             for repo in github.dataset.org_repositories(SAMPLE_ORG)
@@ -95,6 +99,8 @@ def _print_setup(console: Console, github_url: str, services: object, data_dir: 
 async def _crawl_and_report(
     console: Console, scheduler: str, crawler: str, repositories: list[str]
 ) -> int:
+    from google.protobuf.json_format import MessageToDict
+
     from common.client.aio import GhpulseClient
     from common.jobs import CrawlSpec
     from ghpulse.cli.progress import describe_end, exit_code, watch_run
@@ -108,6 +114,8 @@ async def _crawl_and_report(
         console.print(describe_end(view))
         if exit_code(view.state):
             return exit_code(view.state) or EXIT_ERROR
+        run = await client.get_run(triggered.run_id)
+        console.print(github_cost(MessageToDict(run.output)))
         stats = await asyncio.gather(*(client.repository_stats(r) for r in repositories))
     console.print()
     console.print(stats_table(stats))
@@ -116,6 +124,19 @@ async def _crawl_and_report(
         "real repositories with [bold]ghpulse trigger crawl owner/repo --watch[/]."
     )
     return 0
+
+
+def github_cost(output: dict[str, object]) -> str:
+    """One line: what a crawl run's output says it cost on GitHub."""
+
+    def count(key: str) -> int:
+        value = output.get(key, 0)
+        return int(value) if isinstance(value, int | float) else 0
+
+    return (
+        f"GitHub: {count('requests')} REST requests ({count('not_modified')} answered 304, free), "
+        f"{count('graphql_queries')} GraphQL queries ({count('graphql_points')} points)"
+    )
 
 
 def register(app: typer.Typer) -> None:

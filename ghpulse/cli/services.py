@@ -64,6 +64,9 @@ def crawler(
     db: Annotated[str | None, typer.Option(help="GHPULSE_CRAWLER_DB (SQLAlchemy URL)")] = None,
     scheduler_addr: Annotated[str | None, typer.Option(help="GHPULSE_SCHEDULER_ADDR")] = None,
     github_api_url: Annotated[str | None, typer.Option(help="GHPULSE_GITHUB_API_URL")] = None,
+    github_api: Annotated[
+        str | None, typer.Option(help="GHPULSE_GITHUB_API: auto, graphql or rest")
+    ] = None,
     export_dir: Annotated[str | None, typer.Option(help="GHPULSE_EXPORT_DIR")] = None,
     slots: Annotated[int | None, typer.Option(help="GHPULSE_CRAWLER_SLOTS")] = None,
     worker_id: Annotated[str | None, typer.Option(help="GHPULSE_CRAWLER_ID")] = None,
@@ -84,6 +87,7 @@ def crawler(
         db=db,
         scheduler_addr=scheduler_addr,
         github_api_url=github_api_url,
+        github_api=github_api,
         export_dir=export_dir,
         slots=slots,
         worker_id=worker_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -33,6 +34,8 @@ def test_demo_crawls_the_sample_and_prints_the_table(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "succeeded" in out
+    # The demo's dummy token takes the GraphQL path, behind the free REST probe.
+    assert re.search(r"GitHub: \d+ REST requests .*, [1-9]\d* GraphQL queries \(\d+ points\)", out)
     assert "Pull requests by repository" in out
     for repository in ("ghpulse-demo/api", "ghpulse-demo/infra", "ghpulse-demo/web"):
         assert repository in out

@@ -67,6 +67,20 @@ def test_crawler_with_an_invalid_variable_names_it(tmp_path: Path) -> None:
     _assert_one_line_error(code, output, "GHPULSE_CRAWLER_SLOTS")
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["--github-api", "soap"], {}, "github_api"),
+        ([], {"GHPULSE_GITHUB_API": "graphql", "GITHUB_TOKEN": ""}, "needs GITHUB_TOKEN"),
+    ],
+)
+def test_crawler_with_an_impossible_github_api(
+    tmp_path: Path, args: list[str], env: dict[str, str], expected: str
+) -> None:
+    code, output = _ghpulse(tmp_path, "crawler", *args, env=env)
+    _assert_one_line_error(code, output, expected)
+
+
 def test_migrate_of_an_unreachable_database_hides_its_password(tmp_path: Path) -> None:
     url = f"postgresql://ghp:{SECRET}@127.0.0.1:1/ghp"
     code, output = _ghpulse(tmp_path, "migrate", "crawler", "--crawler-db", url)

@@ -107,12 +107,17 @@ async def test_after_crawls_both_endpoints_report_them(c: Cluster, fake: FakeGit
     assert value(k, "ghpulse_crawler_attempts_running") == 0
     assert value(k, "ghpulse_crawler_slots") == 2
     ok, not_modified = (value(k, "ghpulse_github_requests_total", status=s) for s in ("200", "304"))
-    assert ok + not_modified == len(fake.requests)
+    assert ok + not_modified == len([r for r in fake.requests if r.method == "GET"])
     assert not_modified == value(k, "ghpulse_github_not_modified_total") > 0
     assert value(k, "ghpulse_github_not_modified_ratio") == pytest.approx(
         not_modified / (ok + not_modified)
     )
     assert 0 < value(k, "ghpulse_github_rate_limit_remaining") < 5000
+    # With a token the changed PRs came through GraphQL (the second crawl sent no query).
+    queries = [r for r in fake.requests if r.method == "POST"]
+    assert value(k, "ghpulse_github_graphql_queries_total", status="200") == len(queries) == 1
+    assert value(k, "ghpulse_github_graphql_points_total") == sum(fake.graphql_points) == 1
+    assert value(k, "ghpulse_github_graphql_rate_limit_remaining") == 4999
 
 
 async def test_waiting_runs_and_watchers(c: Cluster) -> None:

@@ -14,6 +14,7 @@ from common.jobs import JobSpec
 from crawler_service.data.models import ClosingLink, Commit, PullRequest, Release, Review
 from crawler_service.data.store import CrawlerStore
 from crawler_service.github.client import GitHubClient
+from crawler_service.github.graphql import GraphQLClient
 from crawler_service.jobs.pipeline import build_registry
 from crawler_service.jobs.registry import JobRegistry, Output, StepContext
 from crawler_service.jobs.steps.fetch import FetchStep
@@ -161,6 +162,17 @@ def client(fake: FakeGitHub, **kwargs: Any) -> GitHubClient:
         "max_retries": 4,
     }
     return GitHubClient(fake.url, "ghp_secret_token_123", **{**options, **kwargs})
+
+
+def graphql_client(fake: FakeGitHub, **kwargs: Any) -> GraphQLClient:
+    """A GraphQL client for `fake`, retrying at once (like `client`)."""
+    options: dict[str, Any] = {
+        "retry_backoff": 0.0,
+        "secondary_backoff": 0.0,
+        "sleep": instant_sleep,
+        "max_retries": 4,
+    }
+    return GraphQLClient(fake.url, "ghp_secret_token_123", **{**options, **kwargs})
 
 
 @dataclass

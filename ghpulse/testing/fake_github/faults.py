@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 
@@ -34,7 +35,11 @@ class FaultKind(enum.Enum):
     #: Answer normally after `delay` seconds.
     SLOW = "slow"
     #: Spend the primary rate-limit budget (reset in `reset_in` seconds), then answer as GitHub.
+    #: On `/graphql` it is the GraphQL budget, and GitHub answers with a RATE_LIMITED error.
     PRIMARY = "primary"
+    #: GraphQL only: answer 200 with `errors` of `error_type` ("" for none) and no data, or, with
+    #: `partial`, with the query's data minus `repository` (what GitHub does when part failed).
+    GRAPHQL_ERRORS = "graphql_errors"
 
 
 @dataclass
@@ -49,6 +54,8 @@ class Fault:
     message: str | None = None
     delay: float = 0.0
     reset_in: int = 60
+    error_type: str = ""
+    partial: bool = False
 
     def body(self) -> dict[str, str]:
         """The JSON error body of a STATUS fault."""
@@ -68,7 +75,16 @@ class Fault:
             message=data.get("message"),
             delay=float(data.get("delay", 0.0)),
             reset_in=int(data.get("reset_in", 60)),
+            error_type=str(data.get("error_type", "")),
+            partial=bool(data.get("partial", False)),
         )
+
+    def graphql_body(self) -> dict[str, Any]:
+        """The answer of a GRAPHQL_ERRORS fault without `partial`."""
+        error: dict[str, Any] = {"message": self.message or "Something went wrong"}
+        if self.error_type:
+            error["type"] = self.error_type
+        return {"data": None, "errors": [error]}
 
 
 def _reason(status: int) -> str:
@@ -121,6 +137,26 @@ class Faults:
         """Spend the whole primary budget at the next matching request (reset in `reset_in` s)."""
         return self.add(Fault(FaultKind.PRIMARY, path_pattern, 1, reset_in=reset_in))
 
+    def graphql_errors(
+        self,
+        error_type: str = "",
+        *,
+        partial: bool = False,
+        message: str | None = None,
+        count: int = 1,
+    ) -> Fault:
+        """Answer the next `count` GraphQL queries with errors (see `FaultKind.GRAPHQL_ERRORS`)."""
+        return self.add(
+            Fault(
+                FaultKind.GRAPHQL_ERRORS,
+                "^/graphql$",
+                count,
+                message=message,
+                error_type=error_type,
+                partial=partial,
+            )
+        )
+
     def take(self, path: str) -> Fault | None:
         """The first pending fault matching `path`, consuming one of its count."""
         with self._lock:
@@ -145,25 +181,31 @@ class Faults:
 
 
 class RateBudget:
-    """GitHub's primary rate limit: `limit` requests per `window` seconds, refilled at reset."""
+    """GitHub's primary rate limit: `limit` requests (GraphQL: points) per `window` seconds,
+    refilled at reset; `resource` is `core` for REST, `graphql` for GraphQL."""
 
     def __init__(
-        self, limit: int = 5000, window: int = 3600, clock: Callable[[], float] = time.time
+        self,
+        limit: int = 5000,
+        window: int = 3600,
+        clock: Callable[[], float] = time.time,
+        resource: str = "core",
     ) -> None:
         self._lock = threading.Lock()
         self._clock = clock
+        self.resource = resource
         self.limit = limit
         self.window = window
         self.remaining = limit
         self.reset = int(clock()) + window
 
-    def charge(self) -> bool:
-        """Spend one request; False (and nothing spent) when the budget is exhausted."""
+    def charge(self, amount: int = 1) -> bool:
+        """Spend `amount`; False (and nothing spent) when the budget cannot pay it."""
         with self._lock:
             self._refill()
-            if self.remaining <= 0:
+            if self.remaining < amount or self.remaining <= 0:
                 return False
-            self.remaining -= 1
+            self.remaining -= amount
             return True
 
     def set(self, remaining: int, reset_in: int | None = None) -> None:
@@ -182,7 +224,19 @@ class RateBudget:
                 "x-ratelimit-remaining": str(self.remaining),
                 "x-ratelimit-reset": str(self.reset),
                 "x-ratelimit-used": str(self.limit - self.remaining),
-                "x-ratelimit-resource": "core",
+                "x-ratelimit-resource": self.resource,
+            }
+
+    def state(self) -> dict[str, Any]:
+        """The budget as GraphQL's `RateLimit` object shows it (`cost` and `nodeCount` aside)."""
+        with self._lock:
+            self._refill()
+            reset = datetime.fromtimestamp(self.reset, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            return {
+                "limit": self.limit,
+                "remaining": self.remaining,
+                "used": self.limit - self.remaining,
+                "resetAt": reset,
             }
 
     def _refill(self) -> None:

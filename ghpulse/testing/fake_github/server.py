@@ -1,11 +1,12 @@
 """The fake GitHub's HTTP server: a stdlib threading server, in-process or as its own process.
 
-Besides the GitHub endpoints (also under `/api/v3`, like GitHub Enterprise) it has a control API
-for tests that drive a separate process:
+Besides the REST endpoints (also under `/api/v3`, like GitHub Enterprise) it serves GraphQL at
+`POST /graphql` (and `/api/graphql`, see `graphql_api`), with its own budget of points. It has a
+control API for tests that drive a separate process:
 `POST /_fake/faults` (a fault object or a list, see `Fault.from_json`), `DELETE /_fake/faults`,
 `GET /_fake/requests`, `DELETE /_fake/requests`, `POST /_fake/rate_limit`
-(`{"remaining": 0, "reset_in": 42}`) and `POST /_fake/touch_pull`
-(`{"repo": "o/r", "number": 1, "changes": {...}}`).
+(`{"remaining": 0, "reset_in": 42}`, `"resource": "graphql"` for the GraphQL budget) and
+`POST /_fake/touch_pull` (`{"repo": "o/r", "number": 1, "changes": {...}}`).
 """
 
 from __future__ import annotations
@@ -31,9 +32,12 @@ from ghpulse.testing.fake_github.faults import (
     Faults,
     RateBudget,
 )
+from ghpulse.testing.fake_github.graphql_api import DOCS as GRAPHQL_DOCS
+from ghpulse.testing.fake_github.graphql_api import answer as graphql_answer
 from ghpulse.testing.fake_github.routes import Answer, route
 
 ENTERPRISE_PREFIX = "/api/v3"
+GRAPHQL_PATHS = ("/graphql", "/api/graphql")
 CONTROL_PREFIX = "/_fake/"
 #: How often the serving thread checks for `stop()` (the stdlib default, 0.5 s, slows tests).
 POLL_INTERVAL = 0.02
@@ -51,8 +55,9 @@ class RequestRecord(NamedTuple):
 class FakeGitHub:
     """A fake GitHub REST API serving `dataset`; use as `with FakeGitHub(ds) as github:`.
 
-    `latency` delays every answer (seconds). `token`, when set, is required as a Bearer token.
-    `clock` drives the rate-limit reset, so tests can move time instead of waiting.
+    `latency` delays every answer (seconds). `token`, when set, is required as a Bearer token
+    (GraphQL always requires one, like GitHub). `clock` drives the rate-limit resets, so tests can
+    move time instead of waiting. `graphql_points` lists the cost of every GraphQL query answered.
     """
 
     def __init__(
@@ -63,6 +68,7 @@ class FakeGitHub:
         host: str = "127.0.0.1",
         port: int = 0,
         rate_limit: int = 5000,
+        graphql_rate_limit: int = 5000,
         token: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -71,6 +77,8 @@ class FakeGitHub:
         self.token = token
         self.faults = Faults()
         self.budget = RateBudget(rate_limit, clock=clock)
+        self.graphql_budget = RateBudget(graphql_rate_limit, clock=clock, resource="graphql")
+        self.graphql_points: list[int] = []
         self._lock = threading.Lock()
         self._requests: list[RequestRecord] = []
         self._in_flight = 0
@@ -171,8 +179,9 @@ class FakeGitHub:
             self.reset_requests()
             return 200, {}
         if (method, name) == ("POST", "rate_limit"):
-            self.budget.set(int(body["remaining"]), body.get("reset_in"))
-            return 200, self.budget.headers()
+            budget = self.graphql_budget if body.get("resource") == "graphql" else self.budget
+            budget.set(int(body["remaining"]), body.get("reset_in"))
+            return 200, budget.headers()
         if (method, name) == ("POST", "touch_pull"):
             pr = self.dataset.touch_pull(
                 body["repo"], int(body["number"]), **body.get("changes", {})
@@ -222,10 +231,48 @@ class _Handler(BaseHTTPRequestHandler):
         path, query = self._exchange
         self._exchange = None
         self.fake._leave()
-        self.fake._record("GET", path, query, status)
+        self.fake._record(self.command, path, query, status)
 
     def do_POST(self) -> None:
-        self._serve_control("POST", self._target()[0])
+        path = urlsplit(self.path).path
+        if path not in GRAPHQL_PATHS:
+            self._serve_control("POST", self._target()[0])
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        self.fake._enter()
+        self._exchange = ("/graphql", {})
+        try:
+            self._serve_graphql(raw)
+        finally:
+            self._finish(0)
+
+    def _serve_graphql(self, raw: bytes) -> int:
+        fake = self.fake
+        if fake.latency:
+            time.sleep(fake.latency)
+        fault = fake.faults.take("/graphql")
+        partial: str | None = None
+        if fault is not None and fault.kind is FaultKind.GRAPHQL_ERRORS:
+            if not fault.partial:
+                return self._send(200, fault.graphql_body(), fake.graphql_budget.headers())
+            partial = fault.error_type
+        elif fault is not None:
+            early = self._apply_fault(fault, fake.graphql_budget)
+            if early is not None:
+                return early
+        header = self.headers.get("Authorization")
+        if header is None or not fake._authorized(header):
+            message = {
+                "message": "This endpoint requires you to be authenticated.",
+                "documentation_url": GRAPHQL_DOCS,
+            }
+            return self._send(401, message, {})
+        reply = graphql_answer(fake.dataset, fake.graphql_budget, raw, partial_error=partial)
+        if reply.cost:
+            with fake._lock:
+                fake.graphql_points.append(reply.cost)
+        return self._send(reply.status, reply.body, fake.graphql_budget.headers())
 
     def do_DELETE(self) -> None:
         self._serve_control("DELETE", self._target()[0])
@@ -252,14 +299,14 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(fake.latency)
         fault = fake.faults.take(path)
         if fault is not None:
-            early = self._apply_fault(fault)
+            early = self._apply_fault(fault, fake.budget)
             if early is not None:
                 return early
         if not fake._authorized(self.headers.get("Authorization")):
             return self._send(401, {"message": "Bad credentials", "documentation_url": DOCS}, {})
         return self._answer(path, query, prefix)
 
-    def _apply_fault(self, fault: Fault) -> int | None:
+    def _apply_fault(self, fault: Fault, budget: RateBudget) -> int | None:
         """Apply a fault; the status sent when it answered the request itself."""
         if fault.kind is FaultKind.DROP:
             self._finish(0)
@@ -269,9 +316,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.kind is FaultKind.SLOW:
             time.sleep(fault.delay)
         elif fault.kind is FaultKind.PRIMARY:
-            self.fake.budget.set(0, fault.reset_in)
+            budget.set(0, fault.reset_in)
         elif fault.kind is FaultKind.STATUS:
-            headers = self.fake.budget.headers()
+            headers = budget.headers()
             if fault.retry_after is not None:
                 headers["retry-after"] = str(fault.retry_after)
             return self._send(fault.status, fault.body(), headers)
