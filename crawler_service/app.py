@@ -47,7 +47,8 @@ class CrawlerApp(Lifecycle):
         self.store: CrawlerStore | None = None
         self.github: GitHubClient | None = None
         self.worker: Worker | None = None
-        self.backfill = BackfillStarter(settings.scheduler_addr)
+        self.security = settings.server_security()
+        self.backfill = BackfillStarter(settings.scheduler_addr, settings.scheduler_credentials())
         self.host: ServerHost | None = None
         self.metrics_server: MetricsServer | None = None
 
@@ -71,6 +72,8 @@ class CrawlerApp(Lifecycle):
 
     async def start(self) -> None:
         """Start everything; if a part fails (a busy port, say), stop what had started."""
+        # Before anything is opened: a refused configuration exits at once, in one line.
+        self.security.check_exposure(self.settings.listen)
         try:
             await self._start()
         except BaseException:
@@ -92,6 +95,7 @@ class CrawlerApp(Lifecycle):
             SERVICE_NAMES,
             lambda server: add_to_server(servicer, server),
             grace=settings.shutdown_grace,
+            security=self.security,
         )
         await self.host.start()
         self.worker = Worker(settings, registry)

@@ -75,7 +75,11 @@ class SchedulerApp(Lifecycle):
             settings, self.store, self.orchestrator, self.clock, metrics=self.firing_metrics
         )
         self.host = ServerHost(
-            settings.listen, SERVICE_NAMES, self._register, grace=settings.shutdown_grace
+            settings.listen,
+            SERVICE_NAMES,
+            self._register,
+            grace=settings.shutdown_grace,
+            security=settings.server_security(),
         )
         self._tasks: list[asyncio.Task[None]] = []
         self.metrics_server: MetricsServer | None = None
@@ -98,6 +102,8 @@ class SchedulerApp(Lifecycle):
         return self.host.address
 
     async def start(self) -> None:
+        # Before anything is opened: a refused configuration exits at once, in one line.
+        self.host.check_exposure()
         try:
             await self._start()
         except BaseException:

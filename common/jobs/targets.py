@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from common.errors import FieldViolation
+from common.errors import FieldViolation, quote
 
 MAX_TARGETS = 1000
 _OWNER = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})"
@@ -22,7 +22,7 @@ def repository_violations(field: str, name: str) -> list[FieldViolation]:
     """A violation of `field` unless `name` is an 'owner/name' repository."""
     if _REPOSITORY.match(name):
         return []
-    return [FieldViolation(field, f"{name!r} is not an 'owner/name' repository")]
+    return [FieldViolation(field, f"{quote(name)} is not an 'owner/name' repository")]
 
 
 def target_violations(
@@ -40,7 +40,7 @@ def target_violations(
         violations += repository_violations(f"{prefix}.repositories[{index}]", name)
     if organization and not _ORGANIZATION.match(organization):
         violations.append(
-            FieldViolation(f"{prefix}.organization", f"{organization!r} is not a GitHub login")
+            FieldViolation(f"{prefix}.organization", f"{quote(organization)} is not a GitHub login")
         )
     return violations
 

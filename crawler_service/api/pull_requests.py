@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from common.errors import FieldViolation, InvalidArgument, require
+from common.errors import FieldViolation, InvalidArgument, quote, require
 from common.proto.ghpulse.v1 import pull_request_service_pb2 as pb
 from common.proto.ghpulse.v1 import pull_request_service_pb2_grpc as pb_grpc
 from crawler_service.api.backfill import BackfillStarter
@@ -73,7 +73,7 @@ class ListArguments:
 def _repository_violations(value: str, field: str = "repository") -> list[FieldViolation]:
     if _REPOSITORY.match(value):
         return []
-    return [FieldViolation(field, f"{value!r} is not an 'owner/name' repository")]
+    return [FieldViolation(field, f"{quote(value)} is not an 'owner/name' repository")]
 
 
 def _positive_violations(value: int, field: str) -> list[FieldViolation]:

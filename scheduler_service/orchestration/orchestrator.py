@@ -155,8 +155,8 @@ class Orchestrator:
     async def list_runs(self, query: RunQuery) -> list[Run]:
         return await self.store.list_runs(query)
 
-    async def cancel(self, run_id: str, reason: str) -> Run:
-        transition = await self.store.cancel_run(run_id, reason, self.clock.now())
+    async def cancel(self, run_id: str, reason: str, by: str = "") -> Run:
+        transition = await self.store.cancel_run(run_id, reason, self.clock.now(), by)
         self.apply(transition)
         assert transition.run is not None
         log.info(
@@ -167,8 +167,8 @@ class Orchestrator:
         )
         return transition.run
 
-    async def retry(self, run_id: str) -> Run:
-        transition = await self.store.retry_run(run_id, self.clock.now())
+    async def retry(self, run_id: str, by: str = "") -> Run:
+        transition = await self.store.retry_run(run_id, self.clock.now(), by)
         self.apply(transition)
         assert transition.run is not None
         log.info("run.retried", run_id=run_id, attempt=transition.run.attempt)
