@@ -101,7 +101,7 @@ async def test_a_killed_and_restarted_crawler_is_not_quarantined(
     await c.wait_for_step(run.id, "beta")
     # A crash: the process is gone without handing anything back.
     assert crawler.worker is not None
-    await crawler.worker._close()  # noqa: SLF001 - an abrupt end, no drain
+    await crawler.worker._close()
     await c.stop_crawler(crawler)
     again = await c.add_crawler("restarts", auth_file=str(keys.path), token=token)
     c.open_gate(run.id)
