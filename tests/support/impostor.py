@@ -12,6 +12,10 @@ from common.proto.ghpulse.v1 import worker_service_pb2 as wpb
 from common.proto.ghpulse.v1.worker_service_pb2_grpc import WorkerServiceStub
 
 
+#: A bound for a test that would otherwise hang; never reached when the scheduler answers.
+READ_TIMEOUT = 20.0
+
+
 class Impostor:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._outgoing: asyncio.Queue[wpb.ConnectRequest | None] = asyncio.Queue()
@@ -33,10 +37,10 @@ class Impostor:
         )
         self.send(wpb.ConnectRequest(hello=hello))
 
-    async def receive(self, kind: str, timeout: float = 20) -> wpb.ConnectResponse:
+    async def receive(self, kind: str) -> wpb.ConnectResponse:
         """The next message of `kind` (assignments seen on the way are recorded)."""
         while True:
-            message = await asyncio.wait_for(self.call.read(), timeout)
+            message = await asyncio.wait_for(self.call.read(), READ_TIMEOUT)
             assert message is not grpc.aio.EOF, "the scheduler ended the stream"
             which = message.WhichOneof("message")
             if which == "assignment":
