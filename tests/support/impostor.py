@@ -11,7 +11,6 @@ import grpc
 from common.proto.ghpulse.v1 import worker_service_pb2 as wpb
 from common.proto.ghpulse.v1.worker_service_pb2_grpc import WorkerServiceStub
 
-
 #: A bound for a test that would otherwise hang; never reached when the scheduler answers.
 READ_TIMEOUT = 20.0
 
