@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -60,6 +61,15 @@ def _numbers(value: Any) -> Any:
     if isinstance(value, list):
         return [_numbers(item) for item in value]
     return value
+
+
+def strict_b64decode(token: str) -> bytes:
+    """URL-safe base64 of a page token, refusing any other character (the lenient decoder would
+    silently drop them and turn garbage into an empty token); raises `binascii.Error`."""
+    return base64.b64decode(token.translate(_URLSAFE).encode(), validate=True)
+
+
+_URLSAFE = str.maketrans("-_", "+/")
 
 
 def struct(value: dict[str, Any] | None) -> struct_pb2.Struct | None:

@@ -8,9 +8,21 @@ from collections.abc import Iterable
 from common.errors import FieldViolation, quote
 
 MAX_TARGETS = 1000
+#: GitHub's rules: an owner is 1-39 letters, digits or '-', not starting with '-'; a repository
+#: name 1-100 letters, digits, '.', '_' or '-', but never '.' or '..' (they would be paths).
 _OWNER = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})"
-_REPOSITORY = re.compile(rf"^{_OWNER}/[A-Za-z0-9._-]{{1,100}}$")
+_REPOSITORY = re.compile(rf"^{_OWNER}/(?!\.{{1,2}}$)[A-Za-z0-9._-]{{1,100}}$")
 _ORGANIZATION = re.compile(rf"^{_OWNER}$")
+
+
+def is_repository(name: str) -> bool:
+    """Whether `name` is an 'owner/name' repository by GitHub's rules."""
+    return _REPOSITORY.match(name) is not None
+
+
+def is_login(name: str) -> bool:
+    """Whether `name` is a GitHub user or organization login."""
+    return _ORGANIZATION.match(name) is not None
 
 
 def dedupe(items: Iterable[str]) -> tuple[str, ...]:

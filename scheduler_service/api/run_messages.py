@@ -14,6 +14,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from common import pb
 from common.errors import FieldViolation, clip, require
 from common.jobs import job_from_pb, job_to_pb, kind_from_pb, kind_to_pb
+from common.pb import strict_b64decode
 from common.proto.ghpulse.v1 import runs_pb2, scheduler_service_pb2
 from scheduler_service.runs.model import (
     ConflictPolicy,
@@ -288,7 +289,7 @@ def decode_page_token(token: str) -> tuple[datetime, str]:
     try:
         if len(token) > MAX_PAGE_TOKEN:
             raise ValueError("too long")
-        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        data = json.loads(strict_b64decode(token))
         created = datetime.fromisoformat(data["c"])
         run_id = data["i"]
         if created.tzinfo is None or not isinstance(run_id, str) or NUL in run_id:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from common import pb
 from common.errors import FieldViolation, quote, require
 from common.jobs import CrawlSpec, job_from_pb, job_to_pb, missing_job
+from common.pb import strict_b64decode
 from common.proto.ghpulse.v1 import schedules_pb2
 from scheduler_service.schedules.model import (
     DEFAULT_CATCH_UP_WINDOW,
@@ -181,7 +182,7 @@ def decode_schedule_page_token(token: str) -> str:
     if not token:
         return ""
     try:
-        after = base64.urlsafe_b64decode(token.encode()).decode()
+        after = strict_b64decode(token).decode()
         if "\x00" in after or len(token) > 512:
             raise ValueError("NUL")
         return after
