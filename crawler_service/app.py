@@ -9,6 +9,7 @@ import structlog
 
 from common.grpc_server import ServerHost
 from common.lifecycle import Lifecycle, wait_for_signal
+from common.logging import register_secret
 from common.metrics import MetricsServer, serve
 from common.proto.ghpulse.v1 import pull_request_service_pb2
 from crawler_service.api.backfill import BackfillStarter
@@ -44,6 +45,8 @@ class CrawlerApp(Lifecycle):
 
     def __init__(self, settings: CrawlerSettings) -> None:
         self.settings = settings
+        if settings.token is not None:
+            register_secret(settings.token.get_secret_value())
         self.store: CrawlerStore | None = None
         self.github: GitHubClient | None = None
         self.worker: Worker | None = None

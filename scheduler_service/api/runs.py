@@ -23,6 +23,7 @@ from scheduler_service.api.run_messages import (
     trigger_from_pb,
 )
 from scheduler_service.api.worker_messages import worker_to_pb
+from scheduler_service.errors import RunConflict
 from scheduler_service.orchestration.orchestrator import Orchestrator
 from scheduler_service.runs.model import Run, RunEvent
 
@@ -48,7 +49,12 @@ class RunHandlers:
         self._rate.take(client)
         caller = callers.current()
         command = trigger_as(trigger_from_pb(request), caller)
-        run, disposition = await self._orchestrator.trigger(command)
+        try:
+            run, disposition = await self._orchestrator.trigger(command)
+        except RunConflict as conflict:
+            # REJECT names the key's active run: only if the caller may see it.
+            await self._visible(conflict.active_run_id)
+            raise
         # A key's active run may belong to someone else's label scope: joining it would show it.
         visible(run, caller)
         return pb2.TriggerRunResponse(run=run_to_pb(run), disposition=DISPOSITIONS[disposition])

@@ -218,6 +218,9 @@ async def test_label_scoped_tokens_see_and_trigger_only_their_runs(
         assert await _code(core.TriggerRun(spb.TriggerRunRequest(crawl=GATED))) == (
             grpc.StatusCode.NOT_FOUND
         )
+        reject = spb.TriggerRunRequest(crawl=GATED, on_conflict=spb.CONFLICT_POLICY_REJECT)
+        assert await _code(core.TriggerRun(reject)) == grpc.StatusCode.NOT_FOUND
+        assert await _code(web.TriggerRun(reject)) == grpc.StatusCode.ALREADY_EXISTS
         own = runs_pb2.CrawlJob(repositories=["test/gated", "core/x"])
         mine = (await core.TriggerRun(spb.TriggerRunRequest(crawl=own))).run
         assert dict(mine.labels) == {"team": "core"}
