@@ -7,7 +7,7 @@ import importlib
 
 import structlog
 
-from common.grpc_server import ServerHost, check_port_free
+from common.grpc_server import ServerHost
 from common.lifecycle import Lifecycle, wait_for_signal
 from common.logging import register_secret
 from common.metrics import MetricsServer, serve
@@ -77,7 +77,6 @@ class CrawlerApp(Lifecycle):
         """Start everything; if a part fails (a busy port, say), stop what had started."""
         # Before anything is opened: a refused configuration exits at once, in one line.
         self.security.check_exposure(self.settings.listen)
-        check_port_free(self.settings.listen)
         try:
             await self._start()
         except BaseException:
