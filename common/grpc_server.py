@@ -90,15 +90,16 @@ class ServerHost(Lifecycle):
         host = self._listen.rsplit(":", 1)[0]
         return f"{host}:{self.port}"
 
-    def check_exposure(self) -> None:
+    def preflight(self) -> None:
         """Refuse (`ExposureRefused`) a non-loopback address without authentication unless
-        insecure was asked for, and a port already in use (`OSError`); called first thing at
-        start-up, so that a refused configuration fails at once (the bind itself comes last)."""
+        insecure was asked for, and a port already in use (`OSError`): for a service to call
+        first thing at start-up, so that a refused configuration fails at once, not after its
+        migrations (the bind itself comes last)."""
         self.security.check_exposure(self._listen)
         check_port_free(self._listen)
 
     async def start(self) -> None:
-        self.check_exposure()
+        self.security.check_exposure(self._listen)
         tls = self.security.tls
         if tls is None:
             self.port = self.server.add_insecure_port(self._listen)

@@ -112,7 +112,7 @@ class SchedulerApp(Lifecycle):
 
     async def start(self) -> None:
         # Before anything is opened: a refused configuration exits at once, in one line.
-        self.host.check_exposure()
+        self.host.preflight()
         try:
             await self._start()
         except BaseException:
