@@ -3,8 +3,6 @@ interceptors, TLS, health, reflection (grpcurl works without proto files) and gr
 
 from __future__ import annotations
 
-import errno
-import socket
 from collections.abc import Callable, Sequence
 
 import grpc
@@ -19,26 +17,6 @@ from common.grpc_errors import ErrorMappingInterceptor
 from common.lifecycle import Lifecycle
 
 log = structlog.get_logger(__name__)
-
-
-def check_port_free(listen: str) -> None:
-    """Raise `OSError` if another process listens on `listen` (as gRPC binds: SO_REUSEADDR, so
-    connections of a previous process in TIME_WAIT do not count)."""
-    host, _, port = listen.rpartition(":")
-    if not port.isdigit() or int(port) == 0:
-        return
-    try:
-        infos = socket.getaddrinfo(host.strip("[]") or None, int(port), type=socket.SOCK_STREAM)
-    except OSError:
-        return  # unresolvable: the real bind reports it
-    family, kind, proto, _name, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise OSError(f"cannot listen on {listen}: the address is in use") from None
 
 
 class ServerHost(Lifecycle):
@@ -90,13 +68,11 @@ class ServerHost(Lifecycle):
         host = self._listen.rsplit(":", 1)[0]
         return f"{host}:{self.port}"
 
-    def preflight(self) -> None:
+    def check_exposure(self) -> None:
         """Refuse (`ExposureRefused`) a non-loopback address without authentication unless
-        insecure was asked for, and a port already in use (`OSError`): for a service to call
-        first thing at start-up, so that a refused configuration fails at once, not after its
-        migrations (the bind itself comes last)."""
+        insecure was asked for: for a service to call first thing at start-up, so that a refused
+        configuration fails at once, not after its migrations."""
         self.security.check_exposure(self._listen)
-        check_port_free(self._listen)
 
     async def start(self) -> None:
         self.security.check_exposure(self._listen)

@@ -112,7 +112,7 @@ class SchedulerApp(Lifecycle):
 
     async def start(self) -> None:
         # Before anything is opened: a refused configuration exits at once, in one line.
-        self.host.preflight()
+        self.host.check_exposure()
         try:
             await self._start()
         except BaseException:
