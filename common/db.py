@@ -8,9 +8,11 @@ psycopg 3).
 from __future__ import annotations
 
 import fcntl
+import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,54 @@ def ensure_sqlite_dir(url: str | URL) -> None:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
+CONNECT_TIMEOUT_ENV = "GHPULSE_DB_CONNECT_TIMEOUT"
+STATEMENT_TIMEOUT_ENV = "GHPULSE_DB_STATEMENT_TIMEOUT"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long a database may take before the operation fails (and the RPC is UNAVAILABLE):
+    to connect, and per statement. A hung database then never holds an RPC until the client's
+    deadline. 0 turns a limit off."""
+
+    connect: float = 10.0
+    statement: float = 30.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Timeouts:
+        """From GHPULSE_DB_CONNECT_TIMEOUT and GHPULSE_DB_STATEMENT_TIMEOUT (seconds)."""
+        env = os.environ if environ is None else environ
+        default = cls()
+        return cls(
+            float(env.get(CONNECT_TIMEOUT_ENV) or default.connect),
+            float(env.get(STATEMENT_TIMEOUT_ENV) or default.statement),
+        )
+
+
+def _postgres_options(kwargs: dict[str, Any], timeouts: Timeouts) -> Timeouts:
+    kwargs.setdefault("pool_pre_ping", True)
+    if timeouts.connect > 0:
+        connect_args = dict(kwargs.get("connect_args") or {})
+        # libpq counts whole seconds, at least 2.
+        connect_args.setdefault("connect_timeout", max(2, round(timeouts.connect)))
+        kwargs["connect_args"] = connect_args
+    return timeouts
+
+
+def limit_statements(engine: Engine, timeouts: Timeouts) -> None:
+    """Every transaction on `engine` (PostgreSQL) starts with `SET LOCAL statement_timeout`:
+    per transaction rather than per session so that it also holds behind PgBouncer's transaction
+    pooling, and whatever code runs the transaction."""
+    if timeouts.statement <= 0 or engine.dialect.name != "postgresql":
+        return
+    statement = f"SET LOCAL statement_timeout = {int(timeouts.statement * 1000)}"
+
+    def on_begin(conn: Any) -> None:
+        conn.exec_driver_sql(statement)
+
+    event.listen(engine, "begin", on_begin)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL + synchronous=NORMAL: a commit survives a process crash (not a power loss) and costs
     # no fsync; busy_timeout lets a second process wait for the write lock instead of failing.
@@ -77,28 +127,38 @@ def configure_sqlite(engine: Engine, *, immediate: bool = True) -> None:
         event.listen(engine, "begin", _sqlite_begin_immediate)
 
 
-def create_async(url: str | URL, *, immediate: bool = True, **kwargs: Any) -> AsyncEngine:
+def create_async(
+    url: str | URL, *, immediate: bool = True, timeouts: Timeouts | None = None, **kwargs: Any
+) -> AsyncEngine:
     """The async engine for `url`. On SQLite: WAL, and (unless `immediate=False`, for read-only
-    engines) every transaction begins IMMEDIATE."""
+    engines) every transaction begins IMMEDIATE. On PostgreSQL: connect and statement timeouts
+    (`timeouts`, default from the environment)."""
     ensure_sqlite_dir(url)
     if is_sqlite(url):
         engine = create_async_engine(async_url(url), **kwargs)
         configure_sqlite(engine.sync_engine, immediate=immediate)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_async_engine(async_url(url), **kwargs)
+    limits = _postgres_options(kwargs, timeouts or Timeouts.from_env())
+    engine = create_async_engine(async_url(url), **kwargs)
+    limit_statements(engine.sync_engine, limits)
+    return engine
 
 
-def create_pooled(url: str | URL, *, immediate: bool = True, **kwargs: Any) -> Engine:
+def create_pooled(
+    url: str | URL, *, immediate: bool = True, timeouts: Timeouts | None = None, **kwargs: Any
+) -> Engine:
     """A synchronous engine with a connection pool, for use from worker threads. On SQLite: WAL,
-    connections usable from any thread, and (unless `immediate=False`) IMMEDIATE transactions."""
+    connections usable from any thread, and (unless `immediate=False`) IMMEDIATE transactions. On
+    PostgreSQL: connect and statement timeouts (`timeouts`, default from the environment)."""
     ensure_sqlite_dir(url)
     if is_sqlite(url):
         engine = create_engine(sync_url(url), connect_args={"check_same_thread": False}, **kwargs)
         configure_sqlite(engine, immediate=immediate)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(sync_url(url), **kwargs)
+    limits = _postgres_options(kwargs, timeouts or Timeouts.from_env())
+    engine = create_engine(sync_url(url), **kwargs)
+    limit_statements(engine, limits)
+    return engine
 
 
 def create_sync(url: str | URL, **kwargs: Any) -> Engine:

@@ -66,6 +66,30 @@ class FailedPrecondition(GhpulseError):
     reason = "FAILED_PRECONDITION"
 
 
+class Unauthenticated(GhpulseError):
+    """Missing or invalid credentials."""
+
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(GhpulseError):
+    """The credentials do not allow this operation."""
+
+    reason = "PERMISSION_DENIED"
+
+
+class ResourceExhausted(GhpulseError):
+    """A limit was reached; retry later."""
+
+    reason = "RESOURCE_EXHAUSTED"
+
+    def __init__(
+        self, message: str | None = None, retry_after: timedelta | None = None, **metadata: object
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **metadata)
+
+
 class Unavailable(GhpulseError):
     """The service is temporarily unavailable; retry later."""
 
@@ -76,6 +100,21 @@ class Unavailable(GhpulseError):
     ) -> None:
         self.retry_after = retry_after
         super().__init__(message, **metadata)
+
+
+#: How much of a bad value an error may quote: enough to recognize it, never enough to blow the
+#: gRPC metadata limit (a status's message and details travel in headers of 8-16 KiB).
+QUOTE_LIMIT = 40
+
+
+def clip(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """`text` cut to `limit` characters (with `…` when cut), e.g. a map key in a field path."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """`repr(value)` cut to `limit` characters (with `…` when cut), for error messages."""
+    return clip(repr(value), limit)
 
 
 def require(violations: list[FieldViolation]) -> None:

@@ -14,9 +14,13 @@ from grpc_status import rpc_status
 from common.errors import (
     AlreadyExists,
     FailedPrecondition,
+    FieldViolation,
     GhpulseError,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
     Unavailable,
 )
 
@@ -29,7 +33,15 @@ _CODES: list[tuple[type[GhpulseError], grpc.StatusCode]] = [
     (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
 ]
+#: Longest text of a status message, a field path, a description or a metadata value: whatever
+#: a handler quoted, a status stays far below gRPC's 8-16 KiB metadata limit.
+MAX_TEXT = 300
+#: At most this many field violations are sent (the message says how many there were).
+MAX_VIOLATIONS = 20
 
 
 def status_code(exc: GhpulseError) -> grpc.StatusCode:
@@ -45,29 +57,48 @@ def _pack(message: Any) -> any_pb2.Any:
     return packed
 
 
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
+def _violations(exc: InvalidArgument) -> list[error_details_pb2.BadRequest.FieldViolation]:
+    return [
+        error_details_pb2.BadRequest.FieldViolation(
+            field=_cut(v.field), description=_cut(v.description)
+        )
+        for v in exc.violations[:MAX_VIOLATIONS]
+    ]
+
+
+def _message(exc: GhpulseError) -> str:
+    if isinstance(exc, InvalidArgument) and len(exc.violations) > MAX_VIOLATIONS:
+        shown = exc.violations[:MAX_VIOLATIONS]
+        head = "; ".join(f"{v.field}: {v.description}" for v in shown)
+        return _cut(head) + f" (and {len(exc.violations) - MAX_VIOLATIONS} more violations)"
+    return _cut(exc.message)
+
+
 def to_status(exc: GhpulseError) -> grpc.Status:
-    """The rich gRPC status for `exc`: code, message, ErrorInfo and kind-specific details."""
+    """The rich gRPC status for `exc`: code, message, ErrorInfo and kind-specific details; every
+    text is cut to `MAX_TEXT` characters, so no bad value echoes back whole."""
     code = status_code(exc)
     details = [
         _pack(
             error_details_pb2.ErrorInfo(
                 reason=exc.reason,
                 domain=DOMAIN,
-                metadata={k: str(v) for k, v in exc.metadata.items()},
+                metadata={_cut(k): _cut(str(v)) for k, v in exc.metadata.items()},
             )
         )
     ]
     if isinstance(exc, InvalidArgument):
-        violations = [
-            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-            for v in exc.violations
-        ]
-        details.append(_pack(error_details_pb2.BadRequest(field_violations=violations)))
-    if isinstance(exc, Unavailable) and exc.retry_after is not None:
+        details.append(_pack(error_details_pb2.BadRequest(field_violations=_violations(exc))))
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(exc, (Unavailable, ResourceExhausted)) and retry_after is not None:
         delay = duration_pb2.Duration()
-        delay.FromTimedelta(exc.retry_after)
+        delay.FromTimedelta(retry_after)
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
-    status = status_pb2.Status(code=code.value[0], message=exc.message, details=details)
+    status = status_pb2.Status(code=code.value[0], message=_message(exc), details=details)
     return rpc_status.to_status(status)
 
 
@@ -83,6 +114,42 @@ _Req = TypeVar("_Req")
 _Resp = TypeVar("_Resp")
 
 
+class _Malformed:
+    """What a request that is not valid protobuf deserializes to (checked before the servicer)."""
+
+
+MALFORMED = _Malformed()
+
+
+def malformed_request() -> InvalidArgument:
+    # Never the decoder's text: it describes the server's internals, not the client's mistake.
+    return InvalidArgument(
+        [FieldViolation("request", "not a valid protobuf message of this method's request type")]
+    )
+
+
+def tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """`deserializer`, returning `MALFORMED` instead of raising on bytes it cannot parse (gRPC
+    would answer UNKNOWN with the exception's text)."""
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:
+            return MALFORMED
+
+    return parse
+
+
+async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        if request is MALFORMED:
+            raise malformed_request()
+        yield request
+
+
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
     status = to_status(exc) if isinstance(exc, GhpulseError) else unexpected_status(exc)
     await context.abort_with_status(status)  # type: ignore[attr-defined]
@@ -93,6 +160,8 @@ def _wrap_unary(
 ) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
+            if request is MALFORMED:
+                raise malformed_request()
             return await behavior(request, context)
         except (GhpulseError, Exception) as exc:
             if _is_abort(exc):
@@ -109,6 +178,10 @@ def _wrap_stream(
         request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
         try:
+            if request is MALFORMED:
+                raise malformed_request()
+            if hasattr(request, "__aiter__"):
+                request = _checked(request)
             async for item in behavior(request, context):
                 yield item
         except Exception as exc:
@@ -124,8 +197,38 @@ def _is_abort(exc: BaseException) -> bool:
     return isinstance(exc, grpc.aio.AbortError)
 
 
+Unary = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+Streaming = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
+
+
+def rewrap(
+    handler: grpc.RpcMethodHandler[Any, Any],
+    unary: Callable[[Unary], Unary],
+    stream: Callable[[Streaming], Streaming],
+    deserializer: Callable[[Any], Any] = lambda d: d,
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """`handler` with its behaviour wrapped by `unary` (unary responses) or `stream` (streamed
+    responses), and its request deserializer passed through `deserializer`."""
+    parse = deserializer(handler.request_deserializer)
+    kinds = (
+        (handler.unary_unary, unary, grpc.unary_unary_rpc_method_handler),
+        (handler.stream_unary, unary, grpc.stream_unary_rpc_method_handler),
+        (handler.unary_stream, stream, grpc.unary_stream_rpc_method_handler),
+        (handler.stream_stream, stream, grpc.stream_stream_rpc_method_handler),
+    )
+    for behavior, wrap, make in kinds:
+        if behavior is not None:
+            return make(
+                wrap(behavior),  # type: ignore[arg-type]
+                request_deserializer=parse,
+                response_serializer=handler.response_serializer,
+            )
+    return handler
+
+
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Maps exceptions escaping any servicer method to a rich gRPC status."""
+    """Maps exceptions escaping any servicer method to a rich gRPC status, and requests that are
+    not valid protobuf to INVALID_ARGUMENT."""
 
     async def intercept_service(
         self,
@@ -137,24 +240,6 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary),  # type: ignore[arg-type]
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream),  # type: ignore[arg-type]
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_stream is not None:
-            # The crawlers' Connect stream: e.g. UNAVAILABLE when the run store is down, not
-            # UNKNOWN with the exception's text.
-            return grpc.stream_stream_rpc_method_handler(
-                _wrap_stream(handler.stream_stream),  # type: ignore[arg-type]
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        # The crawlers' Connect stream too: e.g. UNAVAILABLE when the run store is down, not
+        # UNKNOWN with the exception's text.
+        return rewrap(handler, _wrap_unary, _wrap_stream, tolerant)

@@ -1,5 +1,5 @@
-"""Hosting a gRPC aio server the same way in both services: the error-mapping interceptor, health,
-reflection (grpcurl works without proto files) and graceful shutdown."""
+"""Hosting a gRPC aio server the same way in both services: the error-mapping and auth
+interceptors, TLS, health, reflection (grpcurl works without proto files) and graceful shutdown."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection
 
+from common.auth.interceptor import AuthInterceptor
+from common.auth.settings import ServerSecurity
 from common.grpc_errors import ErrorMappingInterceptor
 from common.lifecycle import Lifecycle
 
@@ -31,12 +33,22 @@ class ServerHost(Lifecycle):
         register: Callable[[grpc.aio.Server], None],
         grace: float = 5.0,
         options: Sequence[tuple[str, object]] = (),
+        security: ServerSecurity | None = None,
     ) -> None:
         self._listen = listen
         self._service_names = tuple(service_names)
         self._grace = grace
+        self.security = security or ServerSecurity()
+        limits: list[tuple[str, object]] = [
+            # Without this gRPC sets SO_REUSEPORT: a second server on a busy port would share it
+            # (half the connections each) instead of failing.
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", self.security.max_message_bytes),
+        ]
         self.server = grpc.aio.server(
-            interceptors=[ErrorMappingInterceptor()], options=list(options)
+            # The error mapping outermost: it turns the auth interceptor's refusals into statuses.
+            interceptors=[ErrorMappingInterceptor(), AuthInterceptor(self.security.policy)],
+            options=[*limits, *options],
         )
         register(self.server)
         self.health = health_aio.HealthServicer()
@@ -56,14 +68,31 @@ class ServerHost(Lifecycle):
         host = self._listen.rsplit(":", 1)[0]
         return f"{host}:{self.port}"
 
+    def check_exposure(self) -> None:
+        """Refuse (`ExposureRefused`) a non-loopback address without authentication unless
+        insecure was asked for: for a service to call first thing at start-up, so that a refused
+        configuration fails at once, not after its migrations."""
+        self.security.check_exposure(self._listen)
+
     async def start(self) -> None:
-        self.port = self.server.add_insecure_port(self._listen)
+        self.security.check_exposure(self._listen)
+        tls = self.security.tls
+        if tls is None:
+            self.port = self.server.add_insecure_port(self._listen)
+        else:
+            self.port = self.server.add_secure_port(self._listen, tls.credentials())
         if self.port == 0:
             raise OSError(f"cannot listen on {self._listen}")
         await self.server.start()
         for name in ("", *self._service_names):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("server.started", address=self.address, services=list(self._service_names))
+        log.info(
+            "server.started",
+            address=self.address,
+            services=list(self._service_names),
+            tls=tls is not None,
+            auth=self.security.policy.enabled,
+        )
 
     async def mark_not_serving(self) -> None:
         for name in ("", *self._service_names):

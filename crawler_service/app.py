@@ -10,6 +10,7 @@ import structlog
 
 from common.grpc_server import ServerHost
 from common.lifecycle import Lifecycle, wait_for_signal
+from common.logging import register_secret
 from common.metrics import MetricsServer, serve
 from common.proto.ghpulse.v1 import pull_request_service_pb2
 from crawler_service.api.backfill import BackfillStarter
@@ -46,12 +47,15 @@ class CrawlerApp(Lifecycle):
 
     def __init__(self, settings: CrawlerSettings) -> None:
         self.settings = settings
+        if settings.token is not None:
+            register_secret(settings.token.get_secret_value())
         self.store: CrawlerStore | None = None
         self.github: GitHubClient | None = None
         #: Only when the crawl fetches through GraphQL (a token, GHPULSE_GITHUB_API not `rest`).
         self.graphql: GraphQLClient | None = None
         self.worker: Worker | None = None
-        self.backfill = BackfillStarter(settings.scheduler_addr)
+        self.security = settings.server_security()
+        self.backfill = BackfillStarter(settings.scheduler_addr, settings.scheduler_credentials())
         self.host: ServerHost | None = None
         self.metrics_server: MetricsServer | None = None
 
@@ -62,13 +66,17 @@ class CrawlerApp(Lifecycle):
 
     def _github(self) -> GitHubClient:
         settings = self.settings
-        return GitHubClient(settings.github_api_url, settings.token, **self._github_options())
+        return GitHubClient(
+            settings.github_api_url, settings.github_secret, **self._github_options()
+        )
 
     def _graphql(self) -> GraphQLClient | None:
         settings = self.settings
-        if not settings.uses_graphql or settings.token is None:
+        if not settings.uses_graphql or settings.github_secret is None:
             return None
-        return GraphQLClient(settings.github_api_url, settings.token, **self._github_options())
+        return GraphQLClient(
+            settings.github_api_url, settings.github_secret, **self._github_options()
+        )
 
     def _github_options(self) -> dict[str, Any]:
         settings = self.settings
@@ -82,6 +90,8 @@ class CrawlerApp(Lifecycle):
 
     async def start(self) -> None:
         """Start everything; if a part fails (a busy port, say), stop what had started."""
+        # Before anything is opened: a refused configuration exits at once, in one line.
+        self.security.check_exposure(self.settings.listen)
         try:
             await self._start()
         except BaseException:
@@ -104,6 +114,7 @@ class CrawlerApp(Lifecycle):
             SERVICE_NAMES,
             lambda server: add_to_server(servicer, server),
             grace=settings.shutdown_grace,
+            security=self.security,
         )
         await self.host.start()
         self.worker = Worker(settings, registry)

@@ -12,7 +12,18 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from common.auth.credentials import (
+    TLS_CA_ENV,
+    TLS_CLIENT_CERT_ENV,
+    TLS_CLIENT_KEY_ENV,
+    TLS_ENV,
+    TOKEN_ENV,
+    TOKEN_FILE_ENV,
+    ClientCredentials,
+)
+from common.auth.settings import SecuritySettings
 
 
 def _env(name: str) -> AliasChoices:
@@ -23,7 +34,7 @@ def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class CrawlerSettings(BaseSettings):
+class CrawlerSettings(SecuritySettings):
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore")
 
     listen: str = Field("127.0.0.1:50052", validation_alias=_env("GHPULSE_CRAWLER_LISTEN"))
@@ -70,6 +81,26 @@ class CrawlerSettings(BaseSettings):
         60.0, ge=0, validation_alias=_env("GHPULSE_GITHUB_SECONDARY_BACKOFF")
     )
 
+    # Towards the scheduler (WorkerService, and TriggerRun of backfills): a `worker` token.
+    token: SecretStr | None = Field(None, validation_alias=_env(TOKEN_ENV))
+    token_file: str = Field("", validation_alias=_env(TOKEN_FILE_ENV))
+    tls: bool = Field(False, validation_alias=_env(TLS_ENV))
+    tls_ca: str = Field("", validation_alias=_env(TLS_CA_ENV))
+    tls_client_cert: str = Field("", validation_alias=_env(TLS_CLIENT_CERT_ENV))
+    tls_client_key: str = Field("", validation_alias=_env(TLS_CLIENT_KEY_ENV))
+
+    def scheduler_credentials(self) -> ClientCredentials:
+        """What the crawler sends the scheduler: its token over TLS if configured."""
+        environ = {
+            TOKEN_ENV: self.token.get_secret_value() if self.token else "",
+            TOKEN_FILE_ENV: self.token_file,
+            TLS_ENV: "true" if self.tls else "",
+            TLS_CA_ENV: self.tls_ca,
+            TLS_CLIENT_CERT_ENV: self.tls_client_cert,
+            TLS_CLIENT_KEY_ENV: self.tls_client_key,
+        }
+        return ClientCredentials.from_env(environ=environ)
+
     @field_validator("github_api_url")
     @classmethod
     def _no_credentials(cls, url: str) -> str:
@@ -89,9 +120,9 @@ class CrawlerSettings(BaseSettings):
     @property
     def uses_graphql(self) -> bool:
         """Whether the crawl fetches pull requests through GraphQL (see `github_api`)."""
-        return self.github_api != "rest" and self.token is not None
+        return self.github_api != "rest" and self.github_secret is not None
 
     @property
-    def token(self) -> str | None:
+    def github_secret(self) -> str | None:
         """The GitHub token, None when unset or empty."""
         return self.github_token.get_secret_value() or None if self.github_token else None

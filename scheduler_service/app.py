@@ -4,6 +4,7 @@ together here, with an explicit lifecycle."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 
 import structlog
@@ -15,6 +16,7 @@ from common.metrics import MetricsServer, serve
 from common.proto.ghpulse.v1 import scheduler_service_pb2, worker_service_pb2
 from common.proto.ghpulse.v1 import scheduler_service_pb2_grpc as sched_grpc
 from common.proto.ghpulse.v1 import worker_service_pb2_grpc as worker_grpc
+from scheduler_service.api.limits import TriggerRate, WatchLimits
 from scheduler_service.api.runs import RunHandlers
 from scheduler_service.api.schedules import ScheduleHandlers
 from scheduler_service.api.service import SchedulerService
@@ -52,6 +54,9 @@ def tunables_from(settings: SchedulerSettings) -> Tunables:
         default_deadline=_seconds(settings.run_deadline),
         default_max_attempts=settings.max_attempts,
         watch_poll=_seconds(settings.sweep_interval),
+        quarantine_losses=settings.quarantine_losses,
+        quarantine_window=_seconds(settings.quarantine_window),
+        quarantine_duration=_seconds(settings.quarantine_duration),
     )
 
 
@@ -75,21 +80,29 @@ class SchedulerApp(Lifecycle):
             settings, self.store, self.orchestrator, self.clock, metrics=self.firing_metrics
         )
         self.host = ServerHost(
-            settings.listen, SERVICE_NAMES, self._register, grace=settings.shutdown_grace
+            settings.listen,
+            SERVICE_NAMES,
+            self._register,
+            grace=settings.shutdown_grace,
+            security=settings.server_security(),
         )
         self._tasks: list[asyncio.Task[None]] = []
         self.metrics_server: MetricsServer | None = None
 
     def _register(self, server: object) -> None:
-        service = SchedulerService(
-            RunHandlers(self.orchestrator), ScheduleHandlers(self.schedules.ops)
+        settings = self.settings
+        runs = RunHandlers(
+            self.orchestrator,
+            TriggerRate(settings.trigger_rate, settings.trigger_burst, time.monotonic),
+            WatchLimits(settings.max_watchers_per_run, settings.max_watchers_per_client),
         )
+        service = SchedulerService(runs, ScheduleHandlers(self.schedules.ops))
         sched_grpc.add_SchedulerServiceServicer_to_server(
             service,
             server,  # type: ignore[arg-type]
         )
         worker_grpc.add_WorkerServiceServicer_to_server(
-            WorkerServicer(self.orchestrator),
+            WorkerServicer(self.orchestrator, settings.max_crawler_slots),
             server,  # type: ignore[arg-type]
         )
 
@@ -98,6 +111,8 @@ class SchedulerApp(Lifecycle):
         return self.host.address
 
     async def start(self) -> None:
+        # Before anything is opened: a refused configuration exits at once, in one line.
+        self.host.check_exposure()
         try:
             await self._start()
         except BaseException:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from common.errors import AlreadyExists, FailedPrecondition, GhpulseError, InvalidArgument, NotFound
+from common.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    GhpulseError,
+    InvalidArgument,
+    NotFound,
+    quote,
+)
 
 
 class SchedulerError(GhpulseError):
@@ -18,7 +25,7 @@ class RunNotFound(SchedulerError, NotFound):
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
-        super().__init__(f"run {run_id!r} not found", run_id=run_id)
+        super().__init__(f"run {quote(run_id)} not found", run_id=run_id)
 
 
 class RunConflict(SchedulerError, AlreadyExists):
@@ -30,7 +37,7 @@ class RunConflict(SchedulerError, AlreadyExists):
         self.concurrency_key = concurrency_key
         self.active_run_id = active_run_id
         super().__init__(
-            f"run {active_run_id} is already active for concurrency key {concurrency_key!r}",
+            f"run {active_run_id} is already active for concurrency key {quote(concurrency_key)}",
             concurrency_key=concurrency_key,
             active_run_id=active_run_id,
         )

@@ -6,14 +6,16 @@ Durations are seconds (fractions allowed).
 from __future__ import annotations
 
 from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from common.auth.settings import SecuritySettings
 
 
 def _env(name: str) -> AliasChoices:
     return AliasChoices(name, name.lower())
 
 
-class SchedulerSettings(BaseSettings):
+class SchedulerSettings(SecuritySettings):
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore")
 
     listen: str = Field("127.0.0.1:50051", validation_alias=_env("GHPULSE_SCHEDULER_LISTEN"))
@@ -59,6 +61,27 @@ class SchedulerSettings(BaseSettings):
     schedules_enabled: bool = Field(True, validation_alias=_env("GHPULSE_SCHEDULES_ENABLED"))
     #: Names this process in the firings it claims (default: host name and process id).
     scheduler_id: str = Field("", validation_alias=_env("GHPULSE_SCHEDULER_ID"))
+    #: The most slots a crawler may declare (more are capped to this).
+    max_crawler_slots: int = Field(64, ge=1, validation_alias=_env("GHPULSE_MAX_CRAWLER_SLOTS"))
+    #: A crawler whose leases expire this many times within quarantine_window while its stream
+    #: stays connected gets no work for quarantine_duration.
+    quarantine_losses: int = Field(3, ge=1, validation_alias=_env("GHPULSE_QUARANTINE_LOSSES"))
+    quarantine_window: float = Field(
+        600.0, gt=0, validation_alias=_env("GHPULSE_QUARANTINE_WINDOW")
+    )
+    quarantine_duration: float = Field(
+        300.0, ge=0, validation_alias=_env("GHPULSE_QUARANTINE_DURATION")
+    )
+    #: Open WatchRun streams per run, and per client (token name, or peer address without auth).
+    max_watchers_per_run: int = Field(
+        2000, ge=1, validation_alias=_env("GHPULSE_MAX_WATCHERS_PER_RUN")
+    )
+    max_watchers_per_client: int = Field(
+        2000, ge=1, validation_alias=_env("GHPULSE_MAX_WATCHERS_PER_CLIENT")
+    )
+    #: TriggerRun calls per second per client (0: unlimited), with bursts of trigger_burst.
+    trigger_rate: float = Field(0.0, ge=0, validation_alias=_env("GHPULSE_TRIGGER_RATE"))
+    trigger_burst: int = Field(20, ge=1, validation_alias=_env("GHPULSE_TRIGGER_BURST"))
 
     @staticmethod
     def split(value: str) -> list[str]:

@@ -6,7 +6,9 @@
             ...
         stats = await client.repository_stats("octo/hello")
 
-Channels use `client_config.SERVICE_CONFIG`: UNAVAILABLE is retried by gRPC itself. TriggerRun is
+Channels use `client_config.SERVICE_CONFIG`: UNAVAILABLE is retried by gRPC itself, within each
+call's deadline (`timeout`, 30 s by default). The token of `GHPULSE_TOKEN` (or
+`GHPULSE_TOKEN_FILE`, or `token=`) is sent as `authorization: Bearer …`. TriggerRun is
 safe to retry because `trigger` always sends a `request_id` (a uuid4 unless the caller gives one),
 which the scheduler deduplicates for 24 h. Failed calls raise `grpc.aio.AioRpcError`; its rich
 status (ErrorInfo, BadRequest) is read with `grpc_status.rpc_status.from_call`.
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from common.auth.credentials import ClientCredentials
 from common.client.config import channel_options, crawler_addr, scheduler_addr
 from common.client.watch import Backoff, RunView, follow_run
 from common.jobs import JobSpec, job_to_pb
@@ -95,7 +98,12 @@ class GhpulseClient(Closing):
         timeout: float | None = DEFAULT_TIMEOUT,
         service_config: dict[str, Any] | None = None,
         watch_backoff: Backoff | None = None,
+        token: str | None = None,
+        credentials: ClientCredentials | None = None,
     ) -> None:
+        """`token` (else $GHPULSE_TOKEN / $GHPULSE_TOKEN_FILE) is sent as `authorization: Bearer`
+        on every call; `credentials` replaces both it and the GHPULSE_TLS* variables."""
+        self.credentials = credentials or ClientCredentials.from_env(token)
         self.scheduler_addr = scheduler_addr(scheduler)
         self.crawler_addr = crawler_addr(crawler)
         self.timeout = timeout
@@ -105,7 +113,7 @@ class GhpulseClient(Closing):
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         if address not in self._channels:
-            self._channels[address] = grpc.aio.insecure_channel(address, options=self._options)
+            self._channels[address] = self.credentials.channel(address, self._options)
         return self._channels[address]
 
     @property

@@ -16,7 +16,7 @@ from typing import Any
 
 from google.protobuf import struct_pb2
 
-from common.errors import FieldViolation, require
+from common.errors import FieldViolation, quote, require
 from common.jobs.base import JobKind, JobSpec
 from common.proto.ghpulse.v1 import runs_pb2
 
@@ -35,7 +35,7 @@ def kind_violations(field_name: str, kind: str) -> list[FieldViolation]:
     """A violation of `field_name` unless `kind` can name a plugin job."""
     if PLUGIN_KIND.match(kind) and kind not in RESERVED_KINDS:
         return []
-    return [FieldViolation(field_name, f"{kind!r} is not a plugin job name: {_KIND_RULE}")]
+    return [FieldViolation(field_name, f"{quote(kind)} is not a plugin job name: {_KIND_RULE}")]
 
 
 def _canonical(params: Mapping[str, Any]) -> str:

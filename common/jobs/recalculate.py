@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from common.errors import FieldViolation, require
+from common.errors import FieldViolation, quote, require
 from common.jobs.base import JobKind, JobSpec
 from common.jobs.targets import dedupe, target_key, target_violations
 from common.proto.ghpulse.v1 import runs_pb2
@@ -34,7 +34,7 @@ class RecalculateSpec(JobSpec):
                 FieldViolation("recalculate.steps", f"name at least one of {choices}")
             )
         violations += [
-            FieldViolation("recalculate.steps", f"unknown step {step!r}; one of {choices}")
+            FieldViolation("recalculate.steps", f"unknown step {quote(step)}; one of {choices}")
             for step in spec.steps
             if step not in RECALCULATE_STEPS
         ]

@@ -5,12 +5,24 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from common.errors import FieldViolation
+from common.errors import FieldViolation, quote
 
 MAX_TARGETS = 1000
+#: GitHub's rules: an owner is 1-39 letters, digits or '-', not starting with '-'; a repository
+#: name 1-100 letters, digits, '.', '_' or '-', but never '.' or '..' (they would be paths).
 _OWNER = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})"
-_REPOSITORY = re.compile(rf"^{_OWNER}/[A-Za-z0-9._-]{{1,100}}$")
+_REPOSITORY = re.compile(rf"^{_OWNER}/(?!\.{{1,2}}$)[A-Za-z0-9._-]{{1,100}}$")
 _ORGANIZATION = re.compile(rf"^{_OWNER}$")
+
+
+def is_repository(name: str) -> bool:
+    """Whether `name` is an 'owner/name' repository by GitHub's rules."""
+    return _REPOSITORY.match(name) is not None
+
+
+def is_login(name: str) -> bool:
+    """Whether `name` is a GitHub user or organization login."""
+    return _ORGANIZATION.match(name) is not None
 
 
 def dedupe(items: Iterable[str]) -> tuple[str, ...]:
@@ -22,7 +34,7 @@ def repository_violations(field: str, name: str) -> list[FieldViolation]:
     """A violation of `field` unless `name` is an 'owner/name' repository."""
     if _REPOSITORY.match(name):
         return []
-    return [FieldViolation(field, f"{name!r} is not an 'owner/name' repository")]
+    return [FieldViolation(field, f"{quote(name)} is not an 'owner/name' repository")]
 
 
 def target_violations(
@@ -40,7 +52,7 @@ def target_violations(
         violations += repository_violations(f"{prefix}.repositories[{index}]", name)
     if organization and not _ORGANIZATION.match(organization):
         violations.append(
-            FieldViolation(f"{prefix}.organization", f"{organization!r} is not a GitHub login")
+            FieldViolation(f"{prefix}.organization", f"{quote(organization)} is not a GitHub login")
         )
     return violations
 

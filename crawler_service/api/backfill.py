@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import grpc
 import structlog
 
+from common.auth.credentials import ClientCredentials
 from common.jobs import BackfillLinksSpec, default_concurrency_key, job_to_pb
 from common.lifecycle import Closing
 from common.proto.ghpulse.v1 import runs_pb2, scheduler_service_pb2, scheduler_service_pb2_grpc
@@ -51,6 +52,7 @@ class BackfillStarter(Closing):
     def __init__(
         self,
         scheduler_addr: str,
+        credentials: ClientCredentials | None = None,
         *,
         timeout: float = 1.0,
         ttl: float = 10.0,
@@ -60,6 +62,7 @@ class BackfillStarter(Closing):
         """`timeout` bounds each TriggerRun; a run id is reused for `ttl` seconds, a failure to
         reach the scheduler for `failure_ttl` (so a burst of queries does not each wait for it)."""
         self._addr = scheduler_addr
+        self._credentials = credentials or ClientCredentials()
         self._timeout = timeout
         self._ttl = ttl
         self._failure_ttl = failure_ttl
@@ -112,7 +115,7 @@ class BackfillStarter(Closing):
 
     def _stub(self) -> scheduler_service_pb2_grpc.SchedulerServiceAsyncStub:
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self._addr)
+            self._channel = self._credentials.channel(self._addr)
         return scheduler_service_pb2_grpc.SchedulerServiceStub(self._channel)
 
     async def aclose(self) -> None:

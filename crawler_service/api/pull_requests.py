@@ -10,16 +10,17 @@ closing PRs in other repositories appear as far as their repositories' links wer
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
+from common import pb as pb_helpers
 from common.errors import FieldViolation, InvalidArgument, require
+from common.jobs.targets import repository_violations
 from common.proto.ghpulse.v1 import pull_request_service_pb2 as pb
 from common.proto.ghpulse.v1 import pull_request_service_pb2_grpc as pb_grpc
 from crawler_service.api.backfill import BackfillStarter
@@ -42,7 +43,6 @@ MAX_PAGE_SIZE = 500
 #: PR and issue numbers are stored as 32-bit integers (PostgreSQL `integer`).
 MAX_NUMBER = 2**31 - 1
 
-_REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 _STATE_FROM_PB = {
     pb.PULL_REQUEST_STATE_OPEN: "open",
     pb.PULL_REQUEST_STATE_CLOSED: "closed",
@@ -71,9 +71,7 @@ class ListArguments:
 
 
 def _repository_violations(value: str, field: str = "repository") -> list[FieldViolation]:
-    if _REPOSITORY.match(value):
-        return []
-    return [FieldViolation(field, f"{value!r} is not an 'owner/name' repository")]
+    return repository_violations(field, value)
 
 
 def _positive_violations(value: int, field: str) -> list[FieldViolation]:
@@ -89,7 +87,7 @@ def _time(message: Any, field: str) -> datetime | None:
         return None
     stamp: timestamp_pb2.Timestamp = getattr(message, field)
     try:
-        return stamp.ToDatetime(tzinfo=UTC)
+        return pb_helpers.from_timestamp(stamp)
     except (ValueError, OverflowError) as exc:
         raise InvalidArgument([FieldViolation(field, "not a valid timestamp")]) from exc
 

@@ -55,6 +55,8 @@ class PageKey:
     def decode(cls, token: str, field: str = "page_token") -> PageKey:
         """The key in `token`; raises InvalidArgument naming `field` if it is not one of ours."""
         try:
+            if len(token) > 512:
+                raise ValueError("too long")
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             created_at, number = json.loads(raw)
             when = datetime.fromisoformat(created_at)

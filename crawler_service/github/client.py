@@ -24,6 +24,7 @@ from common.lifecycle import Closing
 from common.logging import register_secret
 from crawler_service.github.errors import (
     GitHubForbidden,
+    GitHubForeignLink,
     GitHubGone,
     GitHubInvalid,
     GitHubNotFound,
@@ -114,6 +115,8 @@ class GitHubClient(Closing):
     ) -> None:
         register_secret(token)
         self._base = base_url.rstrip("/")
+        #: The only origin the token is sent to (pagination links elsewhere are refused).
+        self._origin = _origin(httpx.URL(self._base))
         self._max_retries = max_retries
         self._retry_backoff = retry_backoff
         self._secondary_backoff = secondary_backoff
@@ -140,6 +143,8 @@ class GitHubClient(Closing):
         """The absolute URL of a path (joined onto the base URL) or of a URL, with `params`."""
         if path_or_url.startswith(("http://", "https://")):
             url = httpx.URL(path_or_url)
+            if _origin(url) != self._origin:
+                raise GitHubForeignLink(path_or_url[:200], self._origin)
             return str(url.copy_merge_params(dict(params)) if params else url)
         url = httpx.URL(f"{self._base}/{path_or_url.lstrip('/')}")
         # Sorted, so that the first page of a listing has the same URL (and stored etag) every run.
@@ -383,8 +388,13 @@ def _github_message(response: httpx.Response) -> str:
     return str(body.get("message", "")) if isinstance(body, dict) else ""
 
 
+def _origin(url: httpx.URL) -> str:
+    return f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}".lower()
+
+
 def _repo_path(full_name: str) -> str:
     owner, sep, name = full_name.strip().partition("/")
-    if not sep or not owner or not name or "/" in name:
-        raise ValueError(f"not an owner/repo name: {full_name!r}")
+    # '.' and '..' would be resolved as path segments: `o/..` would become `GET /repos`.
+    if not sep or not owner or not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"not an owner/repo name: {full_name[:100]!r}")
     return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"

@@ -53,6 +53,22 @@ class GitHubInvalid(GitHubPermanentError):
     code = "GITHUB_INVALID"
 
 
+class GitHubForeignLink(GitHubPermanentError):
+    """GitHub pointed to another origin than the configured API (a `Link` or a URL elsewhere):
+    the token is only ever sent to the configured API, so the request is not made."""
+
+    code = "GITHUB_FOREIGN_LINK"
+
+    def __init__(self, url: str, origin: str) -> None:
+        self.url, self.status, self.github_message = url, 0, ""
+        PermanentError.__init__(
+            self,
+            f"refusing to request {url}: it is outside the configured GitHub API {origin}",
+            code=self.code,
+            url=url,
+        )
+
+
 class GitHubUnavailable(TransientError):
     """GitHub kept failing (5xx, resets, timeouts or rate limits) after every retry."""
 

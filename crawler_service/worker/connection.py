@@ -111,8 +111,8 @@ class Worker(Lifecycle):
         """Start connecting to the scheduler in the background."""
         if self._loop_task is not None:
             return
-        self._channel = grpc.aio.insecure_channel(
-            self._settings.scheduler_addr, options=_channel_options(self._settings)
+        self._channel = self._settings.scheduler_credentials().channel(
+            self._settings.scheduler_addr, _channel_options(self._settings)
         )
         stub = pb_grpc.WorkerServiceStub(self._channel)
         self._loop_task = asyncio.create_task(self._connect_loop(stub), name="worker-connect")

@@ -24,9 +24,26 @@ from ghpulse.cli.output import EXIT_ERROR, OutputFormat, console, fail, run
 SAMPLE_ORG = "ghpulse-demo"
 #: The fake GitHub's token: a real one (GITHUB_TOKEN) must never reach it.
 DEMO_TOKEN = "ghpulse-demo-token"
+#: Whatever the environment says about tokens and TLS, the demo runs on loopback, plaintext and
+#: without authentication: it works with zero setup.
+_OPEN = (("auth_file", ""), ("tls_cert", ""), ("tls_key", ""), ("tls_client_ca", ""))
+_PLAIN_CLIENT = (
+    ("token", None),
+    ("token_file", ""),
+    ("tls", False),
+    ("tls_ca", ""),
+    ("tls_client_cert", ""),
+    ("tls_client_key", ""),
+)
 #: Quick shutdowns: nothing is left running when the demo stops the services.
-_SCHEDULER_EXTRA = (("shutdown_grace", 1.0), ("sweep_interval", 0.5), ("migrate", True))
-_CRAWLER_EXTRA = (("shutdown_grace", 1.0), ("github_token", DEMO_TOKEN), ("plugins", ""))
+_SCHEDULER_EXTRA = (("shutdown_grace", 1.0), ("sweep_interval", 0.5), ("migrate", True), *_OPEN)
+_CRAWLER_EXTRA = (
+    ("shutdown_grace", 1.0),
+    ("github_token", DEMO_TOKEN),
+    ("plugins", ""),
+    *_OPEN,
+    *_PLAIN_CLIENT,
+)
 
 
 def demo(
@@ -101,12 +118,13 @@ async def _crawl_and_report(
 ) -> int:
     from google.protobuf.json_format import MessageToDict
 
+    from common.auth.credentials import ClientCredentials
     from common.client.aio import GhpulseClient
     from common.jobs import CrawlSpec
     from ghpulse.cli.progress import describe_end, exit_code, watch_run
     from ghpulse.cli.tables import stats_table
 
-    async with GhpulseClient(scheduler, crawler) as client:
+    async with GhpulseClient(scheduler, crawler, credentials=ClientCredentials()) as client:
         job = CrawlSpec(organization=SAMPLE_ORG)
         triggered = await client.trigger(job, labels={"source": "demo"})
         console.print(f"\nCrawling organization {SAMPLE_ORG}: run {triggered.run_id}")

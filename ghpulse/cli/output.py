@@ -79,12 +79,45 @@ def print_json(message: Message) -> None:
 
 def describe_rpc_error(error: grpc.aio.AioRpcError | grpc.RpcError) -> str:
     """One line: status code, message, and the ErrorInfo / BadRequest details if present."""
-    from ghpulse.cli.errors import rich_details
-
     code = error.code()
     line = f"error: {code.name}: {error.details()}"
     details = rich_details(error)
     return f"{line} ({details})" if details else line
+
+
+def _describe_detail(detail: Any) -> str | None:
+    from google.rpc import error_details_pb2  # type: ignore[import-untyped]
+
+    if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+        info = error_details_pb2.ErrorInfo()
+        detail.Unpack(info)
+        pairs = " ".join(f"{key}={value}" for key, value in sorted(info.metadata.items()))
+        return f"reason={info.reason}" + (f" {pairs}" if pairs else "")
+    if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+        bad = error_details_pb2.BadRequest()
+        detail.Unpack(bad)
+        fields = "; ".join(f"{v.field}: {v.description}" for v in bad.field_violations)
+        return f"invalid fields: {fields}"
+    if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+        retry = error_details_pb2.RetryInfo()
+        detail.Unpack(retry)
+        return f"retry after {retry.retry_delay.ToTimedelta().total_seconds():g}s"
+    return None
+
+
+def rich_details(error: grpc.RpcError) -> str:
+    """The call's `google.rpc` details (ErrorInfo, BadRequest, RetryInfo) as
+    `reason=X key=value; invalid fields: f: why` ("" if none)."""
+    from grpc_status import rpc_status
+
+    try:
+        status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    except ValueError:  # the status message disagrees with the details' status
+        return ""
+    if status is None:
+        return ""
+    described = (_describe_detail(detail) for detail in status.details)
+    return "; ".join(text for text in described if text)
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:

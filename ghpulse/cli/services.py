@@ -19,6 +19,15 @@ def _given(**values: Any) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
+InsecureOpt = Annotated[
+    bool,
+    typer.Option(
+        "--insecure",
+        help="GHPULSE_INSECURE: allow a non-loopback listen address without authentication.",
+    ),
+]
+
+
 class MigrateTarget(StrEnum):
     ALL = "all"
     SCHEDULER = "scheduler"
@@ -39,6 +48,7 @@ def scheduler(
     no_migrate: Annotated[
         bool, typer.Option("--no-migrate", help="Do not apply migrations")
     ] = False,
+    insecure: InsecureOpt = False,
 ) -> None:
     """Start the scheduler (SchedulerService, WorkerService)."""
     from scheduler_service.app import run_forever
@@ -55,6 +65,8 @@ def scheduler(
     )
     if no_migrate:
         overrides["migrate"] = False
+    if insecure:
+        overrides["insecure"] = True
     with startup_errors("scheduler"):
         asyncio.run(run_forever(SchedulerSettings(**overrides)))
 
@@ -76,6 +88,7 @@ def crawler(
     no_migrate: Annotated[
         bool, typer.Option("--no-migrate", help="Do not apply migrations")
     ] = False,
+    insecure: InsecureOpt = False,
 ) -> None:
     """Start a crawler (PullRequestService; takes work from the scheduler)."""
     from crawler_service.app import run_forever
@@ -95,10 +108,13 @@ def crawler(
     )
     if no_migrate:
         overrides["migrate"] = False
+    if insecure:
+        overrides["insecure"] = True
     with startup_errors("crawler"):
         settings = CrawlerSettings(**overrides)
-        if settings.github_token is not None:
-            ghlog.register_secret(settings.github_token.get_secret_value())
+        for secret in (settings.github_token, settings.token):
+            if secret is not None:
+                ghlog.register_secret(secret.get_secret_value())
         asyncio.run(run_forever(settings))
 
 

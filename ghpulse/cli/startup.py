@@ -18,7 +18,8 @@ from ghpulse.cli.output import fail
 
 #: What the operator can fix: the gRPC server's bind failure is a RuntimeError, the metrics
 #: server's an OSError, the databases' SQLAlchemy errors (whose texts never hold the password).
-STARTUP_ERRORS = (SQLAlchemyError, RuntimeError, OSError)
+#: ValueError: the tokens file or the TLS settings are invalid (the message says which).
+STARTUP_ERRORS = (SQLAlchemyError, RuntimeError, OSError, ValueError)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -42,6 +42,7 @@ def up(
 
     ghlog.configure()
     ghlog.register_secret(os.environ.get("GITHUB_TOKEN"))
+    ghlog.register_secret(os.environ.get("GHPULSE_TOKEN"))
     config = LocalConfig(
         data_dir=data_dir.resolve(),
         scheduler_listen=scheduler_listen,

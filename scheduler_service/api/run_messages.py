@@ -12,8 +12,9 @@ from typing import TypeVar
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from common import pb
-from common.errors import FieldViolation, require
+from common.errors import FieldViolation, clip, require
 from common.jobs import job_from_pb, job_to_pb, kind_from_pb, kind_to_pb
+from common.pb import strict_b64decode
 from common.proto.ghpulse.v1 import runs_pb2, scheduler_service_pb2
 from scheduler_service.runs.model import (
     ConflictPolicy,
@@ -28,10 +29,22 @@ from scheduler_service.runs.model import (
     StepStatus,
     Trigger,
 )
-from scheduler_service.runs.trigger import NUL_MESSAGE, TriggerCommand
+from scheduler_service.runs.trigger import (
+    MAX_LABEL_KEY,
+    MAX_LABEL_VALUE,
+    MAX_LABELS,
+    NUL_MESSAGE,
+    TriggerCommand,
+)
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
+#: Longest run or schedule id accepted in a request (generated run ids have 30 characters).
+MAX_ID = 128
+MAX_REASON = 1024
+MAX_PAGE_TOKEN = 512
+MAX_ENUM_FILTERS = 16
+MAX_CONCURRENCY_KEY_FILTER = 512
 
 RUN_STATES = {
     RunState.PENDING: runs_pb2.RUN_STATE_PENDING,
@@ -117,6 +130,9 @@ def run_to_pb(run: Run) -> runs_pb2.Run:
         cancel_requested=run.cancel_requested_at is not None,
         job_kind=kind_to_pb(run.spec.job_kind),
         not_before=pb.timestamp(run.not_before),
+        triggered_by=run.triggered_by,
+        cancelled_by=run.cancelled_by,
+        retried_by=run.retried_by,
     )
     job_to_pb(run.spec, message)
     return message
@@ -184,7 +200,7 @@ def _duration(
     if not present:
         return None
     try:
-        return message.ToTimedelta()
+        return pb.from_duration(message)
     except (ValueError, OverflowError):
         violations.append(FieldViolation(field, "not a valid duration"))
         return None
@@ -193,28 +209,65 @@ def _duration(
 def nul_violations(field: str, values: Mapping[str, str]) -> list[FieldViolation]:
     """Strings with NUL characters (PostgreSQL rejects them in text: INTERNAL otherwise)."""
     return [
-        FieldViolation(f"{field}[{key}]" if key else field, NUL_MESSAGE)
+        FieldViolation(f"{field}[{clip(key)}]" if key else field, NUL_MESSAGE)
         for key, value in values.items()
         if NUL in key or NUL in value
     ]
 
 
+def label_filter_violations(labels: Mapping[str, str]) -> list[FieldViolation]:
+    """ListRuns' label filters: as many and as long as labels may be (each one is a join)."""
+    violations = nul_violations("labels", labels)
+    if len(labels) > MAX_LABELS:
+        violations.append(FieldViolation("labels", f"at most {MAX_LABELS} label filters"))
+    violations += [
+        FieldViolation(
+            f"labels[{clip(key)}]",
+            f"keys at most {MAX_LABEL_KEY}, values at most {MAX_LABEL_VALUE} characters",
+        )
+        for key, value in labels.items()
+        if len(key) > MAX_LABEL_KEY or len(value) > MAX_LABEL_VALUE
+    ]
+    return violations
+
+
+def reason_from_pb(reason: str) -> str:
+    """A CancelRun reason: at most `MAX_REASON` characters, no NUL."""
+    violations = nul_violations("reason", {"": reason})
+    if len(reason) > MAX_REASON:
+        violations.append(FieldViolation("reason", f"at most {MAX_REASON} characters"))
+    require(violations)
+    return reason
+
+
+def _server_set_violations(
+    request: scheduler_service_pb2.TriggerRunRequest,
+) -> list[FieldViolation]:
+    """Fields the scheduler sets itself: a client claiming a schedule's run is refused."""
+    violations = []
+    if request.trigger == runs_pb2.TRIGGER_SCHEDULE:
+        violations.append(FieldViolation("trigger", "TRIGGER_SCHEDULE is set by the scheduler"))
+    elif request.trigger and key_of(TRIGGERS, request.trigger) is None:
+        violations.append(FieldViolation("trigger", f"unknown trigger {request.trigger}"))
+    if request.schedule_id:
+        violations.append(FieldViolation("schedule_id", "set by the scheduler, not by clients"))
+    if request.HasField("nominal_time"):
+        violations.append(FieldViolation("nominal_time", "set by the scheduler, not by clients"))
+    return violations
+
+
 def trigger_from_pb(request: scheduler_service_pb2.TriggerRunRequest) -> TriggerCommand:
-    violations: list[FieldViolation] = []
+    """The request as a command; `trigger` is only a hint here (see `access.trigger_as`)."""
+    violations = _server_set_violations(request)
     policy = POLICIES.get(request.on_conflict)
     if policy is None:
         violations.append(FieldViolation("on_conflict", f"unknown policy {request.on_conflict}"))
-    trigger = key_of(TRIGGERS, request.trigger) if request.trigger else Trigger.API
-    if trigger is None:
-        violations.append(FieldViolation("trigger", f"unknown trigger {request.trigger}"))
+    trigger = key_of(TRIGGERS, request.trigger) or Trigger.API
     if request.max_attempts < 0:
         violations.append(FieldViolation("max_attempts", "must not be negative"))
     deadline = _duration(request.deadline, request.HasField("deadline"), "deadline", violations)
-    nominal_time = _time(
-        request.nominal_time, request.HasField("nominal_time"), "nominal_time", violations
-    )
     require(violations)
-    assert isinstance(trigger, Trigger) and policy is not None
+    assert policy is not None
     return TriggerCommand(
         spec=job_from_pb(request),
         concurrency_key=request.concurrency_key.strip(),
@@ -224,8 +277,6 @@ def trigger_from_pb(request: scheduler_service_pb2.TriggerRunRequest) -> Trigger
         max_attempts=request.max_attempts,
         deadline=deadline,
         trigger=trigger,
-        schedule_id=request.schedule_id,
-        nominal_time=nominal_time,
     )
 
 
@@ -236,21 +287,31 @@ def encode_page_token(run: Run) -> str:
 
 def decode_page_token(token: str) -> tuple[datetime, str]:
     try:
-        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if len(token) > MAX_PAGE_TOKEN:
+            raise ValueError("too long")
+        data = json.loads(strict_b64decode(token))
         created = datetime.fromisoformat(data["c"])
-        if created.tzinfo is None:
-            raise ValueError("naive")
-        return created.astimezone(UTC), str(data["i"])
-    except (ValueError, KeyError, TypeError, binascii.Error, RecursionError):
+        run_id = data["i"]
+        if created.tzinfo is None or not isinstance(run_id, str) or NUL in run_id:
+            raise ValueError("not a token")
+        return created.astimezone(UTC), run_id[:MAX_ID]
+    except (ValueError, KeyError, TypeError, binascii.Error, RecursionError, OverflowError):
         require([FieldViolation("page_token", "not a page token returned by ListRuns")])
         raise AssertionError("unreachable") from None
 
 
 def query_from_pb(request: scheduler_service_pb2.ListRunsRequest) -> RunQuery:
     violations = nul_violations("concurrency_key", {"": request.concurrency_key})
-    violations += nul_violations("labels", dict(request.labels))
+    if len(request.concurrency_key) > MAX_CONCURRENCY_KEY_FILTER:
+        violations.append(
+            FieldViolation("concurrency_key", f"at most {MAX_CONCURRENCY_KEY_FILTER} characters")
+        )
+    violations += label_filter_violations(dict(request.labels))
     if request.page_size < 0:
         violations.append(FieldViolation("page_size", "must not be negative"))
+    for name, values in (("jobs", request.jobs), ("states", request.states)):
+        if len(values) > MAX_ENUM_FILTERS:
+            violations.append(FieldViolation(name, f"at most {MAX_ENUM_FILTERS} values"))
     jobs = []
     for index, value in enumerate(request.jobs):
         kind = kind_from_pb(value)
@@ -293,4 +354,5 @@ def required_id(value: str, field: str) -> str:
     require([FieldViolation(field, "required")] if not value.strip() else [])
     # PostgreSQL rejects NUL in text: an INTERNAL error otherwise.
     require([FieldViolation(field, NUL_MESSAGE)] if NUL in value else [])
+    require([FieldViolation(field, f"at most {MAX_ID} characters")] if len(value) > MAX_ID else [])
     return value.strip()

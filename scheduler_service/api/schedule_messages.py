@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from common import pb
-from common.errors import FieldViolation, require
+from common.errors import FieldViolation, quote, require
 from common.jobs import CrawlSpec, job_from_pb, job_to_pb, missing_job
+from common.pb import strict_b64decode
 from common.proto.ghpulse.v1 import schedules_pb2
 from scheduler_service.schedules.model import (
     DEFAULT_CATCH_UP_WINDOW,
@@ -53,7 +54,7 @@ def _duration(message: schedules_pb2.Schedule, name: str) -> timedelta | None:
     if not message.HasField(name):  # type: ignore[arg-type]
         return None
     try:
-        value: timedelta = getattr(message, name).ToTimedelta()
+        value = pb.from_duration(getattr(message, name))
     except (ValueError, OverflowError):
         require([FieldViolation(f"schedule.{name}", "not a valid duration")])
         raise AssertionError("unreachable") from None
@@ -79,8 +80,25 @@ def template_from_pb(message: schedules_pb2.ScheduleTemplate) -> Template:
     return Template(spec, dict(message.labels), message.max_attempts)
 
 
+#: Longest cron expression and time zone name accepted (their columns' sizes).
+MAX_CRON = 200
+MAX_TIME_ZONE = 64
+
+
+def _bounded_violations(message: schedules_pb2.Schedule) -> list[FieldViolation]:
+    violations = []
+    if message.overlap not in OVERLAPS.values() and message.overlap != 0:
+        violations.append(FieldViolation("schedule.overlap", f"unknown policy {message.overlap}"))
+    if len(message.cron) > MAX_CRON:
+        violations.append(FieldViolation("schedule.cron", f"at most {MAX_CRON} characters"))
+    if len(message.time_zone) > MAX_TIME_ZONE or "\x00" in message.time_zone:
+        violations.append(FieldViolation("schedule.time_zone", "not an IANA time zone name"))
+    return violations
+
+
 def schedule_from_pb(message: schedules_pb2.Schedule, schedule_id: str = "") -> Schedule:
     """The writable fields of `message` as a schedule (defaults for those unset)."""
+    require(_bounded_violations(message))
     window = _duration(message, "catch_up_window")
     return Schedule(
         id=schedule_id or message.id,
@@ -118,6 +136,8 @@ def schedule_to_pb(
         create_time=pb.timestamp(schedule.created_at),
         update_time=pb.timestamp(schedule.updated_at),
         start_time=pb.timestamp(schedule.start_time),
+        created_by=schedule.created_by,
+        updated_by=schedule.updated_by,
     )
     if schedule.interval is not None:
         message.interval.FromTimedelta(schedule.interval)
@@ -144,8 +164,10 @@ def firing_to_pb(firing: Firing) -> schedules_pb2.ScheduleFiring:
 
 def mask_paths(paths: Sequence[str]) -> set[str]:
     """The domain fields named by an update mask (empty: all writable fields)."""
+    if len(paths) > len(MASK_PATHS):
+        require([FieldViolation("update_mask", f"at most {len(MASK_PATHS)} paths")])
     unknown = [path for path in paths if path not in MASK_PATHS]
-    require([FieldViolation("update_mask", f"unknown path {path!r}") for path in unknown])
+    require([FieldViolation("update_mask", f"unknown path {quote(path)}") for path in unknown])
     chosen = paths or list(MASK_PATHS)
     return {name for path in chosen for name in MASK_PATHS[path]}
 
@@ -160,8 +182,8 @@ def decode_schedule_page_token(token: str) -> str:
     if not token:
         return ""
     try:
-        after = base64.urlsafe_b64decode(token.encode()).decode()
-        if "\x00" in after:
+        after = strict_b64decode(token).decode()
+        if "\x00" in after or len(token) > 512:
             raise ValueError("NUL")
         return after
     except (binascii.Error, UnicodeDecodeError, ValueError):

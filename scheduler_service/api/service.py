@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 
+from common.auth.caller import client_key
 from common.proto.ghpulse.v1 import scheduler_service_pb2 as pb2
 from common.proto.ghpulse.v1 import scheduler_service_pb2_grpc
 from scheduler_service.api.runs import RunHandlers
@@ -27,13 +28,13 @@ class SchedulerService(scheduler_service_pb2_grpc.SchedulerServiceServicer):
     async def TriggerRun(
         self, request: pb2.TriggerRunRequest, context: Context
     ) -> pb2.TriggerRunResponse:
-        return await self._runs.trigger(request)
+        return await self._runs.trigger(request, client_key(context.peer()))
 
     async def WatchRun(
         self, request: pb2.WatchRunRequest, context: Context
     ) -> AsyncIterator[pb2.WatchRunResponse]:
         # An async generator itself: grpc.aio streams only from async generator methods.
-        async for response in self._runs.watch(request):
+        async for response in self._runs.watch(request, client_key(context.peer())):
             yield response
 
     async def GetRun(self, request: pb2.GetRunRequest, context: Context) -> pb2.GetRunResponse:

@@ -13,9 +13,10 @@ from typing import Any
 import grpc
 import structlog
 
+from common.auth import caller as callers
 from common.proto.ghpulse.v1 import worker_service_pb2, worker_service_pb2_grpc
+from scheduler_service.api.identity import hello_problem, worker_identity
 from scheduler_service.api.worker_messages import (
-    PROTOCOL_VERSION,
     outgoing_to_pb,
     ref_from_pb,
     rejected,
@@ -31,8 +32,9 @@ ConnectRequests = AsyncIterator[worker_service_pb2.ConnectRequest]
 
 
 class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
-    def __init__(self, orchestrator: Orchestrator) -> None:
+    def __init__(self, orchestrator: Orchestrator, max_slots: int = 64) -> None:
         self._orchestrator = orchestrator
+        self._max_slots = max_slots
         tunables = orchestrator.tunables
         self._lease_ttl = tunables.lease_ttl.total_seconds()
         self._heartbeat = tunables.heartbeat_interval.total_seconds()
@@ -41,14 +43,17 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         self, request_iterator: ConnectRequests, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[worker_service_pb2.ConnectResponse]:
         first = await anext(aiter(request_iterator), None)
-        problem = _hello_problem(first)
+        problem = hello_problem(first)
         if problem is not None:
             yield rejected(problem)
             return
         assert first is not None
         hello = first.hello
         now = self._orchestrator.clock.now()
-        conn = WorkerConn(hello.worker_id, hello.slots, hello.version, now, now)
+        # Who the crawler is comes from its credential; it names only itself among its replicas.
+        worker_id = worker_identity(callers.current(), hello.worker_id)
+        slots = min(hello.slots, self._max_slots)
+        conn = WorkerConn(worker_id, slots, hello.version, now, now)
         reader = asyncio.create_task(self._read(conn, request_iterator))
         try:
             await self._orchestrator.worker_connected(
@@ -94,16 +99,3 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             orchestrator.drain(conn)
         else:
             log.warning("worker.unexpected_message", worker=conn.id, message=which)
-
-
-def _hello_problem(first: worker_service_pb2.ConnectRequest | None) -> str | None:
-    if first is None or first.WhichOneof("message") != "hello":
-        return "the first message on the stream must be a hello"
-    hello = first.hello
-    if hello.protocol_version != PROTOCOL_VERSION:
-        return f"unsupported protocol version {hello.protocol_version}"
-    if not hello.worker_id:
-        return "hello.worker_id is required"
-    if hello.slots <= 0:
-        return "hello.slots must be positive"
-    return None

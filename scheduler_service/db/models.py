@@ -79,6 +79,10 @@ class RunRow(Base):
     output: Mapped[dict[str, Any] | None]
     error: Mapped[dict[str, Any] | None]
     last_seq: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    #: Token names of who triggered, cancelled and retried the run ("" when unknown).
+    triggered_by: Mapped[str] = mapped_column(String(200), server_default="")
+    cancelled_by: Mapped[str] = mapped_column(String(200), server_default="")
+    retried_by: Mapped[str] = mapped_column(String(200), server_default="")
 
     __table_args__ = (
         Index(
@@ -177,6 +181,8 @@ class ScheduleRow(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    created_by: Mapped[str] = mapped_column(String(200), server_default="")
+    updated_by: Mapped[str] = mapped_column(String(200), server_default="")
 
 
 class ScheduleFiringRow(Base):

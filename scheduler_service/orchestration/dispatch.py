@@ -68,8 +68,14 @@ class WorkerConn:
 class Dispatcher:
     """Assigns dispatchable runs to connected crawlers."""
 
-    def __init__(self, claim: Callable[[str], Awaitable[Run | None]]) -> None:
+    def __init__(
+        self,
+        claim: Callable[[str], Awaitable[Run | None]],
+        excluded: Callable[[str], bool] = lambda _worker_id: False,
+    ) -> None:
         self._claim = claim
+        #: Crawlers that get no new work now (the quarantine).
+        self._excluded = excluded
         self._workers: dict[str, WorkerConn] = {}
         self._wake = asyncio.Event()
         self._closing = False
@@ -139,7 +145,9 @@ class Dispatcher:
     @contextmanager
     def reserve(self) -> Iterator[WorkerConn | None]:
         """The connected crawler with the most free slots, one of them held for the block."""
-        candidates = [c for c in self._workers.values() if c.free_slots > 0]
+        candidates = [
+            c for c in self._workers.values() if c.free_slots > 0 and not self._excluded(c.id)
+        ]
         conn = max(candidates, key=lambda c: c.free_slots, default=None)
         if conn is None:
             yield None

@@ -15,6 +15,7 @@ from common.clock import Clock
 from scheduler_service.errors import StaleAttempt
 from scheduler_service.orchestration.broker import EventBroker, Mailbox
 from scheduler_service.orchestration.dispatch import Dispatcher, HeartbeatAcked, Welcome, WorkerConn
+from scheduler_service.orchestration.quarantine import Quarantine, lease_losses
 from scheduler_service.runs.model import (
     AttemptRef,
     AttemptResult,
@@ -47,6 +48,10 @@ class Tunables:
     default_max_attempts: int = 3
     #: How often a watcher re-reads the log for events written by other scheduler processes.
     watch_poll: timedelta = timedelta(seconds=1)
+    #: See `quarantine.Quarantine`.
+    quarantine_losses: int = 3
+    quarantine_window: timedelta = timedelta(minutes=10)
+    quarantine_duration: timedelta = timedelta(minutes=5)
 
 
 class RunMetrics(Protocol):
@@ -81,7 +86,13 @@ class Orchestrator:
         self.clock = clock
         self.tunables = tunables
         self.broker = broker or EventBroker()
-        self.dispatcher = Dispatcher(self._claim)
+        self.quarantine = Quarantine(
+            clock,
+            tunables.quarantine_losses,
+            tunables.quarantine_window,
+            tunables.quarantine_duration,
+        )
+        self.dispatcher = Dispatcher(self._claim, self.quarantine.holds)
         self._cancels_sent: set[AttemptRef] = set()
         self._creating: set[asyncio.Task[tuple[Run, Disposition]]] = set()
         #: Set by `SchedulerApp` when it serves metrics (they read the dispatcher and broker).
@@ -93,6 +104,9 @@ class Orchestrator:
         """Tell watchers, crawlers, the dispatcher and the metrics what a durable transition did."""
         self.broker.publish(transition.events)
         self.metrics.observe(transition)
+        for worker_id in lease_losses(transition):
+            if self.dispatcher.get(worker_id) is not None:
+                self.quarantine.lost(worker_id)
         for stop in transition.stops:
             self.dispatcher.stop(stop)
             if stop.kind is StopKind.CANCEL:
@@ -155,8 +169,8 @@ class Orchestrator:
     async def list_runs(self, query: RunQuery) -> list[Run]:
         return await self.store.list_runs(query)
 
-    async def cancel(self, run_id: str, reason: str) -> Run:
-        transition = await self.store.cancel_run(run_id, reason, self.clock.now())
+    async def cancel(self, run_id: str, reason: str, by: str = "") -> Run:
+        transition = await self.store.cancel_run(run_id, reason, self.clock.now(), by)
         self.apply(transition)
         assert transition.run is not None
         log.info(
@@ -167,8 +181,8 @@ class Orchestrator:
         )
         return transition.run
 
-    async def retry(self, run_id: str) -> Run:
-        transition = await self.store.retry_run(run_id, self.clock.now())
+    async def retry(self, run_id: str, by: str = "") -> Run:
+        transition = await self.store.retry_run(run_id, self.clock.now(), by)
         self.apply(transition)
         assert transition.run is not None
         log.info("run.retried", run_id=run_id, attempt=transition.run.attempt)
@@ -237,6 +251,7 @@ class Orchestrator:
     async def worker_disconnected(self, conn: WorkerConn) -> None:
         self.dispatcher.remove(conn)
         if self.dispatcher.get(conn.id) is None:
+            self.quarantine.forget(conn.id)
             grace_end = self.clock.now() + self.tunables.reconnect_grace
             await self.store.shorten_leases(conn.id, grace_end)
         log.info("worker.disconnected", worker=conn.id, running=len(conn.running))

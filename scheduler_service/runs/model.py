@@ -136,6 +136,10 @@ class Run:
     worker_id: str = ""
     lease_expires_at: datetime | None = None
     cancel_requested_at: datetime | None = None
+    #: Token names (see `common.auth.caller.Caller.name`) of who triggered, cancelled, retried.
+    triggered_by: str = ""
+    cancelled_by: str = ""
+    retried_by: str = ""
 
     @property
     def ref(self) -> AttemptRef:
@@ -160,6 +164,7 @@ class NewRun:
     deadline_at: datetime | None = None
     schedule_id: str = ""
     nominal_time: datetime | None = None
+    triggered_by: str = ""
 
 
 @dataclass(frozen=True)

@@ -159,14 +159,16 @@ class RunStore(ABC):
         """The crawler's stream broke: its leases end at `until` unless it re-attaches first."""
 
     @abstractmethod
-    async def cancel_run(self, run_id: str, reason: str, now: datetime) -> Transition:
+    async def cancel_run(self, run_id: str, reason: str, now: datetime, by: str = "") -> Transition:
         """Cancel: pending or queued runs at once; a running run is marked and its crawler asked
-        to stop (`StopKind.CANCEL`). Already cancelled: no change. Finished: `RunFinished`."""
+        to stop (`StopKind.CANCEL`). Already cancelled: no change. Finished: `RunFinished`. `by`
+        (who asked) is recorded unless the run was already cancelled."""
 
     @abstractmethod
-    async def retry_run(self, run_id: str, now: datetime) -> Transition:
+    async def retry_run(self, run_id: str, now: datetime, by: str = "") -> Transition:
         """Make a FAILED run pending again as a new attempt (with a fresh attempt budget), keeping
-        its checkpoints. Raises `RunNotRetryable`, or `RunConflict` if its key is active again."""
+        its checkpoints, recording `by` (who asked). Raises `RunNotRetryable`, or `RunConflict` if
+        its key is active again."""
 
     @abstractmethod
     async def expire(self, now: datetime, cancel_grace: timedelta) -> Transition:

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from common.errors import FieldViolation, InvalidArgument, require
+from common.errors import FieldViolation, InvalidArgument, clip, require
 from common.jobs import JobSpec, default_concurrency_key, to_json, validate
 from scheduler_service.runs.model import ConflictPolicy, NewRun, Trigger
 
@@ -37,6 +37,8 @@ class TriggerCommand:
     trigger: Trigger = Trigger.API
     schedule_id: str = ""
     nominal_time: datetime | None = None
+    #: Who asks (the caller's token name), recorded on a created run.
+    triggered_by: str = ""
 
 
 def _label_violations(labels: dict[str, str]) -> list[FieldViolation]:
@@ -47,15 +49,17 @@ def _label_violations(labels: dict[str, str]) -> list[FieldViolation]:
         if len(key) > MAX_LABEL_KEY or not _LABEL_KEY.match(key):
             violations.append(
                 FieldViolation(
-                    f"labels[{key}]",
+                    f"labels[{clip(key)}]",
                     f"keys are 1-{MAX_LABEL_KEY} lowercase letters, digits, '_', '.', '-', '/'",
                 )
             )
         if "\x00" in value:
-            violations.append(FieldViolation(f"labels[{key}]", NUL_MESSAGE))
+            violations.append(FieldViolation(f"labels[{clip(key)}]", NUL_MESSAGE))
         if len(value) > MAX_LABEL_VALUE:
             violations.append(
-                FieldViolation(f"labels[{key}]", f"values are at most {MAX_LABEL_VALUE} characters")
+                FieldViolation(
+                    f"labels[{clip(key)}]", f"values are at most {MAX_LABEL_VALUE} characters"
+                )
             )
     return violations
 
@@ -122,4 +126,5 @@ def to_new_run(
         deadline_at=now + deadline if deadline else None,
         schedule_id=command.schedule_id,
         nominal_time=command.nominal_time,
+        triggered_by=command.triggered_by,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common.errors import AlreadyExists, NotFound
+from common.errors import AlreadyExists, NotFound, quote
 from scheduler_service.errors import SchedulerError
 
 
@@ -13,7 +13,7 @@ class ScheduleNotFound(SchedulerError, NotFound):
 
     def __init__(self, schedule_id: str) -> None:
         self.schedule_id = schedule_id
-        super().__init__(f"schedule {schedule_id!r} not found", schedule_id=schedule_id)
+        super().__init__(f"schedule {quote(schedule_id)} not found", schedule_id=schedule_id)
 
 
 class ScheduleExists(SchedulerError, AlreadyExists):
@@ -23,4 +23,4 @@ class ScheduleExists(SchedulerError, AlreadyExists):
 
     def __init__(self, schedule_id: str) -> None:
         self.schedule_id = schedule_id
-        super().__init__(f"schedule {schedule_id!r} already exists", schedule_id=schedule_id)
+        super().__init__(f"schedule {quote(schedule_id)} already exists", schedule_id=schedule_id)

@@ -54,6 +54,7 @@ def trigger_command(schedule: Schedule, nominal: datetime, request_id: str = "")
         trigger=Trigger.SCHEDULE,
         schedule_id=schedule.id,
         nominal_time=nominal,
+        triggered_by=f"schedule:{schedule.id}",
     )
 
 

@@ -64,6 +64,9 @@ class Schedule:
     updated_at: datetime | None = None
     #: Incremented by every change (replicas re-arm their timers when it moves).
     version: int = 0
+    #: Token names of who created it and who last changed it ("" when unknown).
+    created_by: str = ""
+    updated_by: str = ""
 
     @property
     def timing(self) -> Timing:

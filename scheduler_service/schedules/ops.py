@@ -63,9 +63,13 @@ class ScheduleOps:
         after = max(self.clock.now(), schedule.fire_after or self.clock.now())
         return schedule.timing.next_after(after)
 
-    async def create(self, schedule: Schedule) -> Schedule:
+    async def create(self, schedule: Schedule, by: str = "") -> Schedule:
+        """Validate and store `schedule`, recording `by` (who asks) as its creator."""
         now = self.clock.now()
-        schedule = validate_schedule(replace(schedule, id=schedule.id or new_schedule_id()), now)
+        schedule = replace(
+            schedule, id=schedule.id or new_schedule_id(), created_by=by, updated_by=by
+        )
+        schedule = validate_schedule(schedule, now)
         created = await self.store.create(schedule, now)
         self.on_change(created.id)
         log.info(
@@ -83,11 +87,14 @@ class ScheduleOps:
     async def list_page(self, after_id: str, limit: int) -> list[ScheduleView]:
         return [await self.view(s) for s in await self.store.list_page(after_id, limit)]
 
-    async def update(self, schedule_id: str, incoming: Schedule, fields: set[str]) -> Schedule:
+    async def update(
+        self, schedule_id: str, incoming: Schedule, fields: set[str], by: str = ""
+    ) -> Schedule:
         now = self.clock.now()
 
         def change(current: Schedule) -> Schedule:
             changed = validate_schedule(_apply_fields(current, incoming, fields), now)
+            changed = replace(changed, updated_by=by)
             return _restart_if_needed(current, changed, fields & TIMING_FIELDS, now)
 
         updated = await self.store.update(schedule_id, change, now)
@@ -95,11 +102,12 @@ class ScheduleOps:
         log.info("schedule.updated", schedule_id=schedule_id, fields=sorted(fields))
         return updated
 
-    async def set_paused(self, schedule_id: str, paused: bool) -> Schedule:
+    async def set_paused(self, schedule_id: str, paused: bool, by: str = "") -> Schedule:
         now = self.clock.now()
 
         def change(current: Schedule) -> Schedule:
-            return _restart_if_needed(current, replace(current, paused=paused), set(), now)
+            changed = replace(current, paused=paused, updated_by=by)
+            return _restart_if_needed(current, changed, set(), now)
 
         updated = await self.store.update(schedule_id, change, now)
         self.on_change(schedule_id)

@@ -313,6 +313,8 @@ def _to_row(schedule: Schedule) -> dict[str, Any]:
         "created_at": schedule.created_at,
         "updated_at": schedule.updated_at,
         "version": schedule.version,
+        "created_by": schedule.created_by,
+        "updated_by": schedule.updated_by,
     }
 
 
@@ -339,6 +341,8 @@ def _from_row(row: dict[str, Any]) -> Schedule:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         version=row["version"],
+        created_by=row["created_by"],
+        updated_by=row["updated_by"],
     )
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from common.errors import quote
+
 DEFAULT_CRON = "30 * * * *"
 #: How far ahead `next_after` searches before concluding a cron never fires (Feb 29 on a Monday
 #: recurs within 28 years).
@@ -53,7 +55,7 @@ def _value(text: str, spec: _Field) -> int:
     if lowered in spec.names:
         return spec.names.index(lowered) + spec.names_from
     if not text.isdigit():
-        raise TimingError(f"{spec.name}: {text!r} is not a number")
+        raise TimingError(f"{spec.name}: {quote(text)} is not a number")
     value = int(text)
     if not spec.low <= value <= spec.high:
         raise TimingError(f"{spec.name}: {value} is outside {spec.low}-{spec.high}")
@@ -65,7 +67,7 @@ def _part(text: str, spec: _Field) -> set[int]:
     step = 1
     if step_text:
         if not step_text.isdigit() or int(step_text) == 0:
-            raise TimingError(f"{spec.name}: step {step_text!r} must be a positive number")
+            raise TimingError(f"{spec.name}: step {quote(step_text)} must be a positive number")
         step = int(step_text)
     if base == "*":
         low, high = spec.low, spec.high
@@ -73,7 +75,7 @@ def _part(text: str, spec: _Field) -> set[int]:
         first, _, last = base.partition("-")
         low, high = _value(first, spec), _value(last, spec)
         if low > high:
-            raise TimingError(f"{spec.name}: range {base!r} is backwards")
+            raise TimingError(f"{spec.name}: range {quote(base)} is backwards")
     else:
         low = _value(base, spec)
         high = spec.high if step_text else low
@@ -142,7 +144,7 @@ def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name or "UTC")
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise TimingError(f"unknown time zone {name!r}") from exc
+        raise TimingError(f"unknown time zone {quote(name)}") from exc
 
 
 def _instants(wall: datetime, tz: ZoneInfo) -> list[datetime]:

@@ -13,13 +13,14 @@ from scheduler_service.schedules.model import MAX_SCHEDULE_ID, SCHEDULE_ID, Sche
 from scheduler_service.schedules.timing import TimingError, parse_cron, zone
 
 MAX_WINDOW = timedelta(days=7)
+MAX_INTERVAL = timedelta(days=366)
 
 
 def _timing_violations(schedule: Schedule) -> list[FieldViolation]:
     violations = []
     if schedule.interval is not None:
-        if schedule.interval < timedelta(seconds=1):
-            violations.append(FieldViolation("schedule.interval", "at least 1 second"))
+        if not timedelta(seconds=1) <= schedule.interval <= MAX_INTERVAL:
+            violations.append(FieldViolation("schedule.interval", "between 1 second and 366 days"))
     elif schedule.cron:
         try:
             parse_cron(schedule.cron)

@@ -75,7 +75,7 @@ async def test_no_authorization_header_without_a_token():
             "https://api.github.com/repos/o/r/pulls?direction=desc&per_page=100&state=all",
         ),
         (
-            "https://api.github.com",
+            "https://ghe.example/api/v3",
             "https://ghe.example/api/v3/repos/o/r/pulls?page=2",
             None,
             "https://ghe.example/api/v3/repos/o/r/pulls?page=2",

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from crawler_service.data.models import ClosingLink, PullRequest
 from crawler_service.data.store import CrawlerStore
+from crawler_service.errors import PermanentError
 from crawler_service.jobs.registry import Output, StepContext
 from crawler_service.jobs.steps import each_repository
 
@@ -93,11 +94,23 @@ class ExportStep:
     async def _repository(self, key: str) -> list[str]:
         records = await self._records(key)
         # Not `with_suffix`: it would cut `next.js` to `next`, and two repositories share a file.
-        csv_path, jsonl_path = self.export_dir / f"{key}.csv", self.export_dir / f"{key}.jsonl"
+        csv_path, jsonl_path = self._inside(f"{key}.csv"), self._inside(f"{key}.jsonl")
         # File I/O off the event loop: other runs and the query API share it.
         await asyncio.to_thread(write_atomic, csv_path, write_csv(records))
         await asyncio.to_thread(write_atomic, jsonl_path, write_jsonl(records))
         return [str(csv_path), str(jsonl_path)]
+
+    def _inside(self, relative: str) -> Path:
+        """`export_dir / relative`, refused (PermanentError) unless it stays inside export_dir:
+        whatever a repository is called, an export never lands elsewhere."""
+        root = self.export_dir.resolve()
+        path = (root / relative).resolve()
+        if not path.is_relative_to(root) or path == root:
+            raise PermanentError(
+                f"export path of {relative[:100]!r} would leave the export directory",
+                code="EXPORT_PATH_OUTSIDE",
+            )
+        return path
 
     async def _records(self, key: str) -> list[dict[str, Any]]:
         columns = [getattr(PullRequest, name) for name in COLUMNS]

@@ -40,6 +40,7 @@ from crawler_service.github.graphql import GraphQLClient
 from crawler_service.jobs.registry import Output, StepContext
 from crawler_service.jobs.steps import closing, dedupe
 from crawler_service.jobs.steps.bulk import GraphQLPulls
+from crawler_service.jobs.steps.names import checked_name, valid_names
 from crawler_service.jobs.steps.pulls import RestPulls
 from crawler_service.jobs.steps.sweep import Sweep
 
@@ -116,7 +117,8 @@ class FetchStep:
 
             repos_of = self.github.org_repositories(spec.organization, on_wait=on_wait)
             async with closing(repos_of) as repos:
-                names += [repo["full_name"] async for repo in repos if not repo.get("archived")]
+                listed = [repo async for repo in repos if not repo.get("archived")]
+            names += valid_names(ctx, [str(repo.get("full_name", "")) for repo in listed])
         return dedupe(names)
 
     async def _output(self, ctx: StepContext, names: list[str]) -> Output:
@@ -186,7 +188,7 @@ class FetchStep:
         repo = await self._repository(sweep, etags)
         if repo.get("archived"):
             raise RepositoryArchived(sweep.name)
-        sweep.name = repo.get("full_name") or sweep.name
+        sweep.name = checked_name(repo.get("full_name"), sweep.name)
         cutoff = (
             None if sweep.refresh or state.watermark is None else state.watermark - self.overlap
         )

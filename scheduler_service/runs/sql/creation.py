@@ -127,6 +127,9 @@ def _insert(tx: t.Tx, new: NewRun, slot: str) -> t.Row:
         "cancel_requested_at": None,
         "output": None,
         "error": None,
+        "triggered_by": new.triggered_by,
+        "cancelled_by": "",
+        "retried_by": "",
     }
     # The run is written with its first event's seq already counted: one statement less
     # than inserting it with 0 and letting `t.append` bump it.

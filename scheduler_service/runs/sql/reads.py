@@ -170,6 +170,9 @@ def to_run(row: dict[str, Any], step_list: list[StepStatus]) -> Run:
         worker_id=row["worker_id"],
         lease_expires_at=row["lease_expires_at"],
         cancel_requested_at=row["cancel_requested_at"],
+        triggered_by=row["triggered_by"],
+        cancelled_by=row["cancelled_by"],
+        retried_by=row["retried_by"],
     )
 
 

@@ -195,7 +195,7 @@ class SqlRunStore(RunStore):
     # -- client operations --------------------------------------------------------------------
 
     @on_writer
-    def cancel_run(self, run_id: str, reason: str, now: datetime) -> Transition:
+    def cancel_run(self, run_id: str, reason: str, now: datetime, by: str = "") -> Transition:
         with self._tx(now) as tx:
             row = t.lock_run(tx, run_id)
             if row is None:
@@ -204,6 +204,8 @@ class SqlRunStore(RunStore):
             stops: list[StopRequest] = []
             if state in (RunState.SUCCEEDED, RunState.FAILED):
                 raise RunFinished(run_id, state.value, "cancel")
+            if state is not RunState.CANCELLED and row["cancel_requested_at"] is None:
+                t.set_run(tx, row, cancelled_by=by)
             if state in (RunState.PENDING, RunState.QUEUED):
                 t.finish(tx, row, RunState.CANCELLED, reason or "cancelled")
             elif state is RunState.RUNNING:
@@ -222,7 +224,7 @@ class SqlRunStore(RunStore):
             return transition
 
     @on_writer
-    def retry_run(self, run_id: str, now: datetime) -> Transition:
+    def retry_run(self, run_id: str, now: datetime, by: str = "") -> Transition:
         try:
             with self._tx(now) as tx:
                 row = t.lock_run(tx, run_id)
@@ -244,6 +246,7 @@ class SqlRunStore(RunStore):
                     not_before=None,
                     error=None,
                     cancel_requested_at=None,
+                    retried_by=by,
                     # A fresh deadline as long as the first: a run that failed past its deadline
                     # would otherwise never be dispatched and fail again at the next sweep.
                     deadline_at=_fresh_deadline(row, now),

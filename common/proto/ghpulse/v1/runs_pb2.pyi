@@ -364,6 +364,9 @@ class Run(_message.Message):
     CANCEL_REQUESTED_FIELD_NUMBER: _builtins.int
     JOB_KIND_FIELD_NUMBER: _builtins.int
     NOT_BEFORE_FIELD_NUMBER: _builtins.int
+    TRIGGERED_BY_FIELD_NUMBER: _builtins.int
+    CANCELLED_BY_FIELD_NUMBER: _builtins.int
+    RETRIED_BY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     state: Global___RunState.ValueType
     attempt: _builtins.int
@@ -378,6 +381,14 @@ class Run(_message.Message):
     """The crawler holding the run's lease, while running."""
     cancel_requested: _builtins.bool
     job_kind: Global___JobKind.ValueType
+    triggered_by: _builtins.str
+    """Who triggered the run: the name of the caller's token (or client certificate); empty when
+    the scheduler runs without authentication, `schedule:<id>` for schedule firings.
+    """
+    cancelled_by: _builtins.str
+    """Who asked to cancel the run (see triggered_by); empty if nobody did."""
+    retried_by: _builtins.str
+    """Who last retried the run with RetryRun (see triggered_by); empty if nobody did."""
     @_builtins.property
     def crawl(self) -> Global___CrawlJob: ...
     @_builtins.property
@@ -440,10 +451,13 @@ class Run(_message.Message):
         cancel_requested: _builtins.bool = ...,
         job_kind: Global___JobKind.ValueType = ...,
         not_before: _timestamp_pb2.Timestamp | None = ...,
+        triggered_by: _builtins.str = ...,
+        cancelled_by: _builtins.str = ...,
+        retried_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["backfill_links", b"backfill_links", "crawl", b"crawl", "created_at", b"created_at", "deadline_at", b"deadline_at", "error", b"error", "finished_at", b"finished_at", "job", b"job", "nominal_time", b"nominal_time", "not_before", b"not_before", "output", b"output", "plugin", b"plugin", "recalculate", b"recalculate", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "backfill_links", b"backfill_links", "cancel_requested", b"cancel_requested", "concurrency_key", b"concurrency_key", "crawl", b"crawl", "created_at", b"created_at", "deadline_at", b"deadline_at", "error", b"error", "finished_at", b"finished_at", "id", b"id", "job", b"job", "job_kind", b"job_kind", "labels", b"labels", "last_seq", b"last_seq", "max_attempts", b"max_attempts", "nominal_time", b"nominal_time", "not_before", b"not_before", "output", b"output", "plugin", b"plugin", "recalculate", b"recalculate", "schedule_id", b"schedule_id", "started_at", b"started_at", "state", b"state", "steps", b"steps", "trigger", b"trigger", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "backfill_links", b"backfill_links", "cancel_requested", b"cancel_requested", "cancelled_by", b"cancelled_by", "concurrency_key", b"concurrency_key", "crawl", b"crawl", "created_at", b"created_at", "deadline_at", b"deadline_at", "error", b"error", "finished_at", b"finished_at", "id", b"id", "job", b"job", "job_kind", b"job_kind", "labels", b"labels", "last_seq", b"last_seq", "max_attempts", b"max_attempts", "nominal_time", b"nominal_time", "not_before", b"not_before", "output", b"output", "plugin", b"plugin", "recalculate", b"recalculate", "retried_by", b"retried_by", "schedule_id", b"schedule_id", "started_at", b"started_at", "state", b"state", "steps", b"steps", "trigger", b"trigger", "triggered_by", b"triggered_by", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_job: _TypeAlias = _typing.Literal["crawl", "recalculate", "backfill_links", "plugin"]  # noqa: Y015
     _WhichOneofArgType_job: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015

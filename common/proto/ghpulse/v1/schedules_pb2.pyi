@@ -171,6 +171,8 @@ class Schedule(_message.Message):
     MISSED_COUNT_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    UPDATED_BY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Lowercase letters, digits and '-', at most 63 characters; generated if not given."""
     cron: _builtins.str
@@ -187,6 +189,12 @@ class Schedule(_message.Message):
     """Output only: firings skipped because a run of the same concurrency key was active."""
     missed_count: _builtins.int
     """Output only: ticks that did not fire (see FIRING_OUTCOME_MISSED)."""
+    created_by: _builtins.str
+    """Output only: who created the schedule (the caller's token name; empty without
+    authentication).
+    """
+    updated_by: _builtins.str
+    """Output only: who last changed it (update, pause, resume)."""
     @_builtins.property
     def interval(self) -> _duration_pb2.Duration:
         """Ticks at `start_time + k * interval` (at least 1 s)."""
@@ -245,10 +253,12 @@ class Schedule(_message.Message):
         missed_count: _builtins.int = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        created_by: _builtins.str = ...,
+        updated_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["catch_up_window", b"catch_up_window", "create_time", b"create_time", "cron", b"cron", "interval", b"interval", "jitter", b"jitter", "last_fire_time", b"last_fire_time", "next_fire_time", b"next_fire_time", "start_time", b"start_time", "template", b"template", "timing", b"timing", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["catch_up_window", b"catch_up_window", "create_time", b"create_time", "cron", b"cron", "id", b"id", "interval", b"interval", "jitter", b"jitter", "last_fire_time", b"last_fire_time", "last_run_id", b"last_run_id", "missed_count", b"missed_count", "next_fire_time", b"next_fire_time", "overlap", b"overlap", "paused", b"paused", "skipped_count", b"skipped_count", "start_time", b"start_time", "template", b"template", "time_zone", b"time_zone", "timing", b"timing", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catch_up_window", b"catch_up_window", "create_time", b"create_time", "created_by", b"created_by", "cron", b"cron", "id", b"id", "interval", b"interval", "jitter", b"jitter", "last_fire_time", b"last_fire_time", "last_run_id", b"last_run_id", "missed_count", b"missed_count", "next_fire_time", b"next_fire_time", "overlap", b"overlap", "paused", b"paused", "skipped_count", b"skipped_count", "start_time", b"start_time", "template", b"template", "time_zone", b"time_zone", "timing", b"timing", "update_time", b"update_time", "updated_by", b"updated_by"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_timing: _TypeAlias = _typing.Literal["cron", "interval"]  # noqa: Y015
     _WhichOneofArgType_timing: _TypeAlias = _typing.Literal["timing", b"timing"]  # noqa: Y015
