@@ -29,7 +29,10 @@ async def crawled(
     monkeypatch.setenv("GHPULSE_TEST_GATES", str(tmp_path / "gates"))
     with evil_github() as (api, elsewhere):
         async with cluster(tmp_path) as c:
-            await c.add_crawler("crawler-1", github_api_url=api, github_token=TOKEN, plugins="")
+            # REST: the attack is a pagination Link (GraphQL has none).
+            await c.add_crawler(
+                "crawler-1", github_api_url=api, github_token=TOKEN, plugins="", github_api="rest"
+            )
             yield c, elsewhere
 
 
