@@ -14,6 +14,16 @@ from tests.support import postgres
 pytest_plugins = ["tests.support.github"]
 
 
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """Every test starts from structlog's defaults: a test that runs a CLI command in-process
+    configures logging onto a stream its runner closes afterwards."""
+    from common import logging as ghlog
+
+    yield
+    ghlog.reset()
+
+
 @pytest.fixture(scope="session")
 def pg_available() -> None:
     """Skip (or, under CI=true, fail) when PostgreSQL is unreachable."""
