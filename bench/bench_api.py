@@ -145,12 +145,14 @@ async def one_run(big: Dataset, ants: Dataset, latency: float, flip: bool) -> Ru
 
 
 def _median(runs: Sequence[Run], name: str, field: str) -> float:
-    return statistics.median(getattr(run.crawls[name], field) for run in runs)
+    return float(statistics.median(getattr(run.crawls[name], field) for run in runs))
 
 
 def _ratio(runs: Sequence[Run], a: str, b: str, field: str) -> float:
-    return statistics.median(
-        getattr(run.crawls[a], field) / max(getattr(run.crawls[b], field), 1e-9) for run in runs
+    return float(
+        statistics.median(
+            getattr(run.crawls[a], field) / max(getattr(run.crawls[b], field), 1e-9) for run in runs
+        )
     )
 
 

@@ -86,7 +86,7 @@ def describe_rpc_error(error: grpc.aio.AioRpcError | grpc.RpcError) -> str:
 
 
 def _describe_detail(detail: Any) -> str | None:
-    from google.rpc import error_details_pb2  # type: ignore[import-untyped]
+    from google.rpc import error_details_pb2
 
     if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
         info = error_details_pb2.ErrorInfo()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ def call(
     return subprocess.run([*command, address, *args], capture_output=True, text=True, timeout=60)
 
 
-def stream_messages(output: str) -> list[dict[str, object]]:
+def stream_messages(output: str) -> list[dict[str, Any]]:
     """grpcurl prints one pretty JSON object per streamed message."""
     decoder, messages, index = json.JSONDecoder(), [], 0
     while index < len(output):

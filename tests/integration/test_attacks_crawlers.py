@@ -37,7 +37,7 @@ async def secured(
         quarantine_losses=2,
         max_crawler_slots=8,
     ) as running:
-        await running.channel.close()
+        await running.channel.close(None)
         running.channel = keys.channel(running.address, "admin")
         running.stub = SchedulerServiceStub(running.channel)
         yield running, keys

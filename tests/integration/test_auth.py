@@ -51,7 +51,7 @@ async def secured(
     monkeypatch.setenv("GHPULSE_TEST_GATES", str(tmp_path / "gates"))
     keys = make_tokens(tmp_path)
     async with cluster(tmp_path, db=scheduler_db_url, auth_file=str(keys.path)) as running:
-        await running.channel.close()
+        await running.channel.close(None)
         running.channel = keys.channel(running.address, "admin")
         running.stub = SchedulerServiceStub(running.channel)
         await running.add_crawler(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -49,7 +50,7 @@ async def test_crawl_an_organization_then_query_it(c: Cluster, fake: FakeGitHub)
     run = await c.wait_for_state(triggered.run.id, *TERMINAL)
     assert run.state == runs_pb2.RUN_STATE_SUCCEEDED, run.error
     assert [s.name for s in run.steps] == ["fetch", "upsert", "link", "classify", "export"]
-    output = dict(run.output)
+    output: dict[str, Any] = dict(run.output)
     assert sorted(output["repositories_fetched"]) == [
         "ghpulse-demo/api",
         "ghpulse-demo/infra",

@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from crawler_service.github.client import GitHubClient
-from ghpulse.testing.fake_github import Dataset
+from ghpulse.testing.fake_github import SAMPLE_DIR, Dataset
 from ghpulse.testing.fake_github.generate import generate
 from ghpulse.testing.fake_github.import_csv import convert
-from tests.support.github import ANTS, ANTS_DIR, SAMPLE_DIR, ants_dataset, sample_dataset, serve
+from tests.support.github import ANTS, ANTS_DIR, ants_dataset, sample_dataset, serve
 
 # shared/ sits beside the repository (on developer machines and in CI).
 RECORDING = Path(__file__).resolve().parents[3] / "shared" / "acceptance" / "github-ants"

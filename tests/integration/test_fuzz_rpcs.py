@@ -195,13 +195,15 @@ def _call(target: Target, service: str, method: Any, payload: bytes) -> grpc.Sta
     channel = target.channel(service)
     try:
         if method.server_streaming:
-            stream = channel.unary_stream(path)(
+            stream = channel.unary_stream(path, None, None)(
                 payload, metadata=target.metadata, timeout=STREAM_DEADLINE
             )
             next(iter(stream), None)
             stream.cancel()
             return grpc.StatusCode.OK
-        channel.unary_unary(path)(payload, metadata=target.metadata, timeout=UNARY_DEADLINE)
+        channel.unary_unary(path, None, None)(
+            payload, metadata=target.metadata, timeout=UNARY_DEADLINE
+        )
     except grpc.RpcError as error:
         return _allowed(error, path, method.server_streaming)
     return grpc.StatusCode.OK
@@ -253,7 +255,9 @@ def streams(draw: st.DrawFn) -> list[bytes]:
 
 def test_worker_streams_never_fail_internally(target: tuple[Target, str]) -> None:
     fuzzed, _url = target
-    connect = fuzzed.channel("scheduler").stream_stream("/ghpulse.v1.WorkerService/Connect")
+    connect = fuzzed.channel("scheduler").stream_stream(
+        "/ghpulse.v1.WorkerService/Connect", None, None
+    )
 
     @_settings(STREAM_EXAMPLES)
     @given(streams())

@@ -9,7 +9,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -50,7 +50,7 @@ async def _error(call: Any) -> grpc.aio.AioRpcError:
 async def _invalid(call: Any) -> list[str]:
     error = await _error(call)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
-    size = sum(len(k) + len(v) for k, v in error.trailing_metadata() or ())  # type: ignore[arg-type]
+    size = sum(len(k) + len(v) for k, v in cast(Any, error.trailing_metadata()) or ())
     assert size < MAX_STATUS_BYTES
     return [v.field for v in details(error)["BadRequest"].field_violations]  # type: ignore[attr-defined]
 

@@ -81,7 +81,7 @@ async def test_a_cancelled_trigger_still_assigns_the_run_it_claimed(
 
 
 def _sent(conn: WorkerConn) -> list[object]:
-    items = []
+    items: list[object] = []
     while not conn.outbox.empty():
         items.append(conn.outbox.get_nowait())
     return items

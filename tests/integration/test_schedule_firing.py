@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
@@ -43,7 +44,7 @@ class Env:
     async def process(self, schedule_id: str, name: str = "a") -> None:
         await self.firer(name).process(await self.store.get(schedule_id))
 
-    async def runs_of(self, schedule_id: str) -> list:
+    async def runs_of(self, schedule_id: str) -> list[Any]:
         runs = await self.runs.list_runs(RunQuery(trigger=Trigger.SCHEDULE, page_size=500))
         return [r for r in runs if r.schedule_id == schedule_id]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -69,7 +70,7 @@ async def test_create_defaults_and_get(c: Cluster) -> None:
     ],
 )
 async def test_invalid_schedule_is_invalid_argument_with_a_field_violation(
-    c: Cluster, fields: dict, field: str
+    c: Cluster, fields: dict[str, Any], field: str
 ) -> None:
     fields.setdefault("template", template("octo/one"))
     with pytest.raises(grpc.aio.AioRpcError) as caught:

@@ -27,7 +27,7 @@ def ca(tmp_path: Path) -> CertificateAuthority:
 
 
 async def _secure(c: Cluster, credentials: ClientCredentials) -> None:
-    await c.channel.close()
+    await c.channel.close(None)
     c.channel = credentials.channel(c.address)
     c.stub = SchedulerServiceStub(c.channel)
 

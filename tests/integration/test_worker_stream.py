@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -14,6 +15,7 @@ from common.proto.ghpulse.v1 import runs_pb2
 from common.proto.ghpulse.v1 import worker_service_pb2 as wpb
 from common.proto.ghpulse.v1.worker_service_pb2_grpc import WorkerServiceStub
 from tests.support.cluster import TERMINAL, Cluster, cluster
+from tests.support.impostor import EOF
 
 
 @pytest.fixture
@@ -41,10 +43,10 @@ class RawCrawler:
     async def receive(self, kind: str) -> wpb.ConnectResponse:
         """The next message of `kind`, skipping others (e.g. heartbeat acks)."""
         while True:
-            message = await asyncio.wait_for(self.call.read(), 10)
-            assert message is not grpc.aio.EOF, "the scheduler ended the stream"
+            message: Any = await asyncio.wait_for(self.call.read(), 10)
+            assert message is not EOF, "the scheduler ended the stream"
             if message.WhichOneof("message") == kind:
-                return message  # type: ignore[no-any-return]
+                return cast(wpb.ConnectResponse, message)
 
     def hello(self, slots: int = 1, protocol_version: int = 1) -> None:
         self.send(

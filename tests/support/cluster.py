@@ -39,7 +39,11 @@ TERMINAL = {runs_pb2.RUN_STATE_SUCCEEDED, runs_pb2.RUN_STATE_FAILED, runs_pb2.RU
 
 
 def scheduler_settings(tmp: Path, **overrides: Any) -> SchedulerSettings:
-    values = {"listen": "127.0.0.1:0", "db": f"sqlite:///{tmp}/scheduler.db", **FAST_SCHEDULER}
+    values: dict[str, Any] = {
+        "listen": "127.0.0.1:0",
+        "db": f"sqlite:///{tmp}/scheduler.db",
+        **FAST_SCHEDULER,
+    }
     values.update(overrides)
     return SchedulerSettings(**values)
 
@@ -47,7 +51,7 @@ def scheduler_settings(tmp: Path, **overrides: Any) -> SchedulerSettings:
 def crawler_settings(
     tmp: Path, scheduler_addr: str, name: str, **overrides: Any
 ) -> CrawlerSettings:
-    values = {
+    values: dict[str, Any] = {
         "listen": "127.0.0.1:0",
         "db": f"sqlite:///{tmp}/crawler.db",
         "worker_id": name,
@@ -147,5 +151,5 @@ async def cluster(tmp: Path, **scheduler_overrides: Any) -> AsyncIterator[Cluste
     finally:
         for crawler in list(running.crawlers):
             await crawler.stop()
-        await channel.close()
+        await channel.close(None)
         await scheduler.stop()

@@ -4,10 +4,11 @@ extreme numbers, undefined enum values, unnormalized durations), nested to a bou
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from hypothesis import strategies as st
@@ -66,7 +67,7 @@ def _tame(field: FieldDescriptor, pool: Sequence[str]) -> st.SearchStrategy[Any]
     if kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
         return st.floats(0, 100)
     if kind == FieldDescriptor.TYPE_ENUM:
-        return st.sampled_from([value.number for value in field.enum_type.values])
+        return st.sampled_from([value.number for value in _enum_type(field).values])
     return st.integers(0, 1_800_000_000 if "seconds" in field.name else 5)
 
 
@@ -87,7 +88,7 @@ def scalar(field: FieldDescriptor, pool: Sequence[str], hostile: bool) -> st.Sea
     if kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
         return st.floats(width=32 if kind == FieldDescriptor.TYPE_FLOAT else 64)
     if kind == FieldDescriptor.TYPE_ENUM:
-        defined = [value.number for value in field.enum_type.values]
+        defined = [value.number for value in _enum_type(field).values]
         return st.one_of(st.sampled_from(defined), st.sampled_from([-1, 99, 2**31 - 1]))
     bounds = {
         FieldDescriptor.TYPE_INT32: INT32,
@@ -105,19 +106,31 @@ def _value(
     field: FieldDescriptor, pool: Sequence[str], depth: int, hostile: bool
 ) -> st.SearchStrategy[Any]:
     if field.type == FieldDescriptor.TYPE_MESSAGE:
-        return _message(field.message_type, pool, depth + 1, hostile)
+        return _message(_message_type(field), pool, depth + 1, hostile)
     return scalar(field, pool, hostile)
 
 
+def _message_type(field: FieldDescriptor) -> Descriptor:
+    assert field.message_type is not None, field.full_name
+    return field.message_type
+
+
+def _enum_type(field: FieldDescriptor) -> EnumDescriptor:
+    assert field.enum_type is not None, field.full_name
+    return field.enum_type
+
+
 def _is_map(field: FieldDescriptor) -> bool:
-    return field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.GetOptions().map_entry
+    return (
+        field.type == FieldDescriptor.TYPE_MESSAGE and _message_type(field).GetOptions().map_entry
+    )
 
 
 def _field(
     field: FieldDescriptor, pool: Sequence[str], depth: int, hostile: bool
 ) -> st.SearchStrategy[Any]:
     if _is_map(field):
-        entry = field.message_type
+        entry = _message_type(field)
         key = scalar(entry.fields_by_name["key"], pool, hostile)
         value = _value(entry.fields_by_name["value"], pool, depth, hostile)
         return st.dictionaries(key, value, max_size=3)
@@ -130,7 +143,7 @@ def _assign(msg: Message, field: FieldDescriptor, value: Any) -> None:
     target = getattr(msg, field.name)
     if _is_map(field):
         message_values = (
-            field.message_type.fields_by_name["value"].type == FieldDescriptor.TYPE_MESSAGE
+            _message_type(field).fields_by_name["value"].type == FieldDescriptor.TYPE_MESSAGE
         )
         for key, item in value.items():
             if message_values:
@@ -169,7 +182,7 @@ def _message(
         return st.just(GetMessageClass(descriptor)())
     fields = {
         field.name: st.one_of(
-            st.none(), st.deferred(lambda f=field: _field(f, pool, depth, hostile))
+            st.none(), st.deferred(functools.partial(_field, field, pool, depth, hostile))
         )
         for field in descriptor.fields
     }

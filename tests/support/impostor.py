@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any, cast
 
 import grpc
 
@@ -13,6 +14,9 @@ from common.proto.ghpulse.v1.worker_service_pb2_grpc import WorkerServiceStub
 
 #: A bound for a test that would otherwise hang; never reached when the scheduler answers.
 READ_TIMEOUT = 20.0
+
+#: The end-of-stream marker of grpc.aio (missing from grpc-stubs).
+EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]
 
 
 class Impostor:
@@ -39,18 +43,18 @@ class Impostor:
     async def receive(self, kind: str) -> wpb.ConnectResponse:
         """The next message of `kind` (assignments seen on the way are recorded)."""
         while True:
-            message = await asyncio.wait_for(self.call.read(), READ_TIMEOUT)
-            assert message is not grpc.aio.EOF, "the scheduler ended the stream"
+            message: Any = await asyncio.wait_for(self.call.read(), READ_TIMEOUT)
+            assert message is not EOF, "the scheduler ended the stream"
             which = message.WhichOneof("message")
             if which == "assignment":
                 self.assignments.append(message.assignment)
             if which == kind:
-                return message  # type: ignore[no-any-return]
+                return cast(wpb.ConnectResponse, message)
 
     async def collect(self) -> None:
         """Keep reading (recording assignments) until the stream ends."""
         try:
-            while (message := await self.call.read()) is not grpc.aio.EOF:
+            while (message := cast(Any, await self.call.read())) is not EOF:
                 if message.WhichOneof("message") == "assignment":
                     self.assignments.append(message.assignment)
         except (grpc.aio.AioRpcError, asyncio.CancelledError):

@@ -4,6 +4,7 @@ instants and durations the run-store tests share."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from common.jobs import CrawlSpec, default_concurrency_key
 from scheduler_service.runs.model import AttemptRef, ConflictPolicy, NewRun
@@ -17,7 +18,7 @@ DAY = timedelta(days=1)
 def new_run(repo: str = "octo/one", policy: ConflictPolicy = ConflictPolicy.JOIN, **kw) -> NewRun:
     """A run of a crawl of `repo` (its default concurrency key, 3 attempts); `kw` overrides."""
     spec = CrawlSpec((repo,))
-    values = {
+    values: dict[str, Any] = {
         "spec": spec,
         "concurrency_key": default_concurrency_key(spec),
         "policy": policy,

@@ -24,7 +24,9 @@ from ghpulse.cli.tables import job_name, stats_table, targets
 def error_from(exc: Exception) -> grpc.aio.AioRpcError:
     status = to_status(exc)  # type: ignore[arg-type]
     trailing = grpc.aio.Metadata(*status.trailing_metadata)
-    return grpc.aio.AioRpcError(status.code, grpc.aio.Metadata(), trailing, details=status.details)
+    return grpc.aio.AioRpcError(
+        status.code, grpc.aio.Metadata(), trailing, details=status.details, debug_error_string=None
+    )
 
 
 def test_error_line_carries_code_message_and_details() -> None:
@@ -42,7 +44,11 @@ def test_error_line_carries_code_message_and_details() -> None:
 
 def test_error_line_without_details() -> None:
     plain = grpc.aio.AioRpcError(
-        grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), details="down"
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.aio.Metadata(),
+        grpc.aio.Metadata(),
+        details="down",
+        debug_error_string=None,
     )
 
     assert describe_rpc_error(plain) == "error: UNAVAILABLE: down"

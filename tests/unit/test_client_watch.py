@@ -16,7 +16,9 @@ from common.proto.ghpulse.v1 import scheduler_service_pb2 as spb
 
 
 def rpc_error(code: grpc.StatusCode) -> grpc.aio.AioRpcError:
-    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details="boom")
+    return grpc.aio.AioRpcError(
+        code, grpc.aio.Metadata(), grpc.aio.Metadata(), details="boom", debug_error_string=None
+    )
 
 
 def snapshot(state: int = runs_pb2.RUN_STATE_RUNNING, last_seq: int = 0) -> spb.WatchRunResponse:
@@ -81,8 +83,12 @@ class Sleeps:
 
 async def collect(stub: ScriptedStub, sleeps: Sleeps, backoff: Backoff | None = None) -> list[Any]:
     stream = follow_run(
-        stub, "r", backoff=backoff or Backoff(0.1, 0.4, 10), sleep=sleeps.sleep, clock=sleeps.clock
-    )  # type: ignore[arg-type]
+        stub,  # type: ignore[arg-type]
+        "r",
+        backoff=backoff or Backoff(0.1, 0.4, 10),
+        sleep=sleeps.sleep,
+        clock=sleeps.clock,
+    )
     return [message async for message in stream]
 
 

@@ -34,9 +34,13 @@ def test_csv_and_jsonl_formats():
     assert json.loads(out.getvalue())["closing_issues"][0]["number"] == 10
 
 
+def _write_old(file: IO[str]) -> None:
+    file.write("old\n")
+
+
 def test_a_reader_sees_the_old_file_until_the_new_one_is_complete(tmp_path: Path):
     path = tmp_path / "acme" / "widgets.csv"
-    write_atomic(path, lambda f: f.write("old\n"))
+    write_atomic(path, _write_old)
     seen_during_write = []
 
     def write(file: IO[str]) -> None:
@@ -52,7 +56,7 @@ def test_a_reader_sees_the_old_file_until_the_new_one_is_complete(tmp_path: Path
 
 def test_a_failed_export_leaves_the_old_file_and_no_temp_file(tmp_path: Path):
     path = tmp_path / "widgets.jsonl"
-    write_atomic(path, lambda f: f.write("old\n"))
+    write_atomic(path, _write_old)
 
     def fail(file: IO[str]) -> None:
         file.write("half")
