@@ -17,9 +17,15 @@ from tests.support.cluster import TERMINAL, Cluster, cluster
 
 
 @pytest.fixture
-async def c(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Cluster]:
+async def c(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scheduler_db_url: str
+) -> AsyncIterator[Cluster]:
     monkeypatch.setenv("GHPULSE_TEST_GATES", str(tmp_path / "gates"))
-    async with cluster(tmp_path, lease_ttl=0.5, reconnect_grace=0.2) as running:
+    # A lease short enough for the stale-attempt test to wait one out, a grace long enough for
+    # the reconnect test never to outlast it however loaded the machine is.
+    async with cluster(
+        tmp_path, db=scheduler_db_url, lease_ttl=2.0, reconnect_grace=30.0
+    ) as running:
         yield running
 
 
