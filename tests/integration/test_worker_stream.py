@@ -81,6 +81,8 @@ async def test_a_stale_attempt_is_refused_in_band(c: Cluster) -> None:
     run_id = (await c.trigger("test/plain")).run.id
     assignment = (await stale.receive("assignment")).assignment
     assert (assignment.ref.run_id, assignment.ref.attempt) == (run_id, 1)
+    # Draining: it is never given the run again, however late the real crawler connects.
+    stale.send(wpb.ConnectRequest(drain=wpb.WorkerDrain()))
     # No heartbeat: the lease expires, the run goes to a real crawler as attempt 2.
     await c.add_crawler("healthy")
     final = await c.wait_for_state(run_id, *TERMINAL)
