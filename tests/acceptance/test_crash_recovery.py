@@ -15,6 +15,15 @@ from common.proto.ghpulse.v1.scheduler_service_pb2_grpc import SchedulerServiceS
 from tests.support.processes import Processes
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def processes(processes: Processes, scheduler_db_url: str) -> Processes:
+    """The scheduler on each backend: a SQLite file, then a PostgreSQL database."""
+    processes.scheduler_db = scheduler_db_url
+    return processes
+
+
 TERMINAL = {runs_pb2.RUN_STATE_SUCCEEDED, runs_pb2.RUN_STATE_FAILED, runs_pb2.RUN_STATE_CANCELLED}
 
 

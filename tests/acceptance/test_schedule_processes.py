@@ -22,7 +22,7 @@ from tests.support import postgres
 from tests.support.processes import FAST, Processes, Service, free_port, grpcurl
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
-WAIT = 30.0
+WAIT = 60.0
 
 
 @pytest.fixture
@@ -56,6 +56,11 @@ def firings(client: SchedulerServiceStub, schedule_id: str) -> list[sch.Schedule
     return list(client.GetSchedule(request, timeout=10).recent_firings)
 
 
+def settled(claimed: list[sch.ScheduleFiring]) -> list[sch.ScheduleFiring]:
+    """The firings that have an outcome (a claimed tick has none until its run is triggered)."""
+    return [f for f in claimed if f.outcome != sch.FIRING_OUTCOME_UNSPECIFIED]
+
+
 def schedule_runs(client: SchedulerServiceStub, schedule_id: str) -> list[runs_pb2.Run]:
     request = spb.ListRunsRequest(trigger=runs_pb2.TRIGGER_SCHEDULE, page_size=500)
     return [r for r in client.ListRuns(request, timeout=10).runs if r.schedule_id == schedule_id]
@@ -75,30 +80,28 @@ def test_two_schedulers_fire_each_tick_once(processes: Processes, pg_url: str) -
             spb.CreateScheduleRequest(schedule_id="every-second", schedule=schedule), timeout=10
         )
         deadline = time.monotonic() + WAIT
-        while len(firings(client, "every-second")) < 6 and time.monotonic() < deadline:
+        while len(settled(firings(client, "every-second"))) < 6:
+            assert time.monotonic() < deadline, firings(client, "every-second")
             time.sleep(0.1)  # the ticks come from the processes' own clocks
         client.PauseSchedule(spb.PauseScheduleRequest(schedule_id="every-second"), timeout=10)
-        settled = [
-            f
-            for f in firings(client, "every-second")
-            if f.outcome != sch.FIRING_OUTCOME_UNSPECIFIED
-        ]
-        assert len(settled) >= 6
-        assert {f.scheduler_id for f in settled} <= {"sched-a", "sched-b"}
-        assert all(f.outcome != sch.FIRING_OUTCOME_MISSED for f in settled)
+        claimed = firings(client, "every-second")
         runs = schedule_runs(client, "every-second")
-    nominal = [f.nominal_time.ToDatetime() for f in settled]
-    assert len(set(nominal)) == len(nominal)
-    per_tick = Counter(r.nominal_time.ToDatetime() for r in runs)
-    assert max(per_tick.values()) == 1, per_tick
-    started = {
-        f.nominal_time.ToDatetime() for f in settled if f.outcome == sch.FIRING_OUTCOME_STARTED
-    }
-    assert started <= set(per_tick)
-    ticks = sorted(nominal)
+    assert {f.scheduler_id for f in claimed} <= {"sched-a", "sched-b"}
+    # One firing per tick, and every tick has one: none lost between the two processes.
+    ticks = sorted(f.nominal_time.ToDatetime() for f in claimed)
     assert {later - earlier for earlier, later in itertools.pairwise(ticks)} == {
         duration_pb2.Duration(seconds=1).ToTimedelta()
     }
+    # At most one run per tick; a started tick has its run, a missed one (settled too late on a
+    # loaded machine, which is allowed) has none.
+    per_tick = Counter(r.nominal_time.ToDatetime() for r in runs)
+    assert max(per_tick.values()) == 1, per_tick
+    by_outcome = {
+        outcome: {f.nominal_time.ToDatetime() for f in claimed if f.outcome == outcome}
+        for outcome in (sch.FIRING_OUTCOME_STARTED, sch.FIRING_OUTCOME_MISSED)
+    }
+    assert by_outcome[sch.FIRING_OUTCOME_STARTED] <= set(per_tick)
+    assert not by_outcome[sch.FIRING_OUTCOME_MISSED] & set(per_tick)
     for service in (a, b):
         assert service.stop() == 0
 

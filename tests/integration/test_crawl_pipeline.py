@@ -75,10 +75,18 @@ async def test_full_crawl_stores_every_pull_request(runner: Runner, store: Crawl
     assert output["requests"] >= 3 * (WIDGET_PRS + 5)
     count = await store.select(sa.select(sa.func.count()).select_from(PullRequest))
     assert count[0][0] == WIDGET_PRS + 5
-    assert any(
-        message == f"{WIDGETS}#1 (" in message
-        or re.match(rf"^{WIDGETS}#\d+ \(\d+/{WIDGET_PRS}\)$", message)
-        for *_, message in runner.progress
+    # One progress report per pull request fetched, counting up to the repository's total.
+    per_pr = [
+        (current, total, message)
+        for step, current, total, message in runner.progress
+        if step == "fetch" and message.startswith(f"{WIDGETS}#")
+    ]
+    assert [(current, total) for current, total, _ in per_pr] == [
+        (i, WIDGET_PRS) for i in range(1, WIDGET_PRS + 1)
+    ]
+    assert all(
+        re.fullmatch(rf"{WIDGETS}#\d+ \({current}/{WIDGET_PRS}\)", message)
+        for current, _, message in per_pr
     )
     assert sorted(Path(p).name for p in output["exports"]) == [
         "gadgets.csv",

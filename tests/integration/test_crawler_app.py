@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from crawler_service.app import CrawlerApp
+from crawler_service.data.store import CrawlerStore
 from crawler_service.settings import CrawlerSettings
 
 
@@ -18,8 +19,16 @@ def _listening(address: str) -> bool:
 
 
 async def test_a_failed_start_stops_the_metrics_server_and_closes_the_store(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    closed: list[CrawlerStore] = []
+    aclose = CrawlerStore.aclose
+
+    async def recording_aclose(store: CrawlerStore) -> None:
+        closed.append(store)
+        await aclose(store)
+
+    monkeypatch.setattr(CrawlerStore, "aclose", recording_aclose)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -35,3 +44,4 @@ async def test_a_failed_start_stops_the_metrics_server_and_closes_the_store(
     assert app.metrics_server is not None
     assert not _listening(app.metrics_server.address)
     assert app.github is not None and app.github._http.is_closed
+    assert app.store is not None and closed == [app.store]

@@ -30,8 +30,8 @@ def fake() -> Iterator[FakeGitHub]:
 
 
 @pytest.fixture
-async def c(tmp_path: Path) -> AsyncIterator[Cluster]:
-    async with cluster(tmp_path, metrics_listen=ON) as running:
+async def c(tmp_path: Path, scheduler_db_url: str) -> AsyncIterator[Cluster]:
+    async with cluster(tmp_path, db=scheduler_db_url, metrics_listen=ON) as running:
         yield running
 
 

@@ -18,7 +18,7 @@ class Source:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.gauge = Gauge("ghpulse_test_value", "A test gauge.", registry=registry)
         self.calls = 0
-        self.closed = False
+        self.closes = 0
         self.fail = False
 
     async def refresh(self) -> None:
@@ -28,7 +28,7 @@ class Source:
         self.gauge.set(self.calls)
 
     async def close(self) -> None:
-        self.closed = True
+        self.closes += 1
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ async def test_stop_runs_close_once(served: tuple[MetricsServer, Source]) -> Non
     server, source = served
     await server.stop()
     await server.stop()
-    assert source.closed
+    assert source.closes == 1
 
 
 @pytest.mark.parametrize(

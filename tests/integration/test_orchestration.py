@@ -26,9 +26,11 @@ SUCCEEDED, FAILED, CANCELLED = (
 
 
 @pytest.fixture
-async def c(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Cluster]:
+async def c(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scheduler_db_url: str
+) -> AsyncIterator[Cluster]:
     monkeypatch.setenv("GHPULSE_TEST_GATES", str(tmp_path / "gates"))
-    async with cluster(tmp_path) as running:
+    async with cluster(tmp_path, db=scheduler_db_url) as running:
         yield running
 
 

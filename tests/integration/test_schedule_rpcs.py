@@ -4,7 +4,9 @@ made through one replica reaching another without restart."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +24,11 @@ WAIT = 15.0
 
 
 @pytest.fixture
-async def c(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Cluster]:
+async def c(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scheduler_db_url: str
+) -> AsyncIterator[Cluster]:
     monkeypatch.setenv("GHPULSE_TEST_GATES", str(tmp_path / "gates"))
-    async with cluster(tmp_path, schedule_poll=0.2) as running:
+    async with cluster(tmp_path, db=scheduler_db_url, schedule_poll=0.2) as running:
         yield running
 
 
@@ -147,32 +151,50 @@ async def test_run_now_honours_the_overlap_policy(c: Cluster) -> None:
     assert queued.disposition == spb.DISPOSITION_QUEUED
 
 
+async def settled_firings(c: Cluster, schedule_id: str) -> list[sch.ScheduleFiring]:
+    """The schedule's firings that have an outcome, oldest first (a claimed tick has none until
+    its run is triggered)."""
+    got = await c.stub.GetSchedule(spb.GetScheduleRequest(schedule_id=schedule_id))
+    return [f for f in reversed(got.recent_firings) if f.outcome != sch.FIRING_OUTCOME_UNSPECIFIED]
+
+
 async def test_interval_schedule_fires_with_nominal_times_and_skips_overlaps(c: Cluster) -> None:
     await create(c, "every-second", interval=duration_pb2.Duration(seconds=1))
+    started_then_skipped = (sch.FIRING_OUTCOME_STARTED, sch.FIRING_OUTCOME_SKIPPED)
 
-    async def fired_twice() -> bool:
-        got = await c.stub.GetSchedule(spb.GetScheduleRequest(schedule_id="every-second"))
-        return len(got.recent_firings) >= 2
+    async def a_tick_was_skipped_after_a_start() -> bool:
+        outcomes = [f.outcome for f in await settled_firings(c, "every-second")]
+        return started_then_skipped in itertools.pairwise(
+            o for o in outcomes if o != sch.FIRING_OUTCOME_MISSED
+        )
 
-    await until(fired_twice)
+    await until(a_tick_was_skipped_after_a_start)
+    firings = await settled_firings(c, "every-second")
+    # A tick settled late (a loaded machine) is MISSED, never fired: one run started, and every
+    # later tick that did fire joined it, because no crawler ever finishes it.
+    started = [f for f in firings if f.outcome == sch.FIRING_OUTCOME_STARTED]
+    assert len(started) == 1
+    first = started[0]
+    later = [f for f in firings if f.nominal_time.ToDatetime() > first.nominal_time.ToDatetime()]
+    assert {f.outcome for f in later} <= {sch.FIRING_OUTCOME_SKIPPED, sch.FIRING_OUTCOME_MISSED}
+    skipped = [f for f in later if f.outcome == sch.FIRING_OUTCOME_SKIPPED]
+    assert skipped and {f.run_id for f in skipped} == {first.run_id}
+    run = (await c.stub.GetRun(spb.GetRunRequest(run_id=first.run_id))).run
+    assert run.nominal_time == first.nominal_time
+    # Every tick has its row, one interval apart.
+    ticks = [f.nominal_time.ToDatetime() for f in firings]
+    assert {b - a for a, b in itertools.pairwise(ticks)} == {timedelta(seconds=1)}
     got = await c.stub.GetSchedule(spb.GetScheduleRequest(schedule_id="every-second"))
-    oldest, newer = got.recent_firings[-1], got.recent_firings[-2]
-    assert oldest.outcome == sch.FIRING_OUTCOME_STARTED
-    # No crawler is connected: the first run is still active, so the next tick is skipped.
-    assert (newer.outcome, newer.run_id) == (sch.FIRING_OUTCOME_SKIPPED, oldest.run_id)
-    run = (await c.stub.GetRun(spb.GetRunRequest(run_id=oldest.run_id))).run
-    assert run.nominal_time == oldest.nominal_time
-    assert newer.nominal_time.ToDatetime() - oldest.nominal_time.ToDatetime() == (
-        duration_pb2.Duration(seconds=1).ToTimedelta()
-    )
-    assert got.schedule.skipped_count >= 1 and got.schedule.last_run_id == oldest.run_id
+    assert got.schedule.skipped_count >= 1 and got.schedule.last_run_id == first.run_id
 
 
-async def test_change_through_one_replica_reaches_the_other(tmp_path: Path) -> None:
-    # Replica A only serves the API; replica B fires. Both use one database file.
+async def test_change_through_one_replica_reaches_the_other(
+    tmp_path: Path, scheduler_db_url: str
+) -> None:
+    # Replica A only serves the API; replica B fires. Both use one database.
     async with (
-        cluster(tmp_path, schedules_enabled=False, schedule_poll=0.2) as a,
-        cluster(tmp_path, schedule_poll=0.2) as b,
+        cluster(tmp_path, db=scheduler_db_url, schedules_enabled=False, schedule_poll=0.2) as a,
+        cluster(tmp_path, db=scheduler_db_url, schedule_poll=0.2) as b,
     ):
         await create(a, "every-second", interval=duration_pb2.Duration(seconds=1))
 

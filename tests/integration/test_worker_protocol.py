@@ -262,7 +262,7 @@ async def test_lease_not_renewed_stops_the_attempt(scheduler: FakeScheduler) -> 
 
 
 async def test_renewed_lease_outlives_its_ttl(scheduler: FakeScheduler) -> None:
-    scheduler.lease_ttl, scheduler.heartbeat_interval = 0.3, 0.03
+    scheduler.lease_ttl, scheduler.heartbeat_interval = 2.0, 0.15
     step = GateStep("fetch")
     registry = JobRegistry()
     registry.register(Job(JobKind.CRAWL, [step]))
@@ -270,7 +270,8 @@ async def test_renewed_lease_outlives_its_ttl(scheduler: FakeScheduler) -> None:
         await asyncio.wait_for(worker.connected.wait(), 10)
         scheduler.assign("run-9")
         await asyncio.wait_for(step.entered.wait(), 10)
-        # 20 heartbeats take longer than the 0.3s lease: only the acks kept the attempt alive.
+        # 20 heartbeats take at least 3s, longer than the 2s lease: only the acks kept the
+        # attempt alive (each ack renews it with seconds to spare, even on a loaded machine).
         await scheduler.wait_for(_kind("heartbeat"), count=20)
         step.gate.set()
         result = await scheduler.wait_for_result("run-9")

@@ -19,9 +19,15 @@ from tests.support.impostor import EOF
 
 
 @pytest.fixture
-async def c(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Cluster]:
+async def c(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scheduler_db_url: str
+) -> AsyncIterator[Cluster]:
     monkeypatch.setenv("GHPULSE_TEST_GATES", str(tmp_path / "gates"))
-    async with cluster(tmp_path, lease_ttl=0.5, reconnect_grace=0.2) as running:
+    # A lease short enough for the stale-attempt test to wait one out, a grace long enough for
+    # the reconnect test never to outlast it however loaded the machine is.
+    async with cluster(
+        tmp_path, db=scheduler_db_url, lease_ttl=2.0, reconnect_grace=30.0
+    ) as running:
         yield running
 
 
@@ -77,6 +83,8 @@ async def test_a_stale_attempt_is_refused_in_band(c: Cluster) -> None:
     run_id = (await c.trigger("test/plain")).run.id
     assignment = (await stale.receive("assignment")).assignment
     assert (assignment.ref.run_id, assignment.ref.attempt) == (run_id, 1)
+    # Draining: it is never given the run again, however late the real crawler connects.
+    stale.send(wpb.ConnectRequest(drain=wpb.WorkerDrain()))
     # No heartbeat: the lease expires, the run goes to a real crawler as attempt 2.
     await c.add_crawler("healthy")
     final = await c.wait_for_state(run_id, *TERMINAL)

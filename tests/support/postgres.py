@@ -1,6 +1,7 @@
 """Throw-away PostgreSQL databases on the local server (127.0.0.1:5432, user postgres).
 
-`PG_ADMIN_URL` (env `GHPULSE_TEST_PG`) points at a database used only to create and drop others.
+`PG_ADMIN_URL` (env `GHPULSE_TEST_PG`) points at a database used only to create and drop others:
+the server's own `postgres` database unless told otherwise.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from contextlib import contextmanager
 import psycopg
 import pytest
 
-PG_ADMIN_URL = os.environ.get("GHPULSE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get("GHPULSE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+#: How to start the local server when it is not running (Debian/Ubuntu packages).
+START_HINT = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 
 
 def _admin_dsn() -> str:
@@ -26,7 +29,10 @@ def reachable() -> str | None:
         with psycopg.connect(_admin_dsn(), connect_timeout=3):
             return None
     except psycopg.Error as exc:
-        return f"PostgreSQL at {PG_ADMIN_URL} unreachable: {exc}".strip()
+        return (
+            f"PostgreSQL at {PG_ADMIN_URL} unreachable ({str(exc).strip()}); start it with "
+            f"`{START_HINT}` or point GHPULSE_TEST_PG at another server"
+        )
 
 
 def _url_for(name: str) -> str:

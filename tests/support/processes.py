@@ -108,8 +108,10 @@ class Processes:
     """A scheduler and crawlers started as `ghpulse` processes sharing one temporary directory,
     with fast timings and the test jobs; the `processes` fixture kills what it started."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, scheduler_db: str | None = None) -> None:
         self.tmp = tmp
+        #: The scheduler's database: a SQLite file in `tmp` unless given (e.g. PostgreSQL).
+        self.scheduler_db = scheduler_db or f"sqlite:///{tmp}/scheduler.db"
         self.scheduler_port = free_port()
         self.gates = tmp / "gates"
         self.gates.mkdir()
@@ -123,7 +125,7 @@ class Processes:
         values = {
             **FAST,
             "GHPULSE_SCHEDULER_LISTEN": self.scheduler_addr,
-            "GHPULSE_SCHEDULER_DB": f"sqlite:///{self.tmp}/scheduler.db",
+            "GHPULSE_SCHEDULER_DB": self.scheduler_db,
             **env,
         }
         return self._start("scheduler", self.scheduler_addr, values)
