@@ -106,12 +106,10 @@ class ScheduleFirer:
         self.scheduler_id = scheduler_id
         self.metrics = metrics or FiringMetrics()
 
-    async def claim_and_fire(self, limit: int) -> int:
-        """Claim up to `limit` due schedules no other process holds, fire their due ticks and
-        record the outcomes; how many schedules were claimed."""
-        claimed = await self.store.claim_due(self.clock.now(), self.scheduler_id, limit)
-        await self._fire_claimed(claimed)
-        return len(claimed)
+    async def claim(self, limit: int) -> list[Claimed]:
+        """Claim up to `limit` due schedules no other process holds (see `ScheduleStore.
+        claim_due`); `fire_claimed` then starts their runs."""
+        return await self.store.claim_due(self.clock.now(), self.scheduler_id, limit)
 
     async def process(self, schedule: Schedule) -> Settled:
         """Settle `schedule`'s due ticks now, due or not by its stored due time: fire the latest
@@ -119,11 +117,12 @@ class ScheduleFirer:
         claimed = await self.store.claim_due(self.clock.now(), self.scheduler_id, 1, schedule.id)
         if not claimed:
             return Settled(DuePlan(None, ()), False, None)
-        await self._fire_claimed(claimed)
+        await self.fire_claimed(claimed)
         settlement = claimed[0].settlement
         return Settled(settlement.plan, settlement.plan.latest is not None, settlement.next_due)
 
-    async def _fire_claimed(self, claimed: list[Claimed]) -> None:
+    async def fire_claimed(self, claimed: list[Claimed]) -> None:
+        """Start the runs of the ticks `claimed` fires and record every outcome."""
         for item in claimed:
             self._report_missed(item.schedule, item.settlement.plan)
         due = [(c.schedule, c.settlement.plan.fire) for c in claimed if c.settlement.plan.fire]

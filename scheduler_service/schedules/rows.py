@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, case, literal, or_
+from sqlalchemy import String, Table, bindparam, case, or_
 
 from common.db import UTCDateTime
 from common.jobs import from_json, to_json
@@ -23,20 +23,23 @@ firings = cast(Table, ScheduleFiringRow.__table__)
 _FIRED = (FiringOutcome.STARTED, FiringOutcome.QUEUED, FiringOutcome.SKIPPED)
 
 
-def counters(outcome: FiringOutcome, nominal: datetime, run_id: str) -> dict[str, Any]:
-    """The schedule columns a recorded `outcome` of tick `nominal` changes."""
+def counters(outcome: FiringOutcome, with_run: bool) -> dict[str, Any]:
+    """The schedule columns a recorded `outcome` changes, for an executemany with the parameters
+    `b_id` (the schedule), `b_tick` (the nominal time) and, `with_run`, `b_run` (its run)."""
     values: dict[str, Any] = {}
     if outcome is FiringOutcome.SKIPPED:
         values["skipped_count"] = schedules.c.skipped_count + 1
     if outcome is FiringOutcome.MISSED:
         values["missed_count"] = schedules.c.missed_count + 1
     # Outcomes of two ticks may be recorded out of order (a recovered firing): newest wins.
-    tick = literal(nominal, UTCDateTime())
+    tick = bindparam("b_tick", type_=UTCDateTime())
     newest = or_(schedules.c.last_fire_time.is_(None), schedules.c.last_fire_time <= tick)
     if outcome in _FIRED:
         values["last_fire_time"] = case((newest, tick), else_=schedules.c.last_fire_time)
-    if run_id:
-        values["last_run_id"] = case((newest, run_id), else_=schedules.c.last_run_id)
+    if with_run:
+        values["last_run_id"] = case(
+            (newest, bindparam("b_run", type_=String())), else_=schedules.c.last_run_id
+        )
     return values
 
 

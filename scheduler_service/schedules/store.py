@@ -16,11 +16,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, case, delete, func, literal, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from common.clock import utc
 from common.db import UTCDateTime
 from scheduler_service.runs.sql.store import SqlRunStore
 from scheduler_service.schedules import due
@@ -253,8 +255,7 @@ class SqlScheduleStore(ScheduleStore):
                 .order_by(schedules.c.id)
                 .with_for_update()
             )
-            for outcome in outcomes:
-                await _record_one(conn, outcome)
+            await _record_all(conn, outcomes)
 
     async def stale_pending(self, claimed_before: datetime) -> list[Firing]:
         statement = select(firings).where(
@@ -348,24 +349,49 @@ async def _write_claims(
     )
 
 
-async def _record_one(conn: AsyncConnection, outcome: Firing) -> None:
-    result = await conn.execute(
-        update(firings)
+async def _record_all(conn: AsyncConnection, outcomes: Sequence[Firing]) -> None:
+    """Record the outcomes of the firings still pending, in a few executemany statements."""
+    keys = [(o.schedule_id, o.nominal_time) for o in outcomes]
+    pending_query = (
+        select(firings.c.schedule_id, firings.c.nominal_time)
         .where(
-            firings.c.schedule_id == outcome.schedule_id,
-            firings.c.nominal_time == outcome.nominal_time,
+            tuple_(firings.c.schedule_id, firings.c.nominal_time).in_(keys),
             firings.c.outcome == FiringOutcome.PENDING.value,
         )
-        .values(
-            outcome=outcome.outcome.value,
-            run_id=outcome.run_id,
-            error=outcome.error,
-            fire_time=outcome.fire_time,
-        )
+        .with_for_update()
     )
-    if result.rowcount:
-        await conn.execute(
-            update(schedules)
-            .where(schedules.c.id == outcome.schedule_id)
-            .values(**counters(outcome.outcome, outcome.nominal_time, outcome.run_id))
+    pending = {(r[0], utc(r[1])) for r in await conn.execute(pending_query)}
+    todo = [o for o in outcomes if (o.schedule_id, o.nominal_time) in pending]
+    if not todo:
+        return
+    await conn.execute(
+        update(firings)
+        .where(
+            firings.c.schedule_id == bindparam("b_id"),
+            firings.c.nominal_time == bindparam("b_tick", type_=UTCDateTime()),
         )
+        .values(
+            outcome=bindparam("b_outcome"),
+            run_id=bindparam("b_run"),
+            error=bindparam("b_error"),
+            fire_time=bindparam("b_fire", type_=UTCDateTime()),
+        ),
+        [_params(o) for o in todo],
+    )
+    groups: dict[tuple[FiringOutcome, bool], list[dict[str, Any]]] = {}
+    for o in todo:
+        groups.setdefault((o.outcome, bool(o.run_id)), []).append(_params(o))
+    for (outcome, with_run), params in groups.items():
+        statement = update(schedules).where(schedules.c.id == bindparam("b_id"))
+        await conn.execute(statement.values(**counters(outcome, with_run)), params)
+
+
+def _params(outcome: Firing) -> dict[str, Any]:
+    return {
+        "b_id": outcome.schedule_id,
+        "b_tick": outcome.nominal_time,
+        "b_outcome": outcome.outcome.value,
+        "b_run": outcome.run_id,
+        "b_error": outcome.error,
+        "b_fire": outcome.fire_time,
+    }

@@ -106,12 +106,7 @@ class ScheduleTimer:
         pass asked for while another runs waits for it. How many schedules were claimed."""
         async with self._pass_lock:
             self.passes += 1
-            claimed = 0
-            while True:
-                batch = await self.firer.claim_and_fire(CLAIM_BATCH)
-                claimed += batch
-                if batch < CLAIM_BATCH:
-                    break
+            claimed = await self._claim_and_fire()
             now = self.clock.now()
             if _time_for(self._last_recover, RECOVER_EVERY, now):
                 self._last_recover = now
@@ -121,6 +116,22 @@ class ScheduleTimer:
                 await self.purge(now)
             self.next_due = await self.store.next_due()
             return claimed
+
+    async def _claim_and_fire(self) -> int:
+        # Each batch fires while the next is claimed: the first runs start at once, and two
+        # replicas waking together take turns at the claims, splitting the due schedules.
+        firing: list[asyncio.Task[None]] = []
+        claimed = 0
+        while True:
+            batch = await self.firer.claim(CLAIM_BATCH)
+            claimed += len(batch)
+            firing.append(asyncio.create_task(self.firer.fire_claimed(batch)))
+            if len(batch) < CLAIM_BATCH:
+                break
+        for result in await asyncio.gather(*firing, return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise result
+        return claimed
 
     async def purge(self, now: datetime) -> int:
         """Delete the firings of ticks older than the retention, in batches; how many."""
