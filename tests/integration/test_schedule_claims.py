@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -54,25 +55,26 @@ async def replicas(scheduler_db_url: str) -> AsyncIterator[tuple[ManualClock, li
         yield opened
 
 
-class open_replicas:  # noqa: N801 - used as a context manager
-    def __init__(self, url: str, count: int = 2, store: type[SqlScheduleStore] = SqlScheduleStore):
-        self.url, self.count, self.store_type = url, count, store
-        self.clock = ManualClock(START)
-        self.replicas: list[Replica] = []
-
-    async def __aenter__(self) -> tuple[ManualClock, list[Replica]]:
-        for name in "ab"[: self.count]:
-            runs = SqlRunStore.open(self.url)
-            store = self.store_type(*runs.async_engines())
-            orchestrator = Orchestrator(runs, self.clock, Tunables())
-            firer = ScheduleFirer(store, orchestrator, self.clock, name)
-            timer = ScheduleTimer(store, firer, self.clock, timedelta(seconds=2))
-            ops = ScheduleOps(store, orchestrator, self.clock)
-            self.replicas.append(Replica(runs, store, ops, firer, timer))
-        return self.clock, self.replicas
-
-    async def __aexit__(self, *_exc: object) -> None:
-        for replica in self.replicas:
+@asynccontextmanager
+async def open_replicas(
+    url: str, count: int = 2, store: type[SqlScheduleStore] = SqlScheduleStore
+) -> AsyncIterator[tuple[ManualClock, list[Replica]]]:
+    """`count` replicas (named a, b) on the database `url`, each with its own engines."""
+    clock = ManualClock(START)
+    replicas: list[Replica] = []
+    try:
+        for name in "ab"[:count]:
+            runs = SqlRunStore.open(url)
+            schedule_store = store(*runs.async_engines())
+            orchestrator = Orchestrator(runs, clock, Tunables())
+            firer = ScheduleFirer(schedule_store, orchestrator, clock, name)
+            timer = ScheduleTimer(schedule_store, firer, clock, timedelta(seconds=2))
+            ops = ScheduleOps(schedule_store, orchestrator, clock)
+            replicas.append(Replica(runs, schedule_store, ops, firer, timer))
+        yield clock, replicas
+    finally:
+        for replica in replicas:
+            await replica.timer.stop()
             await replica.runs.close()
 
 
@@ -95,7 +97,9 @@ async def all_firings(url: str) -> list[tuple[str, datetime, str, str]]:
     try:
         async with engine.connect() as conn:
             rows = await conn.execute(
-                text("SELECT schedule_id, nominal_time, outcome, scheduler_id FROM schedule_firings")
+                text(
+                    "SELECT schedule_id, nominal_time, outcome, scheduler_id FROM schedule_firings"
+                )
             )
             return [tuple(r) for r in rows]  # type: ignore[misc]
     finally:
@@ -242,13 +246,8 @@ async def test_a_pass_reads_only_the_due_schedules_and_sees_other_replicas_chang
         assert a.timer.next_due == START + MINUTE
         assert sum(spy.read.values()) == 0  # 200 schedules, none due: none read
         # A change through the other replica: one schedule now ticks at 9:45:30 (first).
-        await b.ops.update(
-            "s0007",
-            every_minute(7).__class__(
-                id="s0007", template=every_minute(7).template, interval=timedelta(seconds=30)
-            ),
-            {"interval"},
-        )
+        faster = replace(every_minute(7), interval=timedelta(seconds=30))
+        await b.ops.update("s0007", faster, {"interval"})
         await a.timer.sync()
         assert a.timer.next_due == START + timedelta(seconds=30)
         clock.set(START + timedelta(seconds=30))
