@@ -55,8 +55,13 @@ class SchedulerSettings(SecuritySettings):
     schedule_repositories: str = Field("", validation_alias=_env("GHPULSE_SCHEDULE_REPOSITORIES"))
     #: Comma-separated organizations: one seeded hourly schedule `config-org-<login>` each.
     schedule_organizations: str = Field("", validation_alias=_env("GHPULSE_SCHEDULE_ORGANIZATIONS"))
-    #: How often each scheduler re-reads the schedules (changes made through another replica).
+    #: The longest a scheduler sleeps between looks at the next due time (changes made through
+    #: another replica are seen within it).
     schedule_poll: float = Field(2.0, gt=0, validation_alias=_env("GHPULSE_SCHEDULE_POLL"))
+    #: Firings (GetSchedule's history) of ticks older than this are purged (default 7 days).
+    schedule_firing_retention: float = Field(
+        7 * 86400.0, gt=0, validation_alias=_env("GHPULSE_SCHEDULE_FIRING_RETENTION")
+    )
     #: Fire schedules from this process (the RPCs work either way).
     schedules_enabled: bool = Field(True, validation_alias=_env("GHPULSE_SCHEDULES_ENABLED"))
     #: Names this process in the firings it claims (default: host name and process id).

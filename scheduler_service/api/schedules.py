@@ -71,7 +71,11 @@ class ScheduleHandlers:
     async def create(self, request: pb2.CreateScheduleRequest) -> pb2.CreateScheduleResponse:
         require_job(request.schedule)
         schedule = _scoped_template(schedule_from_pb(request.schedule, request.schedule_id.strip()))
-        created = await self._ops.create(schedule, callers.current().name)
+        created = await self._ops.create(
+            schedule,
+            callers.current().name,
+            default_jitter=not request.schedule.HasField("jitter"),
+        )
         return pb2.CreateScheduleResponse(schedule=_view_pb(await self._ops.view(created)))
 
     async def get(self, request: pb2.GetScheduleRequest) -> pb2.GetScheduleResponse:

@@ -183,6 +183,11 @@ class ScheduleRow(Base):
     version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
     created_by: Mapped[str] = mapped_column(String(200), server_default="")
     updated_by: Mapped[str] = mapped_column(String(200), server_default="")
+    #: When a replica should next settle the schedule (NULL while paused): claimed with SKIP
+    #: LOCKED once due, so each tick is processed by one replica.
+    next_due_at: Mapped[datetime | None] = mapped_column(index=True)
+    #: The newest nominal time settled (fired or missed); firings may be purged.
+    last_nominal: Mapped[datetime | None]
 
 
 class ScheduleFiringRow(Base):
@@ -202,4 +207,7 @@ class ScheduleFiringRow(Base):
     scheduler_id: Mapped[str] = mapped_column(String(200), server_default="")
     error: Mapped[str] = mapped_column(Text, server_default="")
 
-    __table_args__ = (Index("ix_schedule_firings_outcome_claimed_at", "outcome", "claimed_at"),)
+    __table_args__ = (
+        Index("ix_schedule_firings_outcome_claimed_at", "outcome", "claimed_at"),
+        Index("ix_schedule_firings_nominal_time", "nominal_time"),
+    )

@@ -37,7 +37,11 @@ class Schedules:
         scheduler_id = settings.scheduler_id or default_scheduler_id()
         self.firer = ScheduleFirer(self.store, orchestrator, clock, scheduler_id, metrics)
         self.timer = ScheduleTimer(
-            self.store, self.firer, clock, timedelta(seconds=settings.schedule_poll)
+            self.store,
+            self.firer,
+            clock,
+            timedelta(seconds=settings.schedule_poll),
+            timedelta(seconds=settings.schedule_firing_retention),
         )
         on_change = self.timer.changed if settings.schedules_enabled else _ignore
         self.ops = ScheduleOps(self.store, orchestrator, clock, on_change)

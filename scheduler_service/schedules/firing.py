@@ -1,11 +1,12 @@
-"""Firing schedules: settle the due ticks of a schedule against the firings table and start runs.
+"""Firing schedules: claim the due schedules, start the runs of their due ticks, record outcomes.
 
-No timer here (see `timer`): `ScheduleFirer.process` may be called at any time, by any
-number of scheduler processes; the firings table decides which process fires which tick.
+No timer here (see `timer`): `ScheduleFirer.claim_and_fire` may be called at any time, by any
+number of scheduler processes; the store's claim decides which process fires which tick.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,8 +19,8 @@ from scheduler_service.orchestration.orchestrator import Orchestrator
 from scheduler_service.runs.model import ConflictPolicy, Disposition, Run, Trigger
 from scheduler_service.runs.trigger import TriggerCommand
 from scheduler_service.schedules.model import Firing, FiringOutcome, OverlapPolicy, Schedule
-from scheduler_service.schedules.store import ScheduleStore
-from scheduler_service.schedules.timing import DuePlan, next_run_time, plan_due
+from scheduler_service.schedules.store import Claimed, ScheduleStore
+from scheduler_service.schedules.timing import DuePlan
 
 log = structlog.get_logger(__name__)
 
@@ -105,37 +106,32 @@ class ScheduleFirer:
         self.scheduler_id = scheduler_id
         self.metrics = metrics or FiringMetrics()
 
-    async def process(self, schedule: Schedule) -> Settled:
-        """Settle `schedule`'s due ticks now: fire the latest (if not too late), record the
-        others as missed. Idempotent, and safe to run in several processes at once."""
-        if schedule.paused:
-            return Settled(DuePlan(None, ()), False, None)
-        now = self.clock.now()
-        after = await self._settled_until(schedule)
-        plan = plan_due(
-            schedule.timing,
-            after=after,
-            now=now,
-            window=schedule.catch_up_window,
-            schedule_id=schedule.id,
-            jitter=schedule.jitter,
-        )
-        claimed = plan.latest is not None and await self.store.claim(
-            schedule.id, plan, self.scheduler_id, now
-        )
-        if claimed:
-            self._report_missed(schedule, plan)
-            if plan.fire is not None:
-                await self.fire(schedule, plan.fire)
-        after = max(after, plan.latest or after)
-        return Settled(
-            plan, claimed, next_run_time(schedule.timing, after, schedule.id, schedule.jitter)
-        )
+    async def claim(self, limit: int) -> list[Claimed]:
+        """Claim up to `limit` due schedules no other process holds (see `ScheduleStore.
+        claim_due`); `fire_claimed` then starts their runs."""
+        return await self.store.claim_due(self.clock.now(), self.scheduler_id, limit)
 
-    async def _settled_until(self, schedule: Schedule) -> datetime:
-        assert schedule.fire_after is not None
-        last = await self.store.last_nominal(schedule.id)
-        return max(schedule.fire_after, last) if last else schedule.fire_after
+    async def process(self, schedule: Schedule) -> Settled:
+        """Settle `schedule`'s due ticks now, due or not by its stored due time: fire the latest
+        (if not too late), record the others as missed. Safe in several processes at once."""
+        claimed = await self.store.claim_due(self.clock.now(), self.scheduler_id, 1, schedule.id)
+        if not claimed:
+            return Settled(DuePlan(None, ()), False, None)
+        await self.fire_claimed(claimed)
+        settlement = claimed[0].settlement
+        return Settled(settlement.plan, settlement.plan.latest is not None, settlement.next_due)
+
+    async def fire_claimed(self, claimed: list[Claimed]) -> None:
+        """Start the runs of the ticks `claimed` fires and record every outcome."""
+        for item in claimed:
+            self._report_missed(item.schedule, item.settlement.plan)
+        due = [(c.schedule, c.settlement.plan.fire) for c in claimed if c.settlement.plan.fire]
+        # The runs are created concurrently (the run store's threads bound how many at once);
+        # their outcomes are recorded together, in one transaction.
+        outcomes = await asyncio.gather(*(self._trigger(s, nominal) for s, nominal in due))
+        await self.store.record(outcomes)
+        for outcome in outcomes:
+            self.metrics.firings.labels(outcome.outcome.value).inc()
 
     def _report_missed(self, schedule: Schedule, plan: DuePlan) -> None:
         missed = len(plan.missed) + plan.uncounted
@@ -152,6 +148,13 @@ class ScheduleFirer:
 
     async def fire(self, schedule: Schedule, nominal: datetime) -> FiringOutcome:
         """Trigger the run of the claimed tick `nominal` and record the firing's outcome."""
+        outcome = await self._trigger(schedule, nominal)
+        await self.store.record([outcome])
+        self.metrics.firings.labels(outcome.outcome.value).inc()
+        return outcome.outcome
+
+    async def _trigger(self, schedule: Schedule, nominal: datetime) -> Firing:
+        """Trigger the run of tick `nominal`: the firing's outcome, to record."""
         command = trigger_command(schedule, nominal, firing_request_id(schedule.id, nominal))
         try:
             run, disposition = await self.orchestrator.trigger(command)
@@ -163,14 +166,14 @@ class ScheduleFirer:
                 reason=exc.reason,
                 error=exc.message,
             )
-            await self.store.record(
-                schedule.id, nominal, FiringOutcome.MISSED, self.clock.now(), error=exc.message
+            return Firing(
+                schedule.id,
+                nominal,
+                FiringOutcome.MISSED,
+                fire_time=self.clock.now(),
+                error=exc.message,
             )
-            self.metrics.firings.labels(FiringOutcome.MISSED.value).inc()
-            return FiringOutcome.MISSED
         outcome = outcome_of(schedule, nominal, run, disposition)
-        await self.store.record(schedule.id, nominal, outcome, self.clock.now(), run_id=run.id)
-        self.metrics.firings.labels(outcome.value).inc()
         log.info(
             "schedule.fired",
             schedule_id=schedule.id,
@@ -179,7 +182,7 @@ class ScheduleFirer:
             run_id=run.id,
             scheduler=self.scheduler_id,
         )
-        return outcome
+        return Firing(schedule.id, nominal, outcome, run_id=run.id, fire_time=self.clock.now())
 
     async def recover(self, pending_timeout: timedelta) -> int:
         """Finish firings claimed by a process that died before recording their outcome."""

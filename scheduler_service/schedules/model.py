@@ -62,11 +62,15 @@ class Schedule:
     missed_count: int = 0
     created_at: datetime | None = None
     updated_at: datetime | None = None
-    #: Incremented by every change (replicas re-arm their timers when it moves).
+    #: Incremented by every change made through the API.
     version: int = 0
     #: Token names of who created it and who last changed it ("" when unknown).
     created_by: str = ""
     updated_by: str = ""
+    #: Kept by the store: the newest tick settled (fired or missed), and when the next one is due
+    #: to run (None while paused); the claim of due schedules reads these, never the firings.
+    last_nominal: datetime | None = None
+    next_due: datetime | None = None
 
     @property
     def timing(self) -> Timing:

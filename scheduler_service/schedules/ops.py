@@ -12,6 +12,7 @@ from common.clock import Clock
 from common.jobs import CrawlSpec
 from scheduler_service.orchestration.orchestrator import Orchestrator
 from scheduler_service.runs.model import Disposition, Run
+from scheduler_service.schedules import due
 from scheduler_service.schedules.errors import ScheduleExists
 from scheduler_service.schedules.firing import trigger_command
 from scheduler_service.schedules.model import Firing, Schedule, Template, new_schedule_id
@@ -63,13 +64,18 @@ class ScheduleOps:
         after = max(self.clock.now(), schedule.fire_after or self.clock.now())
         return schedule.timing.next_after(after)
 
-    async def create(self, schedule: Schedule, by: str = "") -> Schedule:
-        """Validate and store `schedule`, recording `by` (who asks) as its creator."""
+    async def create(
+        self, schedule: Schedule, by: str = "", default_jitter: bool = False
+    ) -> Schedule:
+        """Validate and store `schedule`, recording `by` (who asks) as its creator; with
+        `default_jitter` (no jitter was asked for), its jitter is `due.default_jitter`."""
         now = self.clock.now()
         schedule = replace(
             schedule, id=schedule.id or new_schedule_id(), created_by=by, updated_by=by
         )
         schedule = validate_schedule(schedule, now)
+        if default_jitter:
+            schedule = replace(schedule, jitter=due.default_jitter(schedule.timing, now))
         created = await self.store.create(schedule, now)
         self.on_change(created.id)
         log.info(
@@ -150,7 +156,9 @@ class ScheduleOps:
 
     async def _seed_one(self, schedule_id: str, spec: CrawlSpec) -> None:
         try:
-            await self.create(Schedule(id=schedule_id, template=Template(spec)))
+            await self.create(
+                Schedule(id=schedule_id, template=Template(spec)), default_jitter=True
+            )
             return
         except ScheduleExists:
             pass

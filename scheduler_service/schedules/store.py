@@ -1,39 +1,51 @@
 """The schedule store: schedules and their firings, in the run store's database.
 
-Every method is one transaction. The firings table's primary key `(schedule_id, nominal_time)` is
-what lets several scheduler processes share one database and still fire each tick exactly once:
-the process whose insert commits owns the tick; the others' inserts fail and they move on.
+Every method is one transaction. Several scheduler processes share one database: due schedules
+are claimed with `FOR UPDATE SKIP LOCKED` (each replica takes rows the others do not hold, so a
+tick's work is done once, by one replica), and the firings table's primary key
+`(schedule_id, nominal_time)` still refuses a second firing of a tick whatever happens.
+
+Lock order, everywhere: the schedule row first, then its firings. A claim locks schedules and
+inserts firings; recording an outcome locks the schedule, then updates the firing; an update
+or delete locks the schedule. No two transactions can then wait on each other in a cycle.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import replace
-from datetime import datetime, timedelta
-from typing import Any, cast
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Table, case, delete, func, literal, or_, select, update
+from sqlalchemy import bindparam, case, delete, func, literal, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from common.clock import utc
 from common.db import UTCDateTime
-from common.jobs import from_json, to_json
-from scheduler_service.db.models import ScheduleFiringRow, ScheduleRow
 from scheduler_service.runs.sql.store import SqlRunStore
+from scheduler_service.schedules import due
 from scheduler_service.schedules.errors import ScheduleExists, ScheduleNotFound
-from scheduler_service.schedules.model import (
-    Firing,
-    FiringOutcome,
-    OverlapPolicy,
-    Schedule,
-    Template,
+from scheduler_service.schedules.model import Firing, FiringOutcome, Schedule
+from scheduler_service.schedules.rows import (
+    counters,
+    firing_row,
+    firings,
+    from_row,
+    schedules,
+    to_firing,
+    to_row,
 )
 from scheduler_service.schedules.timing import DuePlan
 
-schedules = cast(Table, ScheduleRow.__table__)
-firings = cast(Table, ScheduleFiringRow.__table__)
-_FIRED = (FiringOutcome.STARTED, FiringOutcome.QUEUED, FiringOutcome.SKIPPED)
+
+@dataclass(frozen=True)
+class Claimed:
+    """A schedule as it was when claimed, and what the claim recorded of it."""
+
+    schedule: Schedule
+    settlement: due.Settlement
 
 
 class ScheduleStore(ABC):
@@ -57,36 +69,40 @@ class ScheduleStore(ABC):
         self, schedule_id: str, change: Callable[[Schedule], Schedule], now: datetime
     ) -> Schedule:
         """Replace the schedule by `change(current)` under a row lock (so concurrent changes
-        through several replicas serialize); bumps `version`. Raises `ScheduleNotFound`."""
+        through several replicas serialize); bumps `version` and recomputes when it is next due.
+        Raises `ScheduleNotFound`."""
 
     @abstractmethod
     async def delete(self, schedule_id: str) -> None:
         """Delete the schedule and its firings; raises `ScheduleNotFound`."""
 
     @abstractmethod
-    async def last_nominal(self, schedule_id: str) -> datetime | None:
-        """The newest nominal time recorded for the schedule, whatever its outcome."""
+    async def claim_due(
+        self, now: datetime, scheduler_id: str, limit: int, schedule_id: str = ""
+    ) -> list[Claimed]:
+        """Claim up to `limit` active schedules due by `now` that no other transaction holds
+        (or only `schedule_id`, due or not, waiting for it if held), and settle each at `now`
+        (`due.settle`): record its missed ticks as MISSED (counted in `missed_count`), the tick
+        to fire as PENDING owned by `scheduler_id`, and move `last_nominal` and `next_due`.
+        Every claimed schedule is returned, also those with nothing due (only re-armed)."""
 
     @abstractmethod
     async def claim(
         self, schedule_id: str, plan: DuePlan, scheduler_id: str, now: datetime
     ) -> bool:
-        """Record the plan's ticks: `missed` ones as MISSED (counted in `missed_count` with
-        `plan.uncounted`), `fire` as PENDING, owned by `scheduler_id`. False, with nothing written,
-        if another process recorded any of them first or the schedule is paused or gone."""
+        """Record a plan made elsewhere: `missed` ticks as MISSED (counted in `missed_count` with
+        `plan.uncounted`), `fire` as PENDING, owned by `scheduler_id`. False, with nothing
+        written, if any of them is recorded already or the schedule is paused or gone."""
 
     @abstractmethod
-    async def record(
-        self,
-        schedule_id: str,
-        nominal: datetime,
-        outcome: FiringOutcome,
-        now: datetime,
-        run_id: str = "",
-        error: str = "",
-    ) -> None:
-        """Set the outcome of a PENDING firing and the schedule's counters, `last_fire_time` and
-        `last_run_id`. A firing that is no longer pending is left alone."""
+    async def next_due(self) -> datetime | None:
+        """When the first active schedule is next due (None: none is)."""
+
+    @abstractmethod
+    async def record(self, outcomes: Sequence[Firing]) -> None:
+        """Set the outcome, `run_id`, `error` and `fire_time` of these PENDING firings, and
+        their schedules' counters, `last_fire_time` and `last_run_id`. A firing that is no
+        longer pending is left alone."""
 
     @abstractmethod
     async def stale_pending(self, claimed_before: datetime) -> list[Firing]:
@@ -95,6 +111,10 @@ class ScheduleStore(ABC):
     @abstractmethod
     async def firings(self, schedule_id: str, limit: int) -> list[Firing]:
         """The schedule's newest firings, newest first."""
+
+    @abstractmethod
+    async def purge_firings(self, before: datetime, limit: int) -> int:
+        """Delete up to `limit` settled firings of ticks before `before`; how many were."""
 
 
 class SqlScheduleStore(ScheduleStore):
@@ -115,10 +135,12 @@ class SqlScheduleStore(ScheduleStore):
             fire_after=now,
             version=1,
             start_time=schedule.start_time or (now if schedule.interval else None),
+            last_nominal=None,
         )
+        schedule = replace(schedule, next_due=due.next_due(schedule))
         try:
             async with self._engine.begin() as conn:
-                await conn.execute(schedules.insert().values(**_to_row(schedule)))
+                await conn.execute(schedules.insert().values(**to_row(schedule)))
         except IntegrityError:
             raise ScheduleExists(schedule.id) from None
         return schedule
@@ -132,7 +154,7 @@ class SqlScheduleStore(ScheduleStore):
             select(schedules).where(schedules.c.id > after_id).order_by(schedules.c.id).limit(limit)
         )
         async with self._reader.connect() as conn:
-            return [_from_row(dict(r)) for r in (await conn.execute(statement)).mappings()]
+            return [from_row(dict(r)) for r in (await conn.execute(statement)).mappings()]
 
     async def update(
         self, schedule_id: str, change: Callable[[Schedule], Schedule], now: datetime
@@ -140,10 +162,15 @@ class SqlScheduleStore(ScheduleStore):
         async with self._engine.begin() as conn:
             current = await _load(conn, schedule_id, lock=True)
             changed = replace(
-                change(current), id=schedule_id, updated_at=now, version=current.version + 1
+                change(current),
+                id=schedule_id,
+                updated_at=now,
+                version=current.version + 1,
+                last_nominal=current.last_nominal,
             )
+            changed = replace(changed, next_due=due.next_due(changed))
             await conn.execute(
-                update(schedules).where(schedules.c.id == schedule_id).values(**_to_row(changed))
+                update(schedules).where(schedules.c.id == schedule_id).values(**to_row(changed))
             )
         return changed
 
@@ -153,77 +180,89 @@ class SqlScheduleStore(ScheduleStore):
             if not result.rowcount:
                 raise ScheduleNotFound(schedule_id)
 
-    async def last_nominal(self, schedule_id: str) -> datetime | None:
-        statement = select(func.max(firings.c.nominal_time)).where(
-            firings.c.schedule_id == schedule_id
-        )
-        async with self._reader.connect() as conn:
-            value = (await conn.execute(statement)).scalar()
-        return UTCDateTime().process_result_value(value, self._reader.dialect)
+    async def claim_due(
+        self, now: datetime, scheduler_id: str, limit: int, schedule_id: str = ""
+    ) -> list[Claimed]:
+        if schedule_id:
+            query = select(schedules).where(schedules.c.id == schedule_id).with_for_update()
+        else:
+            query = (
+                select(schedules)
+                .where(schedules.c.next_due_at <= now)
+                .order_by(schedules.c.next_due_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        try:
+            async with self._engine.begin() as conn:
+                rows = (await conn.execute(query)).mappings().all()
+                claimed = [Claimed(s, due.settle(s, now)) for s in map(from_row, map(dict, rows))]
+                claimed = [c for c in claimed if not c.schedule.paused]
+                await _write_claims(conn, claimed, scheduler_id, now)
+        except IntegrityError:
+            # A tick recorded outside a claim (`claim`) first: the next claim re-reads the rows.
+            return []
+        return claimed
 
     async def claim(
         self, schedule_id: str, plan: DuePlan, scheduler_id: str, now: datetime
     ) -> bool:
         rows = [
-            _firing_row(schedule_id, t, FiringOutcome.MISSED, scheduler_id, now)
-            for t in plan.missed
+            firing_row(schedule_id, t, FiringOutcome.MISSED, scheduler_id, now) for t in plan.missed
         ]
         if plan.fire is not None:
             rows.append(
-                _firing_row(schedule_id, plan.fire, FiringOutcome.PENDING, scheduler_id, now)
+                firing_row(schedule_id, plan.fire, FiringOutcome.PENDING, scheduler_id, now)
             )
         if not rows:
             return False
+        latest = literal(plan.latest, UTCDateTime())
         try:
             async with self._engine.begin() as conn:
                 if not await _active(conn, schedule_id):
                     return False
                 await conn.execute(firings.insert(), rows)
+                newer = or_(schedules.c.last_nominal.is_(None), schedules.c.last_nominal < latest)
                 missed = len(plan.missed) + plan.uncounted
-                if missed:
-                    await conn.execute(
-                        update(schedules)
-                        .where(schedules.c.id == schedule_id)
-                        .values(missed_count=schedules.c.missed_count + missed)
+                await conn.execute(
+                    update(schedules)
+                    .where(schedules.c.id == schedule_id)
+                    .values(
+                        missed_count=schedules.c.missed_count + missed,
+                        last_nominal=case((newer, latest), else_=schedules.c.last_nominal),
                     )
+                )
         except IntegrityError:
             # Another scheduler process recorded these ticks first: they are its to fire.
             return False
         return True
 
-    async def record(
-        self,
-        schedule_id: str,
-        nominal: datetime,
-        outcome: FiringOutcome,
-        now: datetime,
-        run_id: str = "",
-        error: str = "",
-    ) -> None:
+    async def next_due(self) -> datetime | None:
+        statement = select(func.min(schedules.c.next_due_at))
+        async with self._reader.connect() as conn:
+            value: datetime | None = (await conn.execute(statement)).scalar()
+        return value
+
+    async def record(self, outcomes: Sequence[Firing]) -> None:
+        if not outcomes:
+            return
+        ids = sorted({o.schedule_id for o in outcomes})
         async with self._engine.begin() as conn:
-            result = await conn.execute(
-                update(firings)
-                .where(
-                    firings.c.schedule_id == schedule_id,
-                    firings.c.nominal_time == nominal,
-                    firings.c.outcome == FiringOutcome.PENDING.value,
-                )
-                .values(outcome=outcome.value, run_id=run_id, error=error, fire_time=now)
-            )
-            if not result.rowcount:
-                return
+            # The schedules first, in id order: the lock order of claims (see the module).
             await conn.execute(
-                update(schedules)
-                .where(schedules.c.id == schedule_id)
-                .values(**_counters(outcome, nominal, run_id))
+                select(schedules.c.id)
+                .where(schedules.c.id.in_(ids))
+                .order_by(schedules.c.id)
+                .with_for_update()
             )
+            await _record_all(conn, outcomes)
 
     async def stale_pending(self, claimed_before: datetime) -> list[Firing]:
         statement = select(firings).where(
             firings.c.outcome == FiringOutcome.PENDING.value, firings.c.claimed_at < claimed_before
         )
         async with self._reader.connect() as conn:
-            return [_to_firing(dict(r)) for r in (await conn.execute(statement)).mappings()]
+            return [to_firing(dict(r)) for r in (await conn.execute(statement)).mappings()]
 
     async def firings(self, schedule_id: str, limit: int) -> list[Firing]:
         statement = (
@@ -233,7 +272,23 @@ class SqlScheduleStore(ScheduleStore):
             .limit(limit)
         )
         async with self._reader.connect() as conn:
-            return [_to_firing(dict(r)) for r in (await conn.execute(statement)).mappings()]
+            return [to_firing(dict(r)) for r in (await conn.execute(statement)).mappings()]
+
+    async def purge_firings(self, before: datetime, limit: int) -> int:
+        key = tuple_(firings.c.schedule_id, firings.c.nominal_time)
+        oldest = (
+            select(firings.c.schedule_id, firings.c.nominal_time)
+            .where(
+                firings.c.nominal_time < before,
+                firings.c.outcome != FiringOutcome.PENDING.value,
+            )
+            .limit(limit)
+            # Replicas purging at once take different rows instead of waiting on each other.
+            .with_for_update(skip_locked=True)
+        )
+        async with self._engine.begin() as conn:
+            result = await conn.execute(delete(firings).where(key.in_(oldest)))
+        return int(result.rowcount or 0)
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -246,7 +301,7 @@ async def _load(conn: AsyncConnection, schedule_id: str, lock: bool = False) -> 
     row = (await conn.execute(statement)).mappings().first()
     if row is None:
         raise ScheduleNotFound(schedule_id)
-    return _from_row(dict(row))
+    return from_row(dict(row))
 
 
 async def _active(conn: AsyncConnection, schedule_id: str) -> bool:
@@ -256,103 +311,87 @@ async def _active(conn: AsyncConnection, schedule_id: str) -> bool:
     return paused is False
 
 
-def _counters(outcome: FiringOutcome, nominal: datetime, run_id: str) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    if outcome is FiringOutcome.SKIPPED:
-        values["skipped_count"] = schedules.c.skipped_count + 1
-    if outcome is FiringOutcome.MISSED:
-        values["missed_count"] = schedules.c.missed_count + 1
-    # Outcomes of two ticks may be recorded out of order (a recovered firing): newest wins.
-    tick = literal(nominal, UTCDateTime())
-    newest = or_(schedules.c.last_fire_time.is_(None), schedules.c.last_fire_time <= tick)
-    if outcome in _FIRED:
-        values["last_fire_time"] = case((newest, tick), else_=schedules.c.last_fire_time)
-    if run_id:
-        values["last_run_id"] = case((newest, run_id), else_=schedules.c.last_run_id)
-    return values
-
-
-def _firing_row(
-    schedule_id: str, nominal: datetime, outcome: FiringOutcome, scheduler_id: str, now: datetime
-) -> dict[str, Any]:
-    return {
-        "schedule_id": schedule_id,
-        "nominal_time": nominal,
-        "outcome": outcome.value,
-        "claimed_at": now,
-        "scheduler_id": scheduler_id,
-        "fire_time": now if outcome is FiringOutcome.MISSED else None,
-    }
-
-
-def _total_seconds(value: timedelta | None) -> float | None:
-    return None if value is None else value.total_seconds()
-
-
-def _to_row(schedule: Schedule) -> dict[str, Any]:
-    template = schedule.template
-    return {
-        "id": schedule.id,
-        "cron": schedule.cron,
-        "interval_seconds": _total_seconds(schedule.interval),
-        "start_time": schedule.start_time,
-        "time_zone": schedule.time_zone,
-        "job_kind": template.spec.job_kind.value,
-        "job": to_json(template.spec),
-        "labels": dict(template.labels),
-        "max_attempts": template.max_attempts,
-        "overlap": schedule.overlap.value,
-        "catch_up_window_seconds": schedule.catch_up_window.total_seconds(),
-        "jitter_seconds": schedule.jitter.total_seconds(),
-        "paused": schedule.paused,
-        "fire_after": schedule.fire_after,
-        "last_fire_time": schedule.last_fire_time,
-        "last_run_id": schedule.last_run_id,
-        "skipped_count": schedule.skipped_count,
-        "missed_count": schedule.missed_count,
-        "created_at": schedule.created_at,
-        "updated_at": schedule.updated_at,
-        "version": schedule.version,
-        "created_by": schedule.created_by,
-        "updated_by": schedule.updated_by,
-    }
-
-
-def _from_row(row: dict[str, Any]) -> Schedule:
-    interval = row["interval_seconds"]
-    return Schedule(
-        id=row["id"],
-        template=Template(
-            from_json(row["job_kind"], row["job"]), dict(row["labels"] or {}), row["max_attempts"]
+async def _write_claims(
+    conn: AsyncConnection, claimed: list[Claimed], scheduler_id: str, now: datetime
+) -> None:
+    """The firings and schedule columns of `claimed`, in two statements (executemany)."""
+    rows = []
+    for item in claimed:
+        plan, schedule_id = item.settlement.plan, item.schedule.id
+        rows += [
+            firing_row(schedule_id, t, FiringOutcome.MISSED, scheduler_id, now) for t in plan.missed
+        ]
+        if plan.fire is not None:
+            rows.append(
+                firing_row(schedule_id, plan.fire, FiringOutcome.PENDING, scheduler_id, now)
+            )
+    if rows:
+        await conn.execute(firings.insert(), rows)
+    if not claimed:
+        return
+    await conn.execute(
+        update(schedules)
+        .where(schedules.c.id == bindparam("b_id"))
+        .values(
+            next_due_at=bindparam("b_next", type_=UTCDateTime()),
+            last_nominal=bindparam("b_last", type_=UTCDateTime()),
+            missed_count=schedules.c.missed_count + bindparam("b_missed"),
         ),
-        cron=row["cron"],
-        interval=None if interval is None else timedelta(seconds=interval),
-        start_time=row["start_time"],
-        time_zone=row["time_zone"],
-        overlap=OverlapPolicy(row["overlap"]),
-        catch_up_window=timedelta(seconds=row["catch_up_window_seconds"]),
-        jitter=timedelta(seconds=row["jitter_seconds"]),
-        paused=bool(row["paused"]),
-        fire_after=row["fire_after"],
-        last_fire_time=row["last_fire_time"],
-        last_run_id=row["last_run_id"],
-        skipped_count=row["skipped_count"],
-        missed_count=row["missed_count"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        version=row["version"],
-        created_by=row["created_by"],
-        updated_by=row["updated_by"],
+        [
+            {
+                "b_id": item.schedule.id,
+                "b_next": item.settlement.next_due,
+                "b_last": item.settlement.last_nominal,
+                "b_missed": len(item.settlement.plan.missed) + item.settlement.plan.uncounted,
+            }
+            for item in claimed
+        ],
     )
 
 
-def _to_firing(row: dict[str, Any]) -> Firing:
-    return Firing(
-        schedule_id=row["schedule_id"],
-        nominal_time=row["nominal_time"],
-        outcome=FiringOutcome(row["outcome"]),
-        run_id=row["run_id"],
-        fire_time=row["fire_time"],
-        scheduler_id=row["scheduler_id"],
-        error=row["error"],
+async def _record_all(conn: AsyncConnection, outcomes: Sequence[Firing]) -> None:
+    """Record the outcomes of the firings still pending, in a few executemany statements."""
+    keys = [(o.schedule_id, o.nominal_time) for o in outcomes]
+    pending_query = (
+        select(firings.c.schedule_id, firings.c.nominal_time)
+        .where(
+            tuple_(firings.c.schedule_id, firings.c.nominal_time).in_(keys),
+            firings.c.outcome == FiringOutcome.PENDING.value,
+        )
+        .with_for_update()
     )
+    pending = {(r[0], utc(r[1])) for r in await conn.execute(pending_query)}
+    todo = [o for o in outcomes if (o.schedule_id, o.nominal_time) in pending]
+    if not todo:
+        return
+    await conn.execute(
+        update(firings)
+        .where(
+            firings.c.schedule_id == bindparam("b_id"),
+            firings.c.nominal_time == bindparam("b_tick", type_=UTCDateTime()),
+        )
+        .values(
+            outcome=bindparam("b_outcome"),
+            run_id=bindparam("b_run"),
+            error=bindparam("b_error"),
+            fire_time=bindparam("b_fire", type_=UTCDateTime()),
+        ),
+        [_params(o) for o in todo],
+    )
+    groups: dict[tuple[FiringOutcome, bool], list[dict[str, Any]]] = {}
+    for o in todo:
+        groups.setdefault((o.outcome, bool(o.run_id)), []).append(_params(o))
+    for (outcome, with_run), params in groups.items():
+        statement = update(schedules).where(schedules.c.id == bindparam("b_id"))
+        await conn.execute(statement.values(**counters(outcome, with_run)), params)
+
+
+def _params(outcome: Firing) -> dict[str, Any]:
+    return {
+        "b_id": outcome.schedule_id,
+        "b_tick": outcome.nominal_time,
+        "b_outcome": outcome.outcome.value,
+        "b_run": outcome.run_id,
+        "b_error": outcome.error,
+        "b_fire": outcome.fire_time,
+    }

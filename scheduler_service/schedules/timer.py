@@ -1,173 +1,150 @@
-"""The schedule timer: APScheduler 3 wakes this process when a schedule's next tick is due.
+"""The schedule timer: one loop per scheduler process that wakes when the first schedule is due.
 
-APScheduler is only the alarm clock. Its job store is in memory and per process, so it knows
-nothing durable: every wake-up goes through `ScheduleFirer.process`, which reads the schedule and
-the firings table, and the firings table's unique key decides which process fires a tick. A
-periodic sync re-reads every schedule, so a change made through any replica (or a schedule created
-there) re-arms this process's timers within `poll` seconds, without a restart.
+The database is the only state. Each pass claims the due schedules (`ScheduleFirer.
+claim_and_fire`, with SKIP LOCKED: replicas waking together split the work, each tick is
+processed once) and then reads one value, the earliest `next_due` of all schedules, to know when
+to wake next. A pass never re-reads the schedules that are not due, and passes never overlap.
+A change made through this process wakes the loop at once (`changed`); one made through another
+replica is seen at the next wake-up, at most `poll` later.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from datetime import UTC, datetime, timedelta
-from typing import Any
+import contextlib
+from datetime import datetime, timedelta
 
 import structlog
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.date import DateTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 
 from common.clock import Clock
-from scheduler_service.schedules.errors import ScheduleNotFound
 from scheduler_service.schedules.firing import ScheduleFirer
-from scheduler_service.schedules.model import Schedule
 from scheduler_service.schedules.store import ScheduleStore
 
 log = structlog.get_logger(__name__)
-_SYNC_JOB = "schedules-sync"
 #: A claimed firing whose outcome is still unrecorded after this long lost its process.
 PENDING_TIMEOUT = timedelta(seconds=60)
-_PAGE = 500
+#: How often abandoned firings are looked for, and old firings purged.
+RECOVER_EVERY = timedelta(seconds=30)
+PURGE_EVERY = timedelta(minutes=10)
+PURGE_BATCH = 10_000
+#: Schedules claimed per transaction.
+CLAIM_BATCH = 100
+#: The pause before claiming again when due schedules were all held by other replicas.
+HELD_PAUSE = 0.05
 
 
 class ScheduleTimer:
-    """Keeps one APScheduler date job per active schedule, armed at its next due time."""
+    """Claims due schedules when they are due, recovers abandoned firings, purges old firings."""
 
     def __init__(
-        self, store: ScheduleStore, firer: ScheduleFirer, clock: Clock, poll: timedelta
+        self,
+        store: ScheduleStore,
+        firer: ScheduleFirer,
+        clock: Clock,
+        poll: timedelta,
+        retention: timedelta = timedelta(days=7),
     ) -> None:
         self.store = store
         self.firer = firer
         self.clock = clock
         self.poll = poll
-        self._scheduler: AsyncIOScheduler | None = None
-        #: schedule id -> (version, due time) as last armed.
-        self._armed: dict[str, tuple[int, datetime | None]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.retention = retention
+        #: When the first schedule is due (None: none is), as of the last pass.
+        self.next_due: datetime | None = None
+        self.passes = 0
+        self._pass_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_recover: datetime | None = None
+        self._last_purge: datetime | None = None
 
     async def start(self) -> None:
-        self._scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=UTC)
-        self._scheduler.add_job(
-            self._wake_sync,
-            IntervalTrigger(seconds=self.poll.total_seconds(), timezone=UTC),
-            id=_SYNC_JOB,
-            next_run_time=datetime.now(UTC),
-            coalesce=True,
-            max_instances=1,
-            misfire_grace_time=None,
-        )
-        self._scheduler.start()
+        self._task = asyncio.create_task(self._run())
         log.info("schedules.started", scheduler=self.firer.scheduler_id)
 
     async def stop(self, drain_seconds: float = 10.0) -> None:
-        """Stop the timer, then let firings in progress record their outcome."""
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
-            self._scheduler = None
-        if self._tasks:
-            _done, pending = await asyncio.wait(self._tasks, timeout=drain_seconds)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        """Stop the loop; a pass in progress records its firings' outcomes (within the drain)."""
+        if self._task is None:
+            return
+        self._stopping.set()
+        self._wake.set()
+        _done, pending = await asyncio.wait({self._task}, timeout=drain_seconds)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None
 
     def changed(self, schedule_id: str) -> None:
-        """A schedule changed through this process: re-arm it now rather than at the next sync."""
-        if self._scheduler is None:
-            return  # not started: the first sync arms every schedule
-        self._armed.pop(schedule_id, None)
-        self._spawn(self._process_id(schedule_id))
+        """A schedule changed through this process: wake the loop rather than wait for `poll`."""
+        del schedule_id  # the pass reads the due time of every schedule anyway
+        self._wake.set()
 
-    # -- APScheduler jobs: they only spawn tracked tasks, so stop() can drain them -------------
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            claimed = 0
+            try:
+                claimed = await self.sync()
+            except Exception:
+                # A database hiccup must not kill the timer; the next pass tries again.
+                log.exception("schedules.error")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._delay(claimed))
 
-    async def _wake_sync(self) -> None:
-        self._spawn(self.sync())
+    def _delay(self, claimed: int) -> float:
+        if self.next_due is None:
+            return self.poll.total_seconds()
+        until_due = (self.next_due - self.clock.now()).total_seconds()
+        if until_due <= 0 and not claimed:
+            return HELD_PAUSE  # due, but held by another replica's claim: it commits shortly
+        return min(self.poll.total_seconds(), max(0.0, until_due))
 
-    async def _wake(self, schedule_id: str) -> None:
-        self._spawn(self._process_id(schedule_id))
+    async def sync(self) -> int:
+        """One pass: claim and fire every due schedule, recover abandoned firings and purge old
+        ones when it is time, and read when the next schedule is due. Passes are serialized: a
+        pass asked for while another runs waits for it. How many schedules were claimed."""
+        async with self._pass_lock:
+            self.passes += 1
+            claimed = await self._claim_and_fire()
+            now = self.clock.now()
+            if _time_for(self._last_recover, RECOVER_EVERY, now):
+                self._last_recover = now
+                await self.firer.recover(PENDING_TIMEOUT)
+            if _time_for(self._last_purge, PURGE_EVERY, now):
+                self._last_purge = now
+                await self.purge(now)
+            self.next_due = await self.store.next_due()
+            return claimed
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(self._guarded(work))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    @staticmethod
-    async def _guarded(work: Coroutine[Any, Any, None]) -> None:
-        try:
-            await work
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # A database hiccup must not kill the timer; the next sync tries again.
-            log.exception("schedules.error")
-
-    # -- the work ------------------------------------------------------------------------------
-
-    async def sync(self) -> None:
-        """Re-read every schedule; process those new, changed or due; forget deleted ones; finish
-        firings abandoned by dead processes."""
-        seen: set[str] = set()
-        after = ""
+    async def _claim_and_fire(self) -> int:
+        # Each batch fires while the next is claimed: the first runs start at once, and two
+        # replicas waking together take turns at the claims, splitting the due schedules.
+        firing: list[asyncio.Task[None]] = []
+        claimed = 0
         while True:
-            page = await self.store.list_page(after, _PAGE)
-            for schedule in page:
-                seen.add(schedule.id)
-                if self._needs_processing(schedule):
-                    await self._process(schedule)
-            if len(page) < _PAGE:
+            batch = await self.firer.claim(CLAIM_BATCH)
+            claimed += len(batch)
+            firing.append(asyncio.create_task(self.firer.fire_claimed(batch)))
+            if len(batch) < CLAIM_BATCH:
                 break
-            after = page[-1].id
-        for gone in set(self._armed) - seen:
-            self._disarm(gone)
-        await self.firer.recover(PENDING_TIMEOUT)
+        for result in await asyncio.gather(*firing, return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise result
+        return claimed
 
-    def _needs_processing(self, schedule: Schedule) -> bool:
-        armed = self._armed.get(schedule.id)
-        if armed is None or armed[0] != schedule.version:
-            return True
-        due = armed[1]
-        return due is not None and due <= self.clock.now()
+    async def purge(self, now: datetime) -> int:
+        """Delete the firings of ticks older than the retention, in batches; how many."""
+        total = 0
+        while True:
+            purged = await self.store.purge_firings(now - self.retention, PURGE_BATCH)
+            total += purged
+            if purged < PURGE_BATCH:
+                break
+        if total:
+            log.info("schedules.firings_purged", count=total, retention_days=self.retention.days)
+        return total
 
-    async def _process_id(self, schedule_id: str) -> None:
-        try:
-            schedule = await self.store.get(schedule_id)
-        except ScheduleNotFound:
-            self._disarm(schedule_id)
-            return
-        await self._process(schedule)
 
-    async def _process(self, schedule: Schedule) -> None:
-        lock = self._locks.setdefault(schedule.id, asyncio.Lock())
-        async with lock:
-            settled = await self.firer.process(schedule)
-            self._arm(schedule, settled.next_due)
-
-    def _arm(self, schedule: Schedule, due: datetime | None) -> None:
-        self._armed[schedule.id] = (schedule.version, due)
-        if self._scheduler is None:
-            return
-        if due is None:
-            self._remove_job(schedule.id)
-            return
-        # APScheduler runs on the wall clock; the injected clock decides how far away `due` is.
-        delay = max(timedelta(0), due - self.clock.now())
-        self._scheduler.add_job(
-            self._wake,
-            DateTrigger(run_date=datetime.now(UTC) + delay, timezone=UTC),
-            args=[schedule.id],
-            id=f"schedule:{schedule.id}",
-            replace_existing=True,
-            misfire_grace_time=None,
-            coalesce=True,
-        )
-
-    def _disarm(self, schedule_id: str) -> None:
-        self._armed.pop(schedule_id, None)
-        self._locks.pop(schedule_id, None)
-        self._remove_job(schedule_id)
-
-    def _remove_job(self, schedule_id: str) -> None:
-        if self._scheduler is not None and self._scheduler.get_job(f"schedule:{schedule_id}"):
-            self._scheduler.remove_job(f"schedule:{schedule_id}")
+def _time_for(last: datetime | None, every: timedelta, now: datetime) -> bool:
+    return last is None or now - last >= every
