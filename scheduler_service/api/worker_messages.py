@@ -21,7 +21,15 @@ from scheduler_service.runs.model import (
 )
 from scheduler_service.runs.store import StopKind, StopRequest
 
+#: The Connect protocol this scheduler speaks, and the oldest a crawler may still speak to it.
+#: A release that changes the protocol raises PROTOCOL_VERSION and keeps the previous one within
+#: [MIN_PROTOCOL_VERSION, PROTOCOL_VERSION] for at least one release, so that schedulers can be
+#: upgraded before crawlers (README "Rolling upgrades").
 PROTOCOL_VERSION = 1
+MIN_PROTOCOL_VERSION = 1
+#: What a hello without `protocol_version` speaks: the first protocol (wave 1), whose crawlers
+#: may not set the field.
+UNVERSIONED_PROTOCOL = 1
 ATTEMPT_OUTCOMES = {
     worker_service_pb2.ATTEMPT_OUTCOME_SUCCEEDED: Outcome.SUCCEEDED,
     worker_service_pb2.ATTEMPT_OUTCOME_FAILED: Outcome.FAILED,

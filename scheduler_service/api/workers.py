@@ -15,7 +15,7 @@ import structlog
 
 from common.auth import caller as callers
 from common.proto.ghpulse.v1 import worker_service_pb2, worker_service_pb2_grpc
-from scheduler_service.api.identity import hello_problem, worker_identity
+from scheduler_service.api.identity import hello_problem, incompatible_protocol, worker_identity
 from scheduler_service.api.worker_messages import (
     outgoing_to_pb,
     ref_from_pb,
@@ -49,6 +49,10 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             return
         assert first is not None
         hello = first.hello
+        if (incompatible := incompatible_protocol(hello)) is not None:
+            # The message tells crawlers of any version why; the status ends the stream with it.
+            yield rejected(str(incompatible))
+            raise incompatible
         now = self._orchestrator.clock.now()
         # Who the crawler is comes from its credential; it names only itself among its replicas.
         worker_id = worker_identity(callers.current(), hello.worker_id)
