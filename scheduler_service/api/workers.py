@@ -17,12 +17,14 @@ from common.auth import caller as callers
 from common.proto.ghpulse.v1 import worker_service_pb2, worker_service_pb2_grpc
 from scheduler_service.api.identity import hello_problem, incompatible_protocol, worker_identity
 from scheduler_service.api.worker_messages import (
+    UNVERSIONED_PROTOCOL,
     outgoing_to_pb,
     ref_from_pb,
     rejected,
     report_from_pb,
     result_from_pb,
 )
+from scheduler_service.cluster.presence import Presence
 from scheduler_service.orchestration.dispatch import WorkerConn
 from scheduler_service.orchestration.orchestrator import Orchestrator
 
@@ -32,8 +34,11 @@ ConnectRequests = AsyncIterator[worker_service_pb2.ConnectRequest]
 
 
 class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
-    def __init__(self, orchestrator: Orchestrator, max_slots: int = 64) -> None:
+    def __init__(
+        self, orchestrator: Orchestrator, max_slots: int = 64, presence: Presence | None = None
+    ) -> None:
         self._orchestrator = orchestrator
+        self._presence = presence
         self._max_slots = max_slots
         tunables = orchestrator.tunables
         self._lease_ttl = tunables.lease_ttl.total_seconds()
@@ -58,8 +63,12 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         worker_id = worker_identity(callers.current(), hello.worker_id)
         slots = min(hello.slots, self._max_slots)
         conn = WorkerConn(worker_id, slots, hello.version, now, now)
+        conn.protocol_version = hello.protocol_version or UNVERSIONED_PROTOCOL
         reader = asyncio.create_task(self._read(conn, request_iterator))
         try:
+            if self._presence is not None:
+                # Before the welcome: once welcomed, the crawler is in every replica's ListWorkers.
+                await self._presence.connected(conn)
             await self._orchestrator.worker_connected(
                 conn, [ref_from_pb(r) for r in hello.in_flight]
             )
@@ -71,6 +80,8 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             await asyncio.wait([reader], timeout=READER_DRAIN)
             reader.cancel()
             await asyncio.shield(self._orchestrator.worker_disconnected(conn))
+            if self._presence is not None:
+                await asyncio.shield(self._presence.disconnected(conn))
 
     async def _read(self, conn: WorkerConn, requests: ConnectRequests) -> None:
         try:
