@@ -36,7 +36,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import _procs
 import grpc
@@ -60,7 +60,7 @@ CREATE_SECONDS = 0.03
 
 def _admin(sql: str, *params: Any) -> list[tuple[Any, ...]]:
     with psycopg.connect(f"{ADMIN}/postgres", autocommit=True) as conn:
-        cursor = conn.execute(sql, params)  # type: ignore[arg-type]
+        cursor = conn.execute(cast(Any, sql), params)
         return cursor.fetchall() if cursor.description else []
 
 

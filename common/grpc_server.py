@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from common.auth.interceptor import AuthInterceptor
 from common.auth.settings import ServerSecurity
 from common.grpc_errors import ErrorMappingInterceptor
+from common.keepalive import Keepalive
 from common.lifecycle import Lifecycle
 
 log = structlog.get_logger(__name__)
@@ -34,6 +35,7 @@ class ServerHost(Lifecycle):
         grace: float = 5.0,
         options: Sequence[tuple[str, object]] = (),
         security: ServerSecurity | None = None,
+        keepalive: Keepalive | None = None,
     ) -> None:
         self._listen = listen
         self._service_names = tuple(service_names)
@@ -44,6 +46,7 @@ class ServerHost(Lifecycle):
             # (half the connections each) instead of failing.
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", self.security.max_message_bytes),
+            *(keepalive or Keepalive.from_env()).server_options(),
         ]
         self.server = grpc.aio.server(
             # The error mapping outermost: it turns the auth interceptor's refusals into statuses.

@@ -4,6 +4,7 @@ together here, with an explicit lifecycle."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from datetime import timedelta
 
@@ -21,13 +22,15 @@ from scheduler_service.api.runs import RunHandlers
 from scheduler_service.api.schedules import ScheduleHandlers
 from scheduler_service.api.service import SchedulerService
 from scheduler_service.api.workers import WorkerServicer
+from scheduler_service.cluster.presence import Presence
+from scheduler_service.cluster.registry import SqlWorkerRegistry
 from scheduler_service.db import migrations
 from scheduler_service.metrics import SchedulerMetrics
 from scheduler_service.orchestration.orchestrator import Orchestrator, Tunables
 from scheduler_service.orchestration.sweeper import Sweeper
 from scheduler_service.runs.retries import RetryPolicy
 from scheduler_service.runs.sql.store import SqlRunStore
-from scheduler_service.schedules.component import Schedules
+from scheduler_service.schedules.component import Schedules, default_scheduler_id
 from scheduler_service.schedules.firing import FiringMetrics
 from scheduler_service.settings import SchedulerSettings
 
@@ -60,6 +63,14 @@ def tunables_from(settings: SchedulerSettings) -> Tunables:
     )
 
 
+def _advertised(address: str) -> str:
+    """The listen address as others reach it: a wildcard host becomes this host's name."""
+    host, _, port = address.rpartition(":")
+    if host in ("0.0.0.0", "[::]", "::", ""):
+        host = socket.gethostname()
+    return f"{host}:{port}"
+
+
 class SchedulerApp(Lifecycle):
     """`async with SchedulerApp(settings) as app:` serves until the block exits."""
 
@@ -79,6 +90,14 @@ class SchedulerApp(Lifecycle):
         self.schedules = Schedules(
             settings, self.store, self.orchestrator, self.clock, metrics=self.firing_metrics
         )
+        self.presence = Presence(
+            SqlWorkerRegistry(*self.store.async_engines()),
+            settings.scheduler_id or default_scheduler_id(),
+            settings.advertise_addr,
+            self.clock,
+            _seconds(settings.workers_refresh),
+            lambda: self.orchestrator.dispatcher.workers,
+        )
         self.host = ServerHost(
             settings.listen,
             SERVICE_NAMES,
@@ -95,6 +114,7 @@ class SchedulerApp(Lifecycle):
             self.orchestrator,
             TriggerRate(settings.trigger_rate, settings.trigger_burst, time.monotonic),
             WatchLimits(settings.max_watchers_per_run, settings.max_watchers_per_client),
+            self.presence,
         )
         service = SchedulerService(runs, ScheduleHandlers(self.schedules.ops))
         sched_grpc.add_SchedulerServiceServicer_to_server(
@@ -102,7 +122,7 @@ class SchedulerApp(Lifecycle):
             server,  # type: ignore[arg-type]
         )
         worker_grpc.add_WorkerServiceServicer_to_server(
-            WorkerServicer(self.orchestrator, settings.max_crawler_slots),
+            WorkerServicer(self.orchestrator, settings.max_crawler_slots, self.presence),
             server,  # type: ignore[arg-type]
         )
 
@@ -129,6 +149,8 @@ class SchedulerApp(Lifecycle):
         ]
         await self.schedules.start()
         await self.host.start()
+        self.presence.replica_address = self.settings.advertise_addr or _advertised(self.address)
+        self._tasks.append(asyncio.create_task(self.presence.run(), name="workers-presence"))
         self.metrics_server = await self._serve_metrics()
         log.info("scheduler.started", address=self.address)
 
@@ -154,6 +176,7 @@ class SchedulerApp(Lifecycle):
         await self.schedules.stop()
         self.orchestrator.dispatcher.close()
         self.sweeper.close()
+        self.presence.close()
         _done, pending = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT)
         for task in pending:
             task.cancel()

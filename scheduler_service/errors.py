@@ -90,3 +90,19 @@ class StaleAttempt(SchedulerError):
         super().__init__(
             f"attempt {attempt} of run {run_id} is stale", run_id=run_id, attempt=attempt
         )
+
+
+class IncompatibleProtocol(SchedulerError, FailedPrecondition):
+    """The crawler speaks a Connect protocol version this scheduler does not support."""
+
+    reason = "INCOMPATIBLE_PROTOCOL"
+
+    def __init__(self, version: int, oldest: int, newest: int) -> None:
+        self.protocol_version = version
+        super().__init__(
+            f"crawler protocol version {version} is not supported by this scheduler, which speaks "
+            f"versions {oldest} to {newest}: upgrade the schedulers before the crawlers",
+            protocol_version=version,
+            oldest_supported=oldest,
+            newest_supported=newest,
+        )

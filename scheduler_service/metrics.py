@@ -57,31 +57,37 @@ class _Snapshot(Collector):
 
     def collect(self) -> Iterator[Metric]:
         runs = GaugeMetricFamily(
-            "ghpulse_runs", "Runs in the database by job and state.", labels=["job", "state"]
+            "ghpulse_runs",
+            "Runs in the database by job and state (cluster-wide: every replica reports the same).",
+            labels=["job", "state"],
         )
         for (job, state), count in sorted(self.runs.items()):
             runs.add_metric([job, state], count)
         yield runs
         queued = sum(n for (_, state), n in self.runs.items() if state in QUEUE_STATES)
         yield GaugeMetricFamily(
-            "ghpulse_queue_depth", "Runs waiting for a crawler (pending + queued).", value=queued
+            "ghpulse_queue_depth",
+            "Runs waiting for a crawler, pending + queued (cluster-wide).",
+            value=queued,
         )
         yield GaugeMetricFamily(
             "ghpulse_crawlers_connected",
-            "Crawlers connected to this scheduler.",
+            "Crawlers connected to this scheduler replica (per replica; sum over replicas).",
             value=self.crawlers,
         )
         yield GaugeMetricFamily(
-            "ghpulse_crawler_slots_connected", "Slots of the connected crawlers.", value=self.slots
+            "ghpulse_crawler_slots_connected",
+            "Slots of the crawlers connected to this replica (per replica).",
+            value=self.slots,
         )
         yield GaugeMetricFamily(
             "ghpulse_crawler_slots_free",
-            "Free slots of the connected crawlers.",
+            "Free slots of the crawlers connected to this replica (per replica).",
             value=self.free_slots,
         )
         yield GaugeMetricFamily(
             "ghpulse_watchers_active",
-            "WatchRun streams open on this scheduler.",
+            "WatchRun streams open on this scheduler replica (per replica).",
             value=self.watchers,
         )
 
@@ -104,13 +110,13 @@ class SchedulerMetrics:
         self.registry.register(self._snapshot)
         self.triggered = Counter(
             "ghpulse_runs_triggered",
-            "TriggerRun calls by job and disposition.",
+            "TriggerRun calls by job and disposition, on this replica (per replica).",
             ["job", "disposition"],
             registry=self.registry,
         )
         self.state_changes = Counter(
             "ghpulse_run_state_changes",
-            "Run state changes applied by this scheduler, by state.",
+            "Run state changes applied by this scheduler replica, by state (per replica).",
             ["state"],
             registry=self.registry,
         )

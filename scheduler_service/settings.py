@@ -64,8 +64,15 @@ class SchedulerSettings(SecuritySettings):
     )
     #: Fire schedules from this process (the RPCs work either way).
     schedules_enabled: bool = Field(True, validation_alias=_env("GHPULSE_SCHEDULES_ENABLED"))
-    #: Names this process in the firings it claims (default: host name and process id).
+    #: Names this process in the firings it claims and in ListWorkers (default: host name and
+    #: process id).
     scheduler_id: str = Field("", validation_alias=_env("GHPULSE_SCHEDULER_ID"))
+    #: Where clients reach this replica, as ListWorkers shows it (default: the listen address, a
+    #: wildcard host replaced by the host name).
+    advertise_addr: str = Field("", validation_alias=_env("GHPULSE_SCHEDULER_ADVERTISE_ADDR"))
+    #: How often each replica refreshes its crawlers' rows in the cluster's workers table (rows
+    #: three refreshes old are a dead replica's, and dropped).
+    workers_refresh: float = Field(10.0, gt=0, validation_alias=_env("GHPULSE_WORKERS_REFRESH"))
     #: The most slots a crawler may declare (more are capped to this).
     max_crawler_slots: int = Field(64, ge=1, validation_alias=_env("GHPULSE_MAX_CRAWLER_SLOTS"))
     #: A crawler whose leases expire this many times within quarantine_window while its stream

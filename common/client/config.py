@@ -1,10 +1,18 @@
-"""Channel settings shared by the typed clients: addresses, the retry service config, options."""
+"""Channel settings shared by the typed clients: addresses, the retry service config, options.
+
+An address is any gRPC target: `host:port`, `dns:///host:port` (every address the name resolves
+to, e.g. a Kubernetes headless service) or `ipv4:10.0.0.1:50051,10.0.0.2:50051` (a fixed list of
+replicas). Calls are spread over the target's addresses round-robin, and a replica that goes away
+is skipped by the next call (or the next WatchRun resumption).
+"""
 
 from __future__ import annotations
 
 import json
 import os
 from typing import Any
+
+from common.keepalive import Keepalive
 
 SCHEDULER_ADDR_ENV = "GHPULSE_SCHEDULER_ADDR"
 CRAWLER_ADDR_ENV = "GHPULSE_CRAWLER_ADDR"
@@ -28,27 +36,35 @@ _RETRY_POLICY = {
 #: The default gRPC service config: retry UNAVAILABLE on every method except RetryRun, whose
 #: repeat after a lost answer would fail (the first call already moved the run out of FAILED).
 SERVICE_CONFIG: dict[str, Any] = {
+    # Every address of the target, not only the first that answers (gRPC's pick_first).
+    "loadBalancingConfig": [{"round_robin": {}}],
     "methodConfig": [
         {
             "name": [{"service": SCHEDULER_SERVICE}, {"service": PULL_REQUEST_SERVICE}],
             "retryPolicy": _RETRY_POLICY,
         },
         {"name": [{"service": SCHEDULER_SERVICE, "method": "RetryRun"}]},
-    ]
+    ],
 }
 
 
-def channel_options(service_config: dict[str, Any] | None = None) -> list[tuple[str, Any]]:
-    """gRPC channel options: the retry service config and quick reconnects (a restarted local
+def channel_options(
+    service_config: dict[str, Any] | None = None, keepalive: Keepalive | None = None
+) -> list[tuple[str, Any]]:
+    """gRPC channel options: the retry service config, round-robin over the target's addresses,
+    keepalive pings (`Keepalive.from_env()` by default) and quick reconnects (a restarted local
     scheduler is found again within about a second, not after grpc's default minute-long backoff).
     """
     config = SERVICE_CONFIG if service_config is None else service_config
     return [
         ("grpc.enable_retries", 1),
         ("grpc.service_config", json.dumps(config)),
+        # Used when a caller's own service config names no policy.
+        ("grpc.lb_policy_name", "round_robin"),
         ("grpc.initial_reconnect_backoff_ms", 100),
         ("grpc.min_reconnect_backoff_ms", 100),
         ("grpc.max_reconnect_backoff_ms", 1000),
+        *(keepalive or Keepalive.from_env()).client_options(),
     ]
 
 

@@ -278,7 +278,7 @@ def workers(
     scheduler: SchedulerOpt = SCHEDULER_DEFAULT,
     output: OutputOpt = OutputFormat.TABLE,
 ) -> None:
-    """List the crawlers connected to the scheduler."""
+    """List the crawlers of the cluster and the scheduler replica each is connected to."""
     from ghpulse.cli.tables import workers_table
 
     async def fetch() -> spb.ListWorkersResponse:

@@ -95,12 +95,14 @@ def run_table(run: runs_pb2.Run) -> Table:
 
 
 def workers_table(workers: Sequence[spb.Worker]) -> Table:
-    table = Table("WORKER", "SLOTS", "FREE", "RUNS", "CONNECTED", "LAST HEARTBEAT", "DRAINING")
+    table = Table(
+        "WORKER", "REPLICA", "SLOTS", "FREE", "RUNS", "CONNECTED", "LAST HEARTBEAT", "DRAINING"
+    )  # fmt: skip
     for worker in workers:
         table.add_row(
-            worker.id, str(worker.slots), str(worker.free_slots), " ".join(worker.run_ids) or "-",
-            when(worker.connected_at), when(worker.last_heartbeat_at),
-            "yes" if worker.draining else "no",
+            worker.id, worker.replica_id or "-", str(worker.slots), str(worker.free_slots),
+            " ".join(worker.run_ids) or "-", when(worker.connected_at),
+            when(worker.last_heartbeat_at), "yes" if worker.draining else "no",
         )  # fmt: skip
     return table
 

@@ -8,7 +8,12 @@ import re
 
 from common.auth.caller import Caller
 from common.proto.ghpulse.v1 import worker_service_pb2
-from scheduler_service.api.worker_messages import PROTOCOL_VERSION
+from scheduler_service.api.worker_messages import (
+    MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
+    UNVERSIONED_PROTOCOL,
+)
+from scheduler_service.errors import IncompatibleProtocol
 
 #: Longest declared crawler id (with the credential's name it fits the 200-character column).
 MAX_WORKER_ID = 128
@@ -26,13 +31,20 @@ def worker_identity(caller: Caller, declared: str) -> str:
     return f"{caller.name[:MAX_CREDENTIAL_NAME]}/{declared}"
 
 
+def incompatible_protocol(hello: worker_service_pb2.WorkerHello) -> IncompatibleProtocol | None:
+    """The error for a hello of a protocol version this scheduler cannot speak (None: it can; a
+    hello without the field speaks the first version)."""
+    version = hello.protocol_version or UNVERSIONED_PROTOCOL
+    if MIN_PROTOCOL_VERSION <= version <= PROTOCOL_VERSION:
+        return None
+    return IncompatibleProtocol(version, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION)
+
+
 def hello_problem(first: worker_service_pb2.ConnectRequest | None) -> str | None:
     """Why the stream's first message is not an acceptable hello (None: it is)."""
     if first is None or first.WhichOneof("message") != "hello":
         return "the first message on the stream must be a hello"
     hello = first.hello
-    if hello.protocol_version != PROTOCOL_VERSION:
-        return f"unsupported protocol version {hello.protocol_version}"
     if not hello.worker_id:
         return "hello.worker_id is required"
     if len(hello.worker_id) > MAX_WORKER_ID or not _PRINTABLE.match(hello.worker_id):

@@ -23,6 +23,7 @@ from scheduler_service.api.run_messages import (
     trigger_from_pb,
 )
 from scheduler_service.api.worker_messages import worker_to_pb
+from scheduler_service.cluster.presence import Presence
 from scheduler_service.errors import RunConflict
 from scheduler_service.orchestration.orchestrator import Orchestrator
 from scheduler_service.runs.model import Run, RunEvent
@@ -39,8 +40,10 @@ class RunHandlers:
         orchestrator: Orchestrator,
         rate: TriggerRate | None = None,
         watchers: WatchLimits | None = None,
+        presence: Presence | None = None,
     ) -> None:
         self._orchestrator = orchestrator
+        self._presence = presence
         self._rate = rate or TriggerRate(0, 1, lambda: 0.0)
         self._watchers = watchers or WatchLimits(2000, 2000)
         self._events: OrderedDict[tuple[str, int], pb2.WatchRunResponse] = OrderedDict()
@@ -115,6 +118,9 @@ class RunHandlers:
         run = await self._orchestrator.retry(run_id, callers.current().name)
         return pb2.RetryRunResponse(run=run_to_pb(run))
 
-    def list_workers(self, request: pb2.ListWorkersRequest) -> pb2.ListWorkersResponse:
-        workers = sorted(self._orchestrator.dispatcher.workers, key=lambda conn: conn.id)
-        return pb2.ListWorkersResponse(workers=[worker_to_pb(conn) for conn in workers])
+    async def list_workers(self, request: pb2.ListWorkersRequest) -> pb2.ListWorkersResponse:
+        """Every crawler of the cluster, with the replica it is connected to."""
+        if self._presence is None:
+            return pb2.ListWorkersResponse()
+        entries = await self._presence.live()
+        return pb2.ListWorkersResponse(workers=[worker_to_pb(entry) for entry in entries])

@@ -58,7 +58,7 @@ class SchedulerService(scheduler_service_pb2_grpc.SchedulerServiceServicer):
     async def ListWorkers(
         self, request: pb2.ListWorkersRequest, context: Context
     ) -> pb2.ListWorkersResponse:
-        return self._runs.list_workers(request)
+        return await self._runs.list_workers(request)
 
     # -- schedules -----------------------------------------------------------------------------
 

@@ -8,7 +8,8 @@ from common import pb
 from common.jobs import job_to_pb
 from common.proto.ghpulse.v1 import scheduler_service_pb2, worker_service_pb2
 from scheduler_service.api.run_messages import STEP_STATES, key_of
-from scheduler_service.orchestration.dispatch import HeartbeatAcked, Outgoing, Welcome, WorkerConn
+from scheduler_service.cluster.registry import WorkerEntry
+from scheduler_service.orchestration.dispatch import HeartbeatAcked, Outgoing, Welcome
 from scheduler_service.runs.model import (
     AttemptRef,
     AttemptResult,
@@ -21,7 +22,15 @@ from scheduler_service.runs.model import (
 )
 from scheduler_service.runs.store import StopKind, StopRequest
 
+#: The Connect protocol this scheduler speaks, and the oldest a crawler may still speak to it.
+#: A release that changes the protocol raises PROTOCOL_VERSION and keeps the previous one within
+#: [MIN_PROTOCOL_VERSION, PROTOCOL_VERSION] for at least one release, so that schedulers can be
+#: upgraded before crawlers (README "Rolling upgrades").
 PROTOCOL_VERSION = 1
+MIN_PROTOCOL_VERSION = 1
+#: What a hello without `protocol_version` speaks: the first protocol (wave 1), whose crawlers
+#: may not set the field.
+UNVERSIONED_PROTOCOL = 1
 ATTEMPT_OUTCOMES = {
     worker_service_pb2.ATTEMPT_OUTCOME_SUCCEEDED: Outcome.SUCCEEDED,
     worker_service_pb2.ATTEMPT_OUTCOME_FAILED: Outcome.FAILED,
@@ -133,15 +142,18 @@ def rejected(reason: str) -> worker_service_pb2.ConnectResponse:
     )
 
 
-def worker_to_pb(conn: WorkerConn) -> scheduler_service_pb2.Worker:
-    """A connected crawler as ListWorkers shows it."""
+def worker_to_pb(entry: WorkerEntry) -> scheduler_service_pb2.Worker:
+    """A crawler of the cluster as ListWorkers shows it."""
     return scheduler_service_pb2.Worker(
-        id=conn.id,
-        slots=conn.slots,
-        free_slots=conn.free_slots,
-        run_ids=sorted(conn.running),
-        connected_at=pb.timestamp(conn.connected_at),
-        last_heartbeat_at=pb.timestamp(conn.last_heartbeat_at),
-        draining=conn.draining,
-        version=conn.version,
+        id=entry.worker_id,
+        slots=entry.slots,
+        free_slots=entry.free_slots,
+        run_ids=list(entry.run_ids),
+        connected_at=pb.timestamp(entry.connected_at),
+        last_heartbeat_at=pb.timestamp(entry.heartbeat_at),
+        draining=entry.draining,
+        version=entry.version,
+        replica_id=entry.replica_id,
+        replica_address=entry.replica_address,
+        protocol_version=entry.protocol_version,
     )

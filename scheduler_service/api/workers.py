@@ -15,14 +15,16 @@ import structlog
 
 from common.auth import caller as callers
 from common.proto.ghpulse.v1 import worker_service_pb2, worker_service_pb2_grpc
-from scheduler_service.api.identity import hello_problem, worker_identity
+from scheduler_service.api.identity import hello_problem, incompatible_protocol, worker_identity
 from scheduler_service.api.worker_messages import (
+    UNVERSIONED_PROTOCOL,
     outgoing_to_pb,
     ref_from_pb,
     rejected,
     report_from_pb,
     result_from_pb,
 )
+from scheduler_service.cluster.presence import Presence
 from scheduler_service.orchestration.dispatch import WorkerConn
 from scheduler_service.orchestration.orchestrator import Orchestrator
 
@@ -32,8 +34,11 @@ ConnectRequests = AsyncIterator[worker_service_pb2.ConnectRequest]
 
 
 class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
-    def __init__(self, orchestrator: Orchestrator, max_slots: int = 64) -> None:
+    def __init__(
+        self, orchestrator: Orchestrator, max_slots: int = 64, presence: Presence | None = None
+    ) -> None:
         self._orchestrator = orchestrator
+        self._presence = presence
         self._max_slots = max_slots
         tunables = orchestrator.tunables
         self._lease_ttl = tunables.lease_ttl.total_seconds()
@@ -49,13 +54,21 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             return
         assert first is not None
         hello = first.hello
+        if (incompatible := incompatible_protocol(hello)) is not None:
+            # The message tells crawlers of any version why; the status ends the stream with it.
+            yield rejected(str(incompatible))
+            raise incompatible
         now = self._orchestrator.clock.now()
         # Who the crawler is comes from its credential; it names only itself among its replicas.
         worker_id = worker_identity(callers.current(), hello.worker_id)
         slots = min(hello.slots, self._max_slots)
         conn = WorkerConn(worker_id, slots, hello.version, now, now)
+        conn.protocol_version = hello.protocol_version or UNVERSIONED_PROTOCOL
         reader = asyncio.create_task(self._read(conn, request_iterator))
         try:
+            if self._presence is not None:
+                # Before the welcome: once welcomed, the crawler is in every replica's ListWorkers.
+                await self._presence.connected(conn)
             await self._orchestrator.worker_connected(
                 conn, [ref_from_pb(r) for r in hello.in_flight]
             )
@@ -67,6 +80,8 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             await asyncio.wait([reader], timeout=READER_DRAIN)
             reader.cancel()
             await asyncio.shield(self._orchestrator.worker_disconnected(conn))
+            if self._presence is not None:
+                await asyncio.shield(self._presence.disconnected(conn))
 
     async def _read(self, conn: WorkerConn, requests: ConnectRequests) -> None:
         try:

@@ -211,3 +211,24 @@ class ScheduleFiringRow(Base):
         Index("ix_schedule_firings_outcome_claimed_at", "outcome", "claimed_at"),
         Index("ix_schedule_firings_nominal_time", "nominal_time"),
     )
+
+
+class WorkerRow(Base):
+    """A crawler connected to some scheduler replica: written by that replica when the crawler
+    connects, refreshed every GHPULSE_WORKERS_REFRESH seconds, deleted when it disconnects. A row
+    whose `heartbeat_at` is older than three refreshes belongs to a replica that died; any replica
+    deletes it."""
+
+    __tablename__ = "workers"
+
+    worker_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    replica_id: Mapped[str] = mapped_column(String(200))
+    replica_address: Mapped[str] = mapped_column(String(300), server_default="")
+    slots: Mapped[int] = mapped_column(Integer)
+    free_slots: Mapped[int] = mapped_column(Integer)
+    run_ids: Mapped[list[str]] = mapped_column(JSONType)
+    draining: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    version: Mapped[str] = mapped_column(String(64), server_default="")
+    protocol_version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    connected_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime] = mapped_column(index=True)

@@ -50,6 +50,8 @@ class WorkerConn:
     #: run id -> attempt of the assignments it holds.
     running: dict[str, int] = field(default_factory=dict)
     draining: bool = False
+    #: The WorkerService protocol version the crawler speaks.
+    protocol_version: int = 1
     #: Slots held for a claim in progress (so two claims never take the same last slot).
     reserved: int = 0
     outbox: asyncio.Queue[Outgoing | None] = field(default_factory=asyncio.Queue)

@@ -50,6 +50,12 @@ class Service:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Service:
+        self.launch()
+        self.wait_ready()
+        return self
+
+    def launch(self) -> Service:
+        """Start the process without waiting for it to serve (then `wait_ready`)."""
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
                 [str(BIN / "ghpulse"), self.command],
@@ -59,7 +65,6 @@ class Service:
                 cwd=self.log.parent,
                 start_new_session=True,
             )
-        self.wait_ready()
         return self
 
     def wait_ready(self) -> None:

@@ -29,7 +29,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"ghpulse/v1/scheduler_service.proto\x12\nghpulse.v1\x1a\x15ghpulse/v1/runs.proto\x1a\x1aghpulse/v1/schedules.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcd\x04\n\x11TriggerRunRequest\x12%\n\x05\x63rawl\x18\x01 \x01(\x0b\x32\x14.ghpulse.v1.CrawlJobH\x00\x12\x31\n\x0brecalculate\x18\x02 \x01(\x0b\x32\x1a.ghpulse.v1.RecalculateJobH\x00\x12\x36\n\x0e\x62\x61\x63kfill_links\x18\x03 \x01(\x0b\x32\x1c.ghpulse.v1.BackfillLinksJobH\x00\x12\'\n\x06plugin\x18\r \x01(\x0b\x32\x15.ghpulse.v1.PluginJobH\x00\x12\x17\n\x0f\x63oncurrency_key\x18\x04 \x01(\t\x12/\n\x0bon_conflict\x18\x05 \x01(\x0e\x32\x1a.ghpulse.v1.ConflictPolicy\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x39\n\x06labels\x18\x07 \x03(\x0b\x32).ghpulse.v1.TriggerRunRequest.LabelsEntry\x12\x14\n\x0cmax_attempts\x18\x08 \x01(\x05\x12+\n\x08\x64\x65\x61\x64line\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12$\n\x07trigger\x18\n \x01(\x0e\x32\x13.ghpulse.v1.Trigger\x12\x13\n\x0bschedule_id\x18\x0b \x01(\t\x12\x30\n\x0cnominal_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x05\n\x03job\"`\n\x12TriggerRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.ghpulse.v1.Run\x12,\n\x0b\x64isposition\x18\x02 \x01(\x0e\x32\x17.ghpulse.v1.Disposition\"4\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"i\n\x10WatchRunResponse\x12#\n\x08snapshot\x18\x01 \x01(\x0b\x32\x0f.ghpulse.v1.RunH\x00\x12%\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x14.ghpulse.v1.RunEventH\x00\x42\t\n\x07message\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\".\n\x0eGetRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.ghpulse.v1.Run\"\x8f\x03\n\x0fListRunsRequest\x12!\n\x04jobs\x18\x01 \x03(\x0e\x32\x13.ghpulse.v1.JobKind\x12$\n\x06states\x18\x02 \x03(\x0e\x32\x14.ghpulse.v1.RunState\x12\x37\n\x06labels\x18\x03 \x03(\x0b\x32\'.ghpulse.v1.ListRunsRequest.LabelsEntry\x12\x17\n\x0f\x63oncurrency_key\x18\x04 \x01(\t\x12$\n\x07trigger\x18\x05 \x01(\x0e\x32\x13.ghpulse.v1.Trigger\x12\x31\n\rcreated_after\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x08 \x01(\x05\x12\x12\n\npage_token\x18\t \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"J\n\x10ListRunsResponse\x12\x1d\n\x04runs\x18\x01 \x03(\x0b\x32\x0f.ghpulse.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"2\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"1\n\x11\x43\x61ncelRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.ghpulse.v1.Run\"!\n\x0fRetryRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"0\n\x10RetryRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.ghpulse.v1.Run\"\x14\n\x12ListWorkersRequest\"\xd4\x01\n\x06Worker\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05slots\x18\x02 \x01(\x05\x12\x12\n\nfree_slots\x18\x03 \x01(\x05\x12\x0f\n\x07run_ids\x18\x04 \x03(\t\x12\x30\n\x0c\x63onnected_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11last_heartbeat_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x64raining\x18\x07 \x01(\x08\x12\x0f\n\x07version\x18\x08 \x01(\t\":\n\x13ListWorkersResponse\x12#\n\x07workers\x18\x01 \x03(\x0b\x32\x12.ghpulse.v1.Worker\"T\n\x15\x43reateScheduleRequest\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.ghpulse.v1.Schedule\x12\x13\n\x0bschedule_id\x18\x02 \x01(\t\"@\n\x16\x43reateScheduleResponse\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.ghpulse.v1.Schedule\"?\n\x12GetScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66iring_count\x18\x02 \x01(\x05\"q\n\x13GetScheduleResponse\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.ghpulse.v1.Schedule\x12\x32\n\x0erecent_firings\x18\x02 \x03(\x0b\x32\x1a.ghpulse.v1.ScheduleFiring\"=\n\x14ListSchedulesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Y\n\x15ListSchedulesResponse\x12\'\n\tschedules\x18\x01 \x03(\x0b\x32\x14.ghpulse.v1.Schedule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"p\n\x15UpdateScheduleRequest\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.ghpulse.v1.Schedule\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"@\n\x16UpdateScheduleResponse\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.ghpulse.v1.Schedule\",\n\x15\x44\x65leteScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteScheduleResponse\"+\n\x14PauseScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"?\n\x15PauseScheduleResponse\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.ghpulse.v1.Schedule\",\n\x15ResumeScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"@\n\x16ResumeScheduleResponse\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.ghpulse.v1.Schedule\",\n\x15RunScheduleNowRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"d\n\x16RunScheduleNowResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.ghpulse.v1.Run\x12,\n\x0b\x64isposition\x18\x02 \x01(\x0e\x32\x17.ghpulse.v1.Disposition*\x82\x01\n\x0e\x43onflictPolicy\x12\x1f\n\x1b\x43ONFLICT_POLICY_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43ONFLICT_POLICY_JOIN\x10\x01\x12\x19\n\x15\x43ONFLICT_POLICY_QUEUE\x10\x02\x12\x1a\n\x16\x43ONFLICT_POLICY_REJECT\x10\x03*\x8f\x01\n\x0b\x44isposition\x12\x1b\n\x17\x44ISPOSITION_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44ISPOSITION_CREATED\x10\x01\x12\x16\n\x12\x44ISPOSITION_JOINED\x10\x02\x12\x16\n\x12\x44ISPOSITION_QUEUED\x10\x03\x12\x1a\n\x16\x44ISPOSITION_IDEMPOTENT\x10\x04\x32\xca\t\n\x10SchedulerService\x12K\n\nTriggerRun\x12\x1d.ghpulse.v1.TriggerRunRequest\x1a\x1e.ghpulse.v1.TriggerRunResponse\x12G\n\x08WatchRun\x12\x1b.ghpulse.v1.WatchRunRequest\x1a\x1c.ghpulse.v1.WatchRunResponse0\x01\x12?\n\x06GetRun\x12\x19.ghpulse.v1.GetRunRequest\x1a\x1a.ghpulse.v1.GetRunResponse\x12\x45\n\x08ListRuns\x12\x1b.ghpulse.v1.ListRunsRequest\x1a\x1c.ghpulse.v1.ListRunsResponse\x12H\n\tCancelRun\x12\x1c.ghpulse.v1.CancelRunRequest\x1a\x1d.ghpulse.v1.CancelRunResponse\x12\x45\n\x08RetryRun\x12\x1b.ghpulse.v1.RetryRunRequest\x1a\x1c.ghpulse.v1.RetryRunResponse\x12N\n\x0bListWorkers\x12\x1e.ghpulse.v1.ListWorkersRequest\x1a\x1f.ghpulse.v1.ListWorkersResponse\x12W\n\x0e\x43reateSchedule\x12!.ghpulse.v1.CreateScheduleRequest\x1a\".ghpulse.v1.CreateScheduleResponse\x12N\n\x0bGetSchedule\x12\x1e.ghpulse.v1.GetScheduleRequest\x1a\x1f.ghpulse.v1.GetScheduleResponse\x12T\n\rListSchedules\x12 .ghpulse.v1.ListSchedulesRequest\x1a!.ghpulse.v1.ListSchedulesResponse\x12W\n\x0eUpdateSchedule\x12!.ghpulse.v1.UpdateScheduleRequest\x1a\".ghpulse.v1.UpdateScheduleResponse\x12W\n\x0e\x44\x65leteSchedule\x12!.ghpulse.v1.DeleteScheduleRequest\x1a\".ghpulse.v1.DeleteScheduleResponse\x12T\n\rPauseSchedule\x12 .ghpulse.v1.PauseScheduleRequest\x1a!.ghpulse.v1.PauseScheduleResponse\x12W\n\x0eResumeSchedule\x12!.ghpulse.v1.ResumeScheduleRequest\x1a\".ghpulse.v1.ResumeScheduleResponse\x12W\n\x0eRunScheduleNow\x12!.ghpulse.v1.RunScheduleNowRequest\x1a\".ghpulse.v1.RunScheduleNowResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"ghpulse/v1/scheduler_service.proto\x12\nghpulse.v1\x1a\x15ghpulse/v1/runs.proto\x1a\x1aghpulse/v1/schedules.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcd\x04\n\x11TriggerRunRequest\x12%\n\x05\x63rawl\x18\x01 \x01(\x0b\x32\x14.ghpulse.v1.CrawlJobH\x00\x12\x31\n\x0brecalculate\x18\x02 \x01(\x0b\x32\x1a.ghpulse.v1.RecalculateJobH\x00\x12\x36\n\x0e\x62\x61\x63kfill_links\x18\x03 \x01(\x0b\x32\x1c.ghpulse.v1.BackfillLinksJobH\x00\x12\'\n\x06plugin\x18\r \x01(\x0b\x32\x15.ghpulse.v1.PluginJobH\x00\x12\x17\n\x0f\x63oncurrency_key\x18\x04 \x01(\t\x12/\n\x0bon_conflict\x18\x05 \x01(\x0e\x32\x1a.ghpulse.v1.ConflictPolicy\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x39\n\x06labels\x18\x07 \x03(\x0b\x32).ghpulse.v1.TriggerRunRequest.LabelsEntry\x12\x14\n\x0cmax_attempts\x18\x08 \x01(\x05\x12+\n\x08\x64\x65\x61\x64line\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12$\n\x07trigger\x18\n \x01(\x0e\x32\x13.ghpulse.v1.Trigger\x12\x13\n\x0bschedule_id\x18\x0b \x01(\t\x12\x30\n\x0cnominal_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x05\n\x03job\"`\n\x12TriggerRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.ghpulse.v1.Run\x12,\n\x0b\x64isposition\x18\x02 \x01(\x0e\x32\x17.ghpulse.v1.Disposition\"4\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"i\n\x10WatchRunResponse\x12#\n\x08snapshot\x18\x01 \x01(\x0b\x32\x0f.ghpulse.v1.RunH\x00\x12%\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x14.ghpulse.v1.RunEventH\x00\x42\t\n\x07message\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\".\n\x0eGetRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.ghpulse.v1.Run\"\x8f\x03\n\x0fListRunsRequest\x12!\n\x04jobs\x18\x01 \x03(\x0e\x32\x13.ghpulse.v1.JobKind\x12$\n\x06states\x18\x02 \x03(\x0e\x32\x14.ghpulse.v1.RunState\x12\x37\n\x06labels\x18\x03 \x03(\x0b\x32\'.ghpulse.v1.ListRunsRequest.LabelsEntry\x12\x17\n\x0f\x63oncurrency_key\x18\x04 \x01(\t\x12$\n\x07trigger\x18\x05 \x01(\x0e\x32\x13.ghpulse.v1.Trigger\x12\x31\n\rcreated_after\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x08 \x01(\x05\x12\x12\n\npage_token\x18\t \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"J\n\x10ListRunsResponse\x12\x1d\n\x04runs\x18\x01 \x03(\x0b\x32\x0f.ghpulse.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"2\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"1\n\x11\x43\x61ncelRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.ghpulse.v1.Run\"!\n\x0fRetryRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"0\n\x10RetryRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.ghpulse.v1.Run\"\x14\n\x12ListWorkersRequest\"\x9b\x02\n\x06Worker\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05slots\x18\x02 \x01(\x05\x12\x12\n\nfree_slots\x18\x03 \x01(\x05\x12\x0f\n\x07run_ids\x18\x04 \x03(\t\x12\x30\n\x0c\x63onnected_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11last_heartbeat_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x64raining\x18\x07 \x01(\x08\x12\x0f\n\x07version\x18\x08 \x01(\t\x12\x12\n\nreplica_id\x18\t \x01(\t\x12\x17\n\x0freplica_address\x18\n \x01(\t\x12\x18\n\x10protocol_version\x18\x0b \x01(\x05\":\n\x13ListWorkersResponse\x12#\n\x07workers\x18\x01 \x03(\x0b\x32\x12.ghpulse.v1.Worker\"T\n\x15\x43reateScheduleRequest\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.ghpulse.v1.Schedule\x12\x13\n\x0bschedule_id\x18\x02 \x01(\t\"@\n\x16\x43reateScheduleResponse\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.ghpulse.v1.Schedule\"?\n\x12GetScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66iring_count\x18\x02 \x01(\x05\"q\n\x13GetScheduleResponse\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.ghpulse.v1.Schedule\x12\x32\n\x0erecent_firings\x18\x02 \x03(\x0b\x32\x1a.ghpulse.v1.ScheduleFiring\"=\n\x14ListSchedulesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Y\n\x15ListSchedulesResponse\x12\'\n\tschedules\x18\x01 \x03(\x0b\x32\x14.ghpulse.v1.Schedule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"p\n\x15UpdateScheduleRequest\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.ghpulse.v1.Schedule\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"@\n\x16UpdateScheduleResponse\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.ghpulse.v1.Schedule\",\n\x15\x44\x65leteScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteScheduleResponse\"+\n\x14PauseScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"?\n\x15PauseScheduleResponse\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.ghpulse.v1.Schedule\",\n\x15ResumeScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"@\n\x16ResumeScheduleResponse\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.ghpulse.v1.Schedule\",\n\x15RunScheduleNowRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"d\n\x16RunScheduleNowResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.ghpulse.v1.Run\x12,\n\x0b\x64isposition\x18\x02 \x01(\x0e\x32\x17.ghpulse.v1.Disposition*\x82\x01\n\x0e\x43onflictPolicy\x12\x1f\n\x1b\x43ONFLICT_POLICY_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43ONFLICT_POLICY_JOIN\x10\x01\x12\x19\n\x15\x43ONFLICT_POLICY_QUEUE\x10\x02\x12\x1a\n\x16\x43ONFLICT_POLICY_REJECT\x10\x03*\x8f\x01\n\x0b\x44isposition\x12\x1b\n\x17\x44ISPOSITION_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44ISPOSITION_CREATED\x10\x01\x12\x16\n\x12\x44ISPOSITION_JOINED\x10\x02\x12\x16\n\x12\x44ISPOSITION_QUEUED\x10\x03\x12\x1a\n\x16\x44ISPOSITION_IDEMPOTENT\x10\x04\x32\xca\t\n\x10SchedulerService\x12K\n\nTriggerRun\x12\x1d.ghpulse.v1.TriggerRunRequest\x1a\x1e.ghpulse.v1.TriggerRunResponse\x12G\n\x08WatchRun\x12\x1b.ghpulse.v1.WatchRunRequest\x1a\x1c.ghpulse.v1.WatchRunResponse0\x01\x12?\n\x06GetRun\x12\x19.ghpulse.v1.GetRunRequest\x1a\x1a.ghpulse.v1.GetRunResponse\x12\x45\n\x08ListRuns\x12\x1b.ghpulse.v1.ListRunsRequest\x1a\x1c.ghpulse.v1.ListRunsResponse\x12H\n\tCancelRun\x12\x1c.ghpulse.v1.CancelRunRequest\x1a\x1d.ghpulse.v1.CancelRunResponse\x12\x45\n\x08RetryRun\x12\x1b.ghpulse.v1.RetryRunRequest\x1a\x1c.ghpulse.v1.RetryRunResponse\x12N\n\x0bListWorkers\x12\x1e.ghpulse.v1.ListWorkersRequest\x1a\x1f.ghpulse.v1.ListWorkersResponse\x12W\n\x0e\x43reateSchedule\x12!.ghpulse.v1.CreateScheduleRequest\x1a\".ghpulse.v1.CreateScheduleResponse\x12N\n\x0bGetSchedule\x12\x1e.ghpulse.v1.GetScheduleRequest\x1a\x1f.ghpulse.v1.GetScheduleResponse\x12T\n\rListSchedules\x12 .ghpulse.v1.ListSchedulesRequest\x1a!.ghpulse.v1.ListSchedulesResponse\x12W\n\x0eUpdateSchedule\x12!.ghpulse.v1.UpdateScheduleRequest\x1a\".ghpulse.v1.UpdateScheduleResponse\x12W\n\x0e\x44\x65leteSchedule\x12!.ghpulse.v1.DeleteScheduleRequest\x1a\".ghpulse.v1.DeleteScheduleResponse\x12T\n\rPauseSchedule\x12 .ghpulse.v1.PauseScheduleRequest\x1a!.ghpulse.v1.PauseScheduleResponse\x12W\n\x0eResumeSchedule\x12!.ghpulse.v1.ResumeScheduleRequest\x1a\".ghpulse.v1.ResumeScheduleResponse\x12W\n\x0eRunScheduleNow\x12!.ghpulse.v1.RunScheduleNowRequest\x1a\".ghpulse.v1.RunScheduleNowResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,10 +40,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRIGGERRUNREQUEST_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_LISTRUNSREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_LISTRUNSREQUEST_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_CONFLICTPOLICY']._serialized_start=3204
-  _globals['_CONFLICTPOLICY']._serialized_end=3334
-  _globals['_DISPOSITION']._serialized_start=3337
-  _globals['_DISPOSITION']._serialized_end=3480
+  _globals['_CONFLICTPOLICY']._serialized_start=3275
+  _globals['_CONFLICTPOLICY']._serialized_end=3405
+  _globals['_DISPOSITION']._serialized_start=3408
+  _globals['_DISPOSITION']._serialized_end=3551
   _globals['_TRIGGERRUNREQUEST']._serialized_start=201
   _globals['_TRIGGERRUNREQUEST']._serialized_end=790
   _globals['_TRIGGERRUNREQUEST_LABELSENTRY']._serialized_start=738
@@ -75,41 +75,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTWORKERSREQUEST']._serialized_start=1798
   _globals['_LISTWORKERSREQUEST']._serialized_end=1818
   _globals['_WORKER']._serialized_start=1821
-  _globals['_WORKER']._serialized_end=2033
-  _globals['_LISTWORKERSRESPONSE']._serialized_start=2035
-  _globals['_LISTWORKERSRESPONSE']._serialized_end=2093
-  _globals['_CREATESCHEDULEREQUEST']._serialized_start=2095
-  _globals['_CREATESCHEDULEREQUEST']._serialized_end=2179
-  _globals['_CREATESCHEDULERESPONSE']._serialized_start=2181
-  _globals['_CREATESCHEDULERESPONSE']._serialized_end=2245
-  _globals['_GETSCHEDULEREQUEST']._serialized_start=2247
-  _globals['_GETSCHEDULEREQUEST']._serialized_end=2310
-  _globals['_GETSCHEDULERESPONSE']._serialized_start=2312
-  _globals['_GETSCHEDULERESPONSE']._serialized_end=2425
-  _globals['_LISTSCHEDULESREQUEST']._serialized_start=2427
-  _globals['_LISTSCHEDULESREQUEST']._serialized_end=2488
-  _globals['_LISTSCHEDULESRESPONSE']._serialized_start=2490
-  _globals['_LISTSCHEDULESRESPONSE']._serialized_end=2579
-  _globals['_UPDATESCHEDULEREQUEST']._serialized_start=2581
-  _globals['_UPDATESCHEDULEREQUEST']._serialized_end=2693
-  _globals['_UPDATESCHEDULERESPONSE']._serialized_start=2695
-  _globals['_UPDATESCHEDULERESPONSE']._serialized_end=2759
-  _globals['_DELETESCHEDULEREQUEST']._serialized_start=2761
-  _globals['_DELETESCHEDULEREQUEST']._serialized_end=2805
-  _globals['_DELETESCHEDULERESPONSE']._serialized_start=2807
-  _globals['_DELETESCHEDULERESPONSE']._serialized_end=2831
-  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=2833
-  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=2876
-  _globals['_PAUSESCHEDULERESPONSE']._serialized_start=2878
-  _globals['_PAUSESCHEDULERESPONSE']._serialized_end=2941
-  _globals['_RESUMESCHEDULEREQUEST']._serialized_start=2943
-  _globals['_RESUMESCHEDULEREQUEST']._serialized_end=2987
-  _globals['_RESUMESCHEDULERESPONSE']._serialized_start=2989
-  _globals['_RESUMESCHEDULERESPONSE']._serialized_end=3053
-  _globals['_RUNSCHEDULENOWREQUEST']._serialized_start=3055
-  _globals['_RUNSCHEDULENOWREQUEST']._serialized_end=3099
-  _globals['_RUNSCHEDULENOWRESPONSE']._serialized_start=3101
-  _globals['_RUNSCHEDULENOWRESPONSE']._serialized_end=3201
-  _globals['_SCHEDULERSERVICE']._serialized_start=3483
-  _globals['_SCHEDULERSERVICE']._serialized_end=4709
+  _globals['_WORKER']._serialized_end=2104
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=2106
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=2164
+  _globals['_CREATESCHEDULEREQUEST']._serialized_start=2166
+  _globals['_CREATESCHEDULEREQUEST']._serialized_end=2250
+  _globals['_CREATESCHEDULERESPONSE']._serialized_start=2252
+  _globals['_CREATESCHEDULERESPONSE']._serialized_end=2316
+  _globals['_GETSCHEDULEREQUEST']._serialized_start=2318
+  _globals['_GETSCHEDULEREQUEST']._serialized_end=2381
+  _globals['_GETSCHEDULERESPONSE']._serialized_start=2383
+  _globals['_GETSCHEDULERESPONSE']._serialized_end=2496
+  _globals['_LISTSCHEDULESREQUEST']._serialized_start=2498
+  _globals['_LISTSCHEDULESREQUEST']._serialized_end=2559
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_start=2561
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_end=2650
+  _globals['_UPDATESCHEDULEREQUEST']._serialized_start=2652
+  _globals['_UPDATESCHEDULEREQUEST']._serialized_end=2764
+  _globals['_UPDATESCHEDULERESPONSE']._serialized_start=2766
+  _globals['_UPDATESCHEDULERESPONSE']._serialized_end=2830
+  _globals['_DELETESCHEDULEREQUEST']._serialized_start=2832
+  _globals['_DELETESCHEDULEREQUEST']._serialized_end=2876
+  _globals['_DELETESCHEDULERESPONSE']._serialized_start=2878
+  _globals['_DELETESCHEDULERESPONSE']._serialized_end=2902
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=2904
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=2947
+  _globals['_PAUSESCHEDULERESPONSE']._serialized_start=2949
+  _globals['_PAUSESCHEDULERESPONSE']._serialized_end=3012
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_start=3014
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_end=3058
+  _globals['_RESUMESCHEDULERESPONSE']._serialized_start=3060
+  _globals['_RESUMESCHEDULERESPONSE']._serialized_end=3124
+  _globals['_RUNSCHEDULENOWREQUEST']._serialized_start=3126
+  _globals['_RUNSCHEDULENOWREQUEST']._serialized_end=3170
+  _globals['_RUNSCHEDULENOWRESPONSE']._serialized_start=3172
+  _globals['_RUNSCHEDULENOWRESPONSE']._serialized_end=3272
+  _globals['_SCHEDULERSERVICE']._serialized_start=3554
+  _globals['_SCHEDULERSERVICE']._serialized_end=4780
 # @@protoc_insertion_point(module_scope)

@@ -472,7 +472,7 @@ Global___ListWorkersRequest: _TypeAlias = ListWorkersRequest  # noqa: Y015
 
 @_typing.final
 class Worker(_message.Message):
-    """A crawler connected to the scheduler."""
+    """A crawler connected to a replica of the scheduler (any replica sharing the database)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -484,17 +484,28 @@ class Worker(_message.Message):
     LAST_HEARTBEAT_AT_FIELD_NUMBER: _builtins.int
     DRAINING_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    REPLICA_ID_FIELD_NUMBER: _builtins.int
+    REPLICA_ADDRESS_FIELD_NUMBER: _builtins.int
+    PROTOCOL_VERSION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     slots: _builtins.int
     free_slots: _builtins.int
     draining: _builtins.bool
     version: _builtins.str
+    replica_id: _builtins.str
+    """The scheduler replica the crawler's stream is connected to (GHPULSE_SCHEDULER_ID)."""
+    replica_address: _builtins.str
+    """Where that replica serves gRPC (GHPULSE_SCHEDULER_ADVERTISE_ADDR)."""
+    protocol_version: _builtins.int
+    """The WorkerService protocol version the crawler speaks."""
     @_builtins.property
     def run_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def connected_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
-    def last_heartbeat_at(self) -> _timestamp_pb2.Timestamp: ...
+    def last_heartbeat_at(self) -> _timestamp_pb2.Timestamp:
+        """When the replica it is connected to last refreshed its entry (GHPULSE_WORKERS_REFRESH)."""
+
     def __init__(
         self,
         *,
@@ -506,10 +517,13 @@ class Worker(_message.Message):
         last_heartbeat_at: _timestamp_pb2.Timestamp | None = ...,
         draining: _builtins.bool = ...,
         version: _builtins.str = ...,
+        replica_id: _builtins.str = ...,
+        replica_address: _builtins.str = ...,
+        protocol_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["connected_at", b"connected_at", "last_heartbeat_at", b"last_heartbeat_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected_at", b"connected_at", "draining", b"draining", "free_slots", b"free_slots", "id", b"id", "last_heartbeat_at", b"last_heartbeat_at", "run_ids", b"run_ids", "slots", b"slots", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected_at", b"connected_at", "draining", b"draining", "free_slots", b"free_slots", "id", b"id", "last_heartbeat_at", b"last_heartbeat_at", "protocol_version", b"protocol_version", "replica_address", b"replica_address", "replica_id", b"replica_id", "run_ids", b"run_ids", "slots", b"slots", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

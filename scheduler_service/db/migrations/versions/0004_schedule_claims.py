@@ -2,7 +2,7 @@
 claimed with SKIP LOCKED) and `last_nominal` (the newest tick settled, so claims never read the
 firings table and firings can be purged); firings indexed by nominal time for the purge.
 
-Revision ID: 0004_hs
+Revision ID: 0004_schedule_claims
 Revises: 0003_actors
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 
 from common.db import UTCDateTime
 
-revision = "0004_hs"
+revision = "0004_schedule_claims"
 down_revision = "0003_actors"
 branch_labels = None
 depends_on = None
