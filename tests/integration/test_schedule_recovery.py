@@ -33,11 +33,11 @@ class FailingFirstSync(SqlScheduleStore):
 
     failures = 1
 
-    async def list_page(self, after_id: str = "", limit: int = 50) -> list[Schedule]:
+    async def next_due(self) -> datetime | None:
         if self.failures:
             self.failures -= 1
             raise ConnectionError("database away")
-        return await super().list_page(after_id, limit)
+        return await super().next_due()
 
 
 @dataclass
