@@ -46,7 +46,7 @@ def conn_for(clock: ManualClock, worker_id: str = "w1") -> WorkerConn:
 
 
 def sent(conn: WorkerConn) -> list[object]:
-    items = []
+    items: list[object] = []
     while not conn.outbox.empty():
         items.append(conn.outbox.get_nowait())
     return items
@@ -75,9 +75,10 @@ async def test_a_watcher_refills_a_gap_left_by_another_scheduler(store: SqlRunSt
     await elsewhere.step_report(conn, run.ref, StepReport(EventKind.STEP_STARTED, "alpha"))
     await here.step_report(conn, run.ref, StepReport(EventKind.STEP_STARTED, "beta"))
 
-    first: RunEvent = await asyncio.wait_for(following, 10)  # type: ignore[assignment]
-    second: RunEvent = await asyncio.wait_for(anext(watch), 10)  # type: ignore[assignment]
-    await watch.aclose()
+    first = await asyncio.wait_for(following, 10)
+    second = await asyncio.wait_for(anext(watch), 10)
+    await watch.aclose()  # type: ignore[attr-defined]
+    assert isinstance(first, RunEvent) and isinstance(second, RunEvent)
     assert [(e.seq, e.kind, e.data.get("step")) for e in (first, second)] == [
         (run.last_seq + 1, EventKind.STEP_STARTED, "alpha"),
         (run.last_seq + 2, EventKind.STEP_STARTED, "beta"),

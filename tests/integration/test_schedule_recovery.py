@@ -54,7 +54,7 @@ class Env:
 async def env(scheduler_db_url: str) -> AsyncIterator[Env]:
     clock = ManualClock(TEN - timedelta(minutes=15))
     runs = SqlRunStore.open(scheduler_db_url)
-    store = FailingFirstSync.beside(runs)
+    store = FailingFirstSync(*runs.async_engines())
     orchestrator = Orchestrator(runs, clock, Tunables())
     await ScheduleOps(store, orchestrator, clock).create(
         Schedule(id="hourly", cron="0 * * * *", template=Template(CrawlSpec(("octo/one",))))

@@ -78,7 +78,7 @@ async def test_a_report_whose_write_fails_is_sent_on_the_next_stream(
         await asyncio.wait_for(worker.connected.wait(), 10)
         scheduler.assign("run-1")
         await asyncio.wait_for(step.entered.wait(), 10)
-        write, failed = worker._write, []
+        write, failed = worker._write, list[pb.ConnectRequest]()
 
         async def the_result_write_fails_once(call: Any, message: pb.ConnectRequest) -> None:
             if message.HasField("result") and not failed:
