@@ -6,9 +6,8 @@ scheduler, and the dispatcher recovering from a failed claim."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import cast
 
 import pytest
 
@@ -78,7 +77,7 @@ async def test_a_watcher_refills_a_gap_left_by_another_scheduler(store: SqlRunSt
 
     first = await asyncio.wait_for(following, 10)
     second = await asyncio.wait_for(anext(watch), 10)
-    await cast(AsyncGenerator[Run | RunEvent, None], watch).aclose()
+    await watch.aclose()  # type: ignore[attr-defined]
     assert isinstance(first, RunEvent) and isinstance(second, RunEvent)
     assert [(e.seq, e.kind, e.data.get("step")) for e in (first, second)] == [
         (run.last_seq + 1, EventKind.STEP_STARTED, "alpha"),

@@ -12,13 +12,12 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import create_engine, text
 
-from common.db import sync_url
 from scheduler_service.runs.model import AttemptResult, ConflictPolicy, Outcome, RunState
 from scheduler_service.runs.retries import RetryPolicy
 from scheduler_service.runs.sql import transitions as t
 from scheduler_service.runs.sql.store import SqlRunStore
+from tests.support.postgres import someone_waits_for_a_lock
 from tests.support.runs import DAY, T0, new_run, running
 
 WAIT = 15.0
@@ -29,21 +28,6 @@ async def store(scheduler_db_url: str) -> AsyncIterator[SqlRunStore]:
     store = SqlRunStore.open(scheduler_db_url, RetryPolicy(timedelta(seconds=5), timedelta(60)))
     yield store
     await store.close()
-
-
-def _someone_waits_for_a_lock(url: str) -> bool:
-    engine = create_engine(sync_url(url))
-    try:
-        with engine.connect() as conn:
-            waiting = conn.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            )
-            return bool(waiting.scalar())
-    finally:
-        engine.dispose()
 
 
 @pytest.mark.postgres
@@ -66,7 +50,7 @@ async def test_queue_trigger_racing_the_active_runs_finish(store: SqlRunStore) -
         # The trigger either completes or waits for the finishing transaction's lock: the
         # condition is in another transaction, there is no event to wait on.
         while not queueing.done() and not await asyncio.to_thread(  # noqa: ASYNC110
-            _someone_waits_for_a_lock, store.url
+            someone_waits_for_a_lock, store.url
         ):
             await asyncio.sleep(0.02)
     commit.set()
@@ -99,7 +83,7 @@ async def test_reattach_racing_the_sweep_failing_the_run(store: SqlRunStore) -> 
     reattaching = asyncio.create_task(store.reattach("w1", [], late, timedelta(seconds=30)))
     async with asyncio.timeout(WAIT):
         while not reattaching.done() and not await asyncio.to_thread(  # noqa: ASYNC110
-            _someone_waits_for_a_lock, store.url
+            someone_waits_for_a_lock, store.url
         ):
             await asyncio.sleep(0.02)
     commit.set()
@@ -134,7 +118,7 @@ async def test_finish_racing_the_cancel_of_the_queued_run(store: SqlRunStore) ->
     )
     async with asyncio.timeout(WAIT):
         while not finishing.done() and not await asyncio.to_thread(  # noqa: ASYNC110
-            _someone_waits_for_a_lock, store.url
+            someone_waits_for_a_lock, store.url
         ):
             await asyncio.sleep(0.02)
     commit.set()

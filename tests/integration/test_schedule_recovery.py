@@ -8,7 +8,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import cast
 
 import pytest
 from structlog.testing import capture_logs
@@ -55,7 +54,7 @@ class Env:
 async def env(scheduler_db_url: str) -> AsyncIterator[Env]:
     clock = ManualClock(TEN - timedelta(minutes=15))
     runs = SqlRunStore.open(scheduler_db_url)
-    store = cast(FailingFirstSync, FailingFirstSync.beside(runs))
+    store = FailingFirstSync(*runs.async_engines())
     orchestrator = Orchestrator(runs, clock, Tunables())
     await ScheduleOps(store, orchestrator, clock).create(
         Schedule(id="hourly", cron="0 * * * *", template=Template(CrawlSpec(("octo/one",))))

@@ -146,3 +146,36 @@ async def test_reattach_after_reconnect_keeps_the_attempt(c: Cluster) -> None:
     final = await c.wait_for_state(run_id, *TERMINAL)
     assert (final.state, final.attempt) == (runs_pb2.RUN_STATE_SUCCEEDED, 1)
     again.close()
+
+
+async def test_a_database_error_mid_stream_keeps_the_stream(
+    c: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crawler = RawCrawler(c.channel, "steady")
+    crawler.hello()
+    await crawler.receive("welcome")
+    run_id = (await c.trigger("test/plain")).run.id
+    ref = (await crawler.receive("assignment")).assignment.ref
+    store = c.scheduler.orchestrator.store
+    record_step = store.record_step
+    failures: list[tuple[object, ...]] = []
+
+    async def unavailable_once(*args: object, **kwargs: object) -> object:
+        if not failures:
+            failures.append(args)
+            raise ConnectionError("database away")
+        return await record_step(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "record_step", unavailable_once)
+    crawler.send(progress(ref))  # its write fails: logged, the report is lost
+    crawler.send(wpb.ConnectRequest(heartbeat=wpb.WorkerHeartbeat(in_flight=[ref])))
+    ack = (await crawler.receive("heartbeat_ack")).heartbeat_ack
+    assert list(ack.renewed) == [ref] and len(failures) == 1
+    crawler.send(progress(ref))
+    crawler.send(
+        wpb.ConnectRequest(result=wpb.AttemptResult(ref=ref, outcome=wpb.ATTEMPT_OUTCOME_SUCCEEDED))
+    )
+    final = await c.wait_for_state(run_id, *TERMINAL)
+    assert (final.state, final.attempt) == (runs_pb2.RUN_STATE_SUCCEEDED, 1)
+    assert [(s.name, s.current) for s in final.steps] == [("alpha", 1)]
+    crawler.close()

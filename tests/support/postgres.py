@@ -13,6 +13,9 @@ from contextlib import contextmanager
 
 import psycopg
 import pytest
+from sqlalchemy import create_engine, text
+
+from common.db import sync_url
 
 PG_ADMIN_URL = os.environ.get("GHPULSE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 #: How to start the local server when it is not running (Debian/Ubuntu packages).
@@ -104,3 +107,19 @@ def migrated(
         return
     with clone(request.getfixturevalue(template_fixture)) as url:
         yield url
+
+
+def someone_waits_for_a_lock(url: str) -> bool:
+    """Whether a session on `url`'s database waits for a lock (another transaction holds it)."""
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.connect() as conn:
+            waiting = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+            return bool(waiting.scalar())
+    finally:
+        engine.dispose()
