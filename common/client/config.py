@@ -48,6 +48,16 @@ SERVICE_CONFIG: dict[str, Any] = {
 }
 
 
+def replica_options(keepalive: Keepalive | None = None) -> list[tuple[str, Any]]:
+    """Options of every channel towards a service that may run as several replicas: round-robin
+    over the target's addresses (used when the service config names no policy) and keepalive
+    pings (`Keepalive.from_env()` by default)."""
+    return [
+        ("grpc.lb_policy_name", "round_robin"),
+        *(keepalive or Keepalive.from_env()).client_options(),
+    ]
+
+
 def channel_options(
     service_config: dict[str, Any] | None = None, keepalive: Keepalive | None = None
 ) -> list[tuple[str, Any]]:
@@ -59,12 +69,10 @@ def channel_options(
     return [
         ("grpc.enable_retries", 1),
         ("grpc.service_config", json.dumps(config)),
-        # Used when a caller's own service config names no policy.
-        ("grpc.lb_policy_name", "round_robin"),
         ("grpc.initial_reconnect_backoff_ms", 100),
         ("grpc.min_reconnect_backoff_ms", 100),
         ("grpc.max_reconnect_backoff_ms", 1000),
-        *(keepalive or Keepalive.from_env()).client_options(),
+        *replica_options(keepalive),
     ]
 
 

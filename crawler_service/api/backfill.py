@@ -17,6 +17,7 @@ import grpc
 import structlog
 
 from common.auth.credentials import ClientCredentials
+from common.client.config import replica_options
 from common.jobs import BackfillLinksSpec, default_concurrency_key, job_to_pb
 from common.lifecycle import Closing
 from common.proto.ghpulse.v1 import runs_pb2, scheduler_service_pb2, scheduler_service_pb2_grpc
@@ -115,7 +116,7 @@ class BackfillStarter(Closing):
 
     def _stub(self) -> scheduler_service_pb2_grpc.SchedulerServiceAsyncStub:
         if self._channel is None:
-            self._channel = self._credentials.channel(self._addr)
+            self._channel = self._credentials.channel(self._addr, replica_options())
         return scheduler_service_pb2_grpc.SchedulerServiceStub(self._channel)
 
     async def aclose(self) -> None:

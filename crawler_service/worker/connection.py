@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 import structlog
 
-from common.keepalive import Keepalive
+from common.client.config import replica_options
 from common.lifecycle import Lifecycle
 from common.proto.ghpulse.v1 import worker_service_pb2 as pb
 from common.proto.ghpulse.v1 import worker_service_pb2_grpc as pb_grpc
@@ -61,8 +61,7 @@ def _channel_options(settings: CrawlerSettings) -> list[tuple[str, Any]]:
     return [
         # The scheduler address may list replicas (`ipv4:a:p,b:p`, `dns:///name:p`): spread the
         # crawlers over them, and reconnect to a live one when this stream's replica goes away.
-        ("grpc.lb_policy_name", "round_robin"),
-        *Keepalive.from_env().client_options(),
+        *replica_options(),
         ("grpc.initial_reconnect_backoff_ms", first),
         ("grpc.min_reconnect_backoff_ms", first),
         ("grpc.max_reconnect_backoff_ms", max(first, int(settings.reconnect_backoff_max * 1000))),

@@ -7,6 +7,8 @@ through the other, and its data is read from a crawler's PullRequestService."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import subprocess
 import sys
 import time
@@ -100,6 +102,7 @@ def test_compose_topology_crawls_through_any_replica(tmp_path: Path, pg_url: str
         _start(topology, schedulers, "GHPULSE_SCHEDULER_LISTEN", started)
         _start(topology, crawlers, "GHPULSE_CRAWLER_LISTEN", started)
         asyncio.run(_crawl(topology, schedulers, crawlers, admin))
+        _cli_reaches_both_replicas(topology, schedulers, admin)
     finally:
         for service in reversed(started):
             service.stop()
@@ -107,6 +110,24 @@ def test_compose_topology_crawls_through_any_replica(tmp_path: Path, pg_url: str
         github.wait(10)
         assert github.stdout is not None
         github.stdout.close()
+
+
+def _cli_reaches_both_replicas(
+    topology: LocalTopology, schedulers: list[ComposeService], token: str
+) -> None:
+    """The CLI, pointed at both replicas as compose.yaml's header says (`ipv4:A,B`)."""
+    target = "ipv4:" + ",".join(topology.address(s.name, 50051) for s in schedulers)
+    env = {**os.environ, "GHPULSE_SCHEDULER_ADDR": target, "GHPULSE_TOKEN": token}
+    for _ in schedulers:  # round-robin: the calls go to both replicas
+        out = subprocess.run(
+            [str(BIN / "ghpulse"), "workers", "--output", "json"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+        )
+        assert len(json.loads(out.stdout)["workers"]) == 3
 
 
 async def _crawl(

@@ -19,7 +19,7 @@ from common.proto.ghpulse.v1 import runs_pb2
 from common.proto.ghpulse.v1 import scheduler_service_pb2 as spb
 from crawler_service.app import CrawlerApp
 from scheduler_service.app import SchedulerApp
-from tests.support.cluster import crawler_settings, scheduler_settings
+from tests.support.cluster import cluster, crawler_settings, scheduler_settings
 from tests.support.processes import free_port
 
 #: Leases and the reconnect grace long enough that a loaded machine never expires one while the
@@ -99,3 +99,20 @@ async def test_watch_and_crawler_move_to_the_other_replica(
     assert seqs == list(range(1, len(seqs) + 1))
     assert snapshots[1].snapshot.last_seq >= snapshots[0].snapshot.last_seq
     assert seen[-1].event.state_changed.state == runs_pb2.RUN_STATE_SUCCEEDED
+
+
+async def test_clients_and_crawlers_take_dns_targets(tmp_path: Path) -> None:
+    async with cluster(tmp_path) as c:
+        port = c.address.rsplit(":", 1)[1]
+        # `localhost` may also resolve to ::1, where nothing listens: round-robin skips it.
+        target = f"dns:///localhost:{port}"
+        crawler = CrawlerApp(crawler_settings(tmp_path, target, "crawler-dns"))
+        try:
+            await crawler.start()
+            assert crawler.worker is not None
+            await crawler.worker.connected.wait()
+            async with GhpulseClient(target, credentials=ClientCredentials()) as client:
+                workers = await client.workers()
+        finally:
+            await crawler.stop()
+    assert [w.id for w in workers.workers] == ["crawler-dns"]
