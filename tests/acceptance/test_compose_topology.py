@@ -22,7 +22,8 @@ from common.client.aio import GhpulseClient
 from common.jobs import CrawlSpec
 from common.proto.ghpulse.v1 import runs_pb2
 from tests.support import postgres
-from tests.support.compose import Compose, ComposeService, LocalTopology
+from tests.support.compose import COMPOSE, Compose, ComposeService, LocalTopology
+from tests.support.compose_tool import docker_compose
 from tests.support.processes import BIN, ROOT, Service
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -30,6 +31,19 @@ WAIT = 60.0
 REPOSITORIES = ("ghpulse-demo/api", "ghpulse-demo/web")
 #: What the shell running `docker compose --profile offline up` sets (compose.yaml's header).
 OFFLINE = {"GHPULSE_GITHUB_API_URL": "http://fake-github:8080"}
+
+
+def test_docker_compose_config_accepts_the_file() -> None:
+    """The real `docker-compose config` (the PyPI package; no Docker engine needed)."""
+    try:
+        executable = docker_compose()
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"docker-compose could not be installed from PyPI: {error}")
+    command = [str(executable), "-f", str(COMPOSE), "--profile", "offline", "config", "-q"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.fixture

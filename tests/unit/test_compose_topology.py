@@ -1,18 +1,13 @@
 """compose.yaml's topology: two scheduler replicas behind one DNS name, three crawlers whose query
 ports are published, an offline profile with the fake GitHub, and no host port used twice.
-`docker-compose config` validates the file when a docker-compose executable is installed (the
-PyPI package `docker-compose` pins libraries this project cannot share; install it apart, e.g.
-with pipx). tests/acceptance/test_compose_topology.py starts the topology."""
+tests/acceptance/test_compose_topology.py validates the file with `docker-compose config` and
+starts the topology."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections import Counter
 
-import pytest
-
-from tests.support.compose import COMPOSE, Compose
+from tests.support.compose import Compose
 
 
 def test_two_schedulers_three_crawlers_and_an_offline_fake_github() -> None:
@@ -38,11 +33,3 @@ def test_every_query_port_is_published_and_no_host_port_twice() -> None:
         listens = [v for k, v in service.environment.items() if k.endswith("_LISTEN")]
         published = {container for _, container in service.ports}
         assert {int(address.rsplit(":", 1)[1]) for address in listens} <= published
-
-
-def test_docker_compose_accepts_the_file() -> None:
-    executable = shutil.which("docker-compose")
-    if executable is None:
-        pytest.skip("docker-compose is not installed")
-    command = [executable, "-f", str(COMPOSE), "--profile", "offline", "config", "-q"]
-    subprocess.run(command, check=True, capture_output=True, timeout=60)
