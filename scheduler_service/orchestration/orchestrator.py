@@ -46,7 +46,8 @@ class Tunables:
     idempotency_ttl: timedelta = timedelta(hours=24)
     default_deadline: timedelta = timedelta(hours=6)
     default_max_attempts: int = 3
-    #: How often a watcher re-reads the log for events written by other scheduler processes.
+    #: How often a quiet watcher re-reads the log for events written by other scheduler processes
+    #: (SQLite, or PostgreSQL while the cluster listener is down; never while it is up).
     watch_poll: timedelta = timedelta(seconds=1)
     #: See `quarantine.Quarantine`.
     quarantine_losses: int = 3
@@ -113,13 +114,13 @@ class Orchestrator:
                 self._cancels_sent.add(stop.ref)
         for event in transition.events:
             if event.kind is EventKind.STATE_CHANGED and "retry_at" in event.data:
-                self._wake_at(datetime.fromisoformat(event.data["retry_at"]))
+                self.wake_at(datetime.fromisoformat(event.data["retry_at"]))
         if transition.dispatchable:
             self.dispatcher.kick()
 
-    def _wake_at(self, when: datetime) -> None:
-        # A run backing off becomes dispatchable at `when`: wake the dispatcher then, rather than
-        # waiting for the next sweep.
+    def wake_at(self, when: datetime) -> None:
+        """A run backing off becomes dispatchable at `when`: wake the dispatcher then, rather
+        than waiting for the next sweep."""
         delay = max(0.0, (when - self.clock.now()).total_seconds())
         asyncio.get_running_loop().call_later(delay, self.dispatcher.kick)
 
@@ -217,10 +218,13 @@ class Orchestrator:
                 last = event.seq
                 if is_terminal(event):
                     return
-            await mailbox.wait(self.tunables.watch_poll.total_seconds())
+            # While other processes' events are pushed (`live`), waiting costs no query.
+            live = self.broker.live
+            await mailbox.wait(None if live else self.tunables.watch_poll.total_seconds())
             stored = mailbox.drain()
             if not stored:
-                # Quiet: pick up events written by another scheduler process.
+                # Poked (the listener reconnected or went down) or a poll: pick up events
+                # written by another scheduler process.
                 stored = await _shielded(self.store.events_after(run_id, last))
 
     # -- crawler operations --------------------------------------------------------------------
