@@ -31,9 +31,7 @@ def pg_url(scheduler_pg_template: str) -> Iterator[str]:
 
 
 @pytest.fixture
-async def b(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str
-) -> AsyncIterator[Cluster]:
+async def b(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str) -> AsyncIterator[Cluster]:
     """Replica B with the only crawler."""
     monkeypatch.setenv("GHPULSE_TEST_GATES", str(tmp_path / "gates"))
     async with cluster(tmp_path, db=pg_url, sweep_interval=HOUR) as running:
@@ -111,7 +109,7 @@ async def test_a_watcher_on_a_catches_up_after_its_listener_is_cut(
     run_id = await _trigger(a.address, "test/gated")
     await b.wait_for_step(run_id, "beta")
     watching = asyncio.create_task(_watch(a.address, run_id))
-    while not a.orchestrator.broker.watched(run_id):
+    while not a.orchestrator.broker.watched(run_id):  # noqa: ASYNC110
         await asyncio.sleep(0.01)
     # Hold A's reconnection until the run has finished on B: its notices are all missed.
     allowed = asyncio.Event()
@@ -124,7 +122,7 @@ async def test_a_watcher_on_a_catches_up_after_its_listener_is_cut(
     monkeypatch.setattr(listener, "_listen", held)
     with psycopg.connect(conninfo(pg_url), autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (listener.backend_pid,))
-    while listener.healthy:
+    while listener.healthy:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
     b.open_gate(run_id)
     finished = await b.wait_for_state(run_id, runs_pb2.RUN_STATE_SUCCEEDED)

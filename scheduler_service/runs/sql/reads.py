@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, and_, exists, or_, select
+from sqlalchemy import ColumnElement, Connection, Table, and_, exists, literal_column, or_, select
 
 from common.jobs import from_json
 from scheduler_service.db.models import RunLabelRow
@@ -30,6 +30,16 @@ from scheduler_service.runs.store import StopKind, StopRequest
 runs, steps, events = t.runs, t.steps, t.events
 labels = cast(Table, RunLabelRow.__table__)
 ACTIVE_STATES = (RunState.PENDING.value, RunState.QUEUED.value, RunState.RUNNING.value)
+
+
+def state_is(*states: str) -> ColumnElement[bool]:
+    """`state` compared with constants written into the SQL, not bound parameters: the planner
+    proves a partial index's predicate (`state = 'pending'`, migration 0004) only from constants,
+    and a prepared statement's generic plan has none."""
+    values: list[ColumnElement[str]] = [
+        literal_column(f"'{RunState(state).value}'") for state in states
+    ]
+    return runs.c.state == values[0] if len(values) == 1 else runs.c.state.in_(values)
 
 
 def load(conn: Connection, run_id: str) -> Run:
@@ -73,12 +83,13 @@ def events_after(conn: Connection, run_id: str, after_seq: int, limit: int) -> l
 
 
 def expiry_candidates(conn: Connection, now: datetime, cancel_grace: timedelta) -> list[str]:
-    running = runs.c.state == RunState.RUNNING.value
+    # Each branch is one partial index's range (BitmapOr on PostgreSQL).
+    running = state_is(RunState.RUNNING.value)
     statement = select(runs.c.id).where(
         or_(
             and_(running, runs.c.lease_expires_at < now),
             and_(running, runs.c.cancel_requested_at < now - cancel_grace),
-            and_(runs.c.state.in_(ACTIVE_STATES), runs.c.deadline_at < now),
+            and_(state_is(*ACTIVE_STATES), runs.c.deadline_at < now),
         )
     )
     return list((conn.execute(statement)).scalars())
@@ -86,7 +97,7 @@ def expiry_candidates(conn: Connection, now: datetime, cancel_grace: timedelta) 
 
 def pending_cancels(conn: Connection, worker_ids: list[str]) -> list[StopRequest]:
     statement = select(runs.c.id, runs.c.attempt, runs.c.worker_id).where(
-        runs.c.state == RunState.RUNNING.value,
+        state_is(RunState.RUNNING.value),
         runs.c.cancel_requested_at.is_not(None),
         runs.c.worker_id.in_(worker_ids),
     )
@@ -97,8 +108,9 @@ def pending_cancels(conn: Connection, worker_ids: list[str]) -> list[StopRequest
 
 
 def dispatchable(now: datetime) -> tuple[Any, ...]:
+    # Ordered by (created_at, id), it walks the partial index of pending runs only.
     return (
-        runs.c.state == RunState.PENDING.value,
+        state_is(RunState.PENDING.value),
         or_(runs.c.not_before.is_(None), runs.c.not_before <= now),
         or_(runs.c.deadline_at.is_(None), runs.c.deadline_at > now),
     )
