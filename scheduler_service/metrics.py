@@ -24,7 +24,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Table, func, select
+from sqlalchemy import Select, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common import db
@@ -32,7 +32,7 @@ from scheduler_service.db.models import RunRow
 from scheduler_service.orchestration.broker import EventBroker
 from scheduler_service.orchestration.dispatch import Dispatcher
 from scheduler_service.runs.model import EventKind, Run, RunEvent, RunState
-from scheduler_service.runs.sql.reads import ACTIVE_STATES, state_is
+from scheduler_service.runs.sql import reads
 from scheduler_service.runs.store import RunStore, Transition
 
 log = structlog.get_logger(__name__)
@@ -195,19 +195,15 @@ class SchedulerMetrics:
         self._snapshot.watchers = self._broker.watchers if self._broker else 0
 
     async def _count_runs(self) -> dict[tuple[str, str], int]:
-        active = await self._count(state_is(*ACTIVE_STATES))
+        active = await self._count(reads.active_counts_statement())
         now = self._monotonic()
         if self._finished is None or now - self._finished_at >= FINISHED_RECOUNT:
-            self._finished = await self._count(_runs.c.state.not_in(ACTIVE_STATES))
+            finished = _runs.c.state.not_in(reads.ACTIVE_STATES)
+            self._finished = await self._count(reads.counts_statement(finished))
             self._finished_at = now
         return {**self._finished, **active}
 
-    async def _count(self, where: Any) -> dict[tuple[str, str], int]:
-        statement = (
-            select(_runs.c.job_kind, _runs.c.state, func.count())
-            .where(where)
-            .group_by(_runs.c.job_kind, _runs.c.state)
-        )
+    async def _count(self, statement: Select[Any]) -> dict[tuple[str, str], int]:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(statement)).all()
         return {(str(job), str(state)): int(count) for job, state, count in rows}

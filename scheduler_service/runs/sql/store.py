@@ -319,15 +319,8 @@ class SqlRunStore(RunStore):
 
 def _claim_next(tx: t.Tx, worker_id: str, lease_ttl: timedelta) -> Run | None:
     """Start an attempt of the oldest dispatchable run on `worker_id` (None: nothing to do)."""
-    # The whole row, locked by this one statement (FOR UPDATE SKIP LOCKED on PostgreSQL;
-    # SQLite transactions hold the write lock): no second read to lock it.
-    statement = (
-        select(runs)
-        .where(*reads.dispatchable(tx.now))
-        .order_by(runs.c.created_at, runs.c.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )
+    # The whole row, locked by this one statement: no second read to lock it.
+    statement = reads.next_dispatchable(tx.now)
     found = (tx.conn.execute(statement)).mappings().first()
     if found is None:
         return None
