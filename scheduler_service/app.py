@@ -106,6 +106,7 @@ class SchedulerApp(Lifecycle):
             self.store.events_after,
             orchestrator.dispatcher.kick,
             orchestrator.wake_at,
+            orchestrator.push_cancels,
         )
         url = self.settings.notify_db or self.settings.db
         return feed, Listener(url, notifier.sender, feed)

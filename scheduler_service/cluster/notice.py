@@ -4,9 +4,9 @@ commit order).
 
 The payload is compact JSON: the sending process (a replica ignores its own notices: it already
 acted on the transition in process), whether a run became dispatchable, the earliest retry time
-set, and the (run, first seq, last seq) of the events appended. A payload that would pass
-PostgreSQL's 8000-byte limit drops the events and says so (`overflow`): listeners then catch up
-every watched run from the log.
+set, whether a running run's cancellation was requested, and the (run, first seq, last seq) of the
+events appended. A payload that would pass PostgreSQL's 8000-byte limit drops the events and says
+so (`overflow`): listeners then catch up every watched run from the log.
 """
 
 from __future__ import annotations
@@ -36,10 +36,14 @@ class Notice:
     events: dict[str, tuple[int, int]] = field(default_factory=dict)
     #: Too many events to list: every watched run may have new ones.
     overflow: bool = False
+    #: A running run's cancellation was requested: its crawler's replica pushes the cancel.
+    cancels: bool = False
 
     @property
     def empty(self) -> bool:
-        return not (self.dispatchable or self.wake_at or self.events or self.overflow)
+        return not (
+            self.dispatchable or self.wake_at or self.events or self.overflow or self.cancels
+        )
 
     def encode(self) -> str:
         payload: dict[str, Any] = {"s": self.sender}
@@ -49,6 +53,8 @@ class Notice:
             payload["w"] = self.wake_at.isoformat()
         if self.overflow:
             payload["o"] = 1
+        if self.cancels:
+            payload["c"] = 1
         if self.events:
             payload["e"] = [[run, first, last] for run, (first, last) in self.events.items()]
         encoded = json.dumps(payload, separators=(",", ":"))
@@ -70,12 +76,15 @@ class Notice:
                 wake_at=datetime.fromisoformat(wake) if wake else None,
                 events={str(r): (int(f), int(last)) for r, f, last in data.get("e", ())},
                 overflow=bool(data.get("o")),
+                cancels=bool(data.get("c")),
             )
         except (ValueError, KeyError, TypeError):
-            return cls(sender="", dispatchable=True, overflow=True)
+            return cls(sender="", dispatchable=True, overflow=True, cancels=True)
 
 
-def of_transaction(sender: str, events: list[RunEvent], dispatchable: bool) -> Notice:
+def of_transaction(
+    sender: str, events: list[RunEvent], dispatchable: bool, cancels: bool = False
+) -> Notice:
     """The notice of a transaction that appended `events`."""
     spans: dict[str, tuple[int, int]] = {}
     wake: datetime | None = None
@@ -86,7 +95,7 @@ def of_transaction(sender: str, events: list[RunEvent], dispatchable: bool) -> N
         if retry_at:
             when = datetime.fromisoformat(retry_at)
             wake = when if wake is None else min(wake, when)
-    return Notice(sender, dispatchable, wake, spans)
+    return Notice(sender, dispatchable, wake, spans, cancels=cancels)
 
 
 class Notifier:
@@ -96,8 +105,10 @@ class Notifier:
         #: Names this process in its notices.
         self.sender = sender or uuid.uuid4().hex[:12]
 
-    def send(self, conn: Connection, events: list[RunEvent], dispatchable: bool) -> None:
+    def send(
+        self, conn: Connection, events: list[RunEvent], dispatchable: bool, cancels: bool
+    ) -> None:
         """One NOTIFY in the open transaction on `conn`, if it did anything others care about."""
-        notice = of_transaction(self.sender, events, dispatchable)
+        notice = of_transaction(self.sender, events, dispatchable, cancels)
         if not notice.empty:
             conn.execute(_NOTIFY, {"channel": CHANNEL, "payload": notice.encode()})

@@ -263,7 +263,12 @@ class Orchestrator:
     async def heartbeat(self, conn: WorkerConn, in_flight: list[AttemptRef]) -> None:
         now = self.clock.now()
         conn.last_heartbeat_at = now
-        renewed = await self.store.renew_leases(conn.id, in_flight, now, self.tunables.lease_ttl)
+        # An idle crawler's heartbeat costs no transaction.
+        renewed = (
+            await self.store.renew_leases(conn.id, in_flight, now, self.tunables.lease_ttl)
+            if in_flight
+            else []
+        )
         conn.send(HeartbeatAcked(renewed, now + self.tunables.lease_ttl))
         for ref in in_flight:
             if ref not in renewed:
@@ -317,6 +322,13 @@ class Orchestrator:
         """Expire leases and deadlines, push cancels requested elsewhere, dispatch what is due."""
         now = self.clock.now()
         self.apply(await self.store.expire(now, self.tunables.cancel_grace))
+        if not self.broker.live:
+            # Live, other replicas' cancels arrive by notice (`push_cancels`).
+            await self.push_cancels()
+        self.dispatcher.kick()
+
+    async def push_cancels(self) -> None:
+        """Push the cancels requested through other scheduler processes to local crawlers."""
         local = [conn.id for conn in self.dispatcher.workers]
         pending = await self.store.pending_cancels(local)
         # Push each cancel requested through another scheduler process once, not every sweep.
@@ -324,7 +336,6 @@ class Orchestrator:
             if stop.ref not in self._cancels_sent:
                 self.dispatcher.stop(stop)
         self._cancels_sent = {stop.ref for stop in pending}
-        self.dispatcher.kick()
 
 
 async def _shielded(operation: Awaitable[T]) -> T:

@@ -132,3 +132,13 @@ async def test_a_watcher_on_a_catches_up_after_its_listener_is_cut(
     messages = await asyncio.wait_for(watching, 30)
     assert listener.connections == 2
     _assert_complete(messages, pg_url, run_id)
+
+
+async def test_a_cancel_on_a_reaches_the_crawler_on_b(a: SchedulerApp, b: Cluster) -> None:
+    run_id = await _trigger(a.address, "test/gated")
+    await b.wait_for_step(run_id, "beta")
+    async with grpc.aio.insecure_channel(a.address) as channel:
+        stub_a = SchedulerServiceStub(channel)
+        await stub_a.CancelRun(spb.CancelRunRequest(run_id=run_id, reason="test"))
+        messages = [m async for m in stub_a.WatchRun(spb.WatchRunRequest(run_id=run_id))]
+    assert messages[-1].event.state_changed.state == runs_pb2.RUN_STATE_CANCELLED

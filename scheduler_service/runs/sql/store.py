@@ -79,7 +79,7 @@ class SqlRunStore(RunStore):
             tx = t.Tx(conn, now, self._retry)
             yield tx
             if self.notifier is not None:
-                self.notifier.send(conn, tx.events, tx.dispatchable)
+                self.notifier.send(conn, tx.events, tx.dispatchable, tx.cancels)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -218,6 +218,7 @@ class SqlRunStore(RunStore):
             elif state is RunState.RUNNING:
                 if row["cancel_requested_at"] is None:
                     t.set_run(tx, row, cancel_requested_at=now)
+                tx.cancels = True
                 stops.append(
                     StopRequest(
                         row["worker_id"],
