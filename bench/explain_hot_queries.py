@@ -116,6 +116,7 @@ def main() -> None:
     parser.add_argument("--db-name", default="ghpulse_bench_hot")
     args = parser.parse_args()
     os.environ["PGOPTIONS"] = "-c synchronous_commit=off"
+    os.environ["GHPULSE_DB_STATEMENT_TIMEOUT"] = "0"
     names = (f"{args.db_name}_empty", f"{args.db_name}_history")
     _recreate(names, create=True)
     try:

@@ -33,6 +33,9 @@ from scheduler_service.runs.trigger import TriggerCommand, to_new_run
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+#: While the cluster listener is up, every how many sweeps the sweep also runs a claim pass (an
+#: idle claim pass is a transaction; notices and retry timers are what wake the dispatcher).
+LIVE_KICK_EVERY = 10
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ class Orchestrator:
         self.dispatcher = Dispatcher(self._claim, self.quarantine.holds)
         self._cancels_sent: set[AttemptRef] = set()
         self._creating: set[asyncio.Task[tuple[Run, Disposition]]] = set()
+        self._sweeps = 0
         #: Set by `SchedulerApp` when it serves metrics (they read the dispatcher and broker).
         self.metrics: RunMetrics = NullMetrics()
 
@@ -322,10 +326,14 @@ class Orchestrator:
         """Expire leases and deadlines, push cancels requested elsewhere, dispatch what is due."""
         now = self.clock.now()
         self.apply(await self.store.expire(now, self.tunables.cancel_grace))
+        self._sweeps += 1
         if not self.broker.live:
-            # Live, other replicas' cancels arrive by notice (`push_cancels`).
+            # Live, other replicas' cancels and dispatchable runs arrive by notice.
             await self.push_cancels()
-        self.dispatcher.kick()
+            self.dispatcher.kick()
+        elif self._sweeps % LIVE_KICK_EVERY == 0:
+            # A claim pass now and then all the same: the safety net, not the path.
+            self.dispatcher.kick()
 
     async def push_cancels(self) -> None:
         """Push the cancels requested through other scheduler processes to local crawlers."""
