@@ -40,6 +40,8 @@ from common.proto.ghpulse.v1 import scheduler_service_pb2_grpc as sched_grpc
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cluster.json"
 PG = "postgresql://postgres@127.0.0.1:5432"
+#: Seconds between the last watcher's snapshot and the measurement window.
+SETTLE = 10.0
 
 
 def start_scheduler(tmp: Path, url: str, name: str) -> _procs.Service:
@@ -183,7 +185,8 @@ async def idle_watchers(
     tasks = [asyncio.create_task(watch(channels[i % len(channels)])) for i in range(count)]
     for _ in tasks:
         await ready.acquire()
-    await asyncio.sleep(3)
+    # Each stream reads the log once after its snapshot: let those reads end before measuring.
+    await asyncio.sleep(SETTLE)
     rate = await asyncio.to_thread(xacts_per_s, db_name, window)
     (gates / run.id).touch()
     await asyncio.gather(*tasks)

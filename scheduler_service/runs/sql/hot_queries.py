@@ -42,7 +42,9 @@ def hot_queries(now: datetime) -> list[HotQuery]:
             ("ix_run_labels_key_value_run", "ix_run_labels_key_value"),
         ),
         HotQuery(
-            "metrics: active runs", reads.active_counts_statement(), ("ix_runs_active_job_state",)
+            "metrics: active runs",
+            reads.active_counts_statement(),
+            ("ix_runs_active_job_state", "ix_runs_active_deadline"),
         ),
     ]
 
