@@ -22,6 +22,8 @@ from scheduler_service.api.runs import RunHandlers
 from scheduler_service.api.schedules import ScheduleHandlers
 from scheduler_service.api.service import SchedulerService
 from scheduler_service.api.workers import WorkerServicer
+from scheduler_service.cluster.feed import ClusterFeed
+from scheduler_service.cluster.listener import Listener
 from scheduler_service.cluster.presence import Presence
 from scheduler_service.cluster.registry import SqlWorkerRegistry
 from scheduler_service.db import migrations
@@ -37,6 +39,8 @@ from scheduler_service.settings import SchedulerSettings
 log = structlog.get_logger(__name__)
 #: How long background loops get to finish their current transaction at shutdown.
 STOP_TIMEOUT = 10.0
+#: How long start-up waits for the cluster listener's first connection (it keeps trying after).
+LISTEN_TIMEOUT = 5.0
 SERVICE_NAMES = (
     scheduler_service_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name,
     worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
@@ -105,8 +109,26 @@ class SchedulerApp(Lifecycle):
             grace=settings.shutdown_grace,
             security=settings.server_security(),
         )
+        self.feed, self.listener = self._cluster()
         self._tasks: list[asyncio.Task[None]] = []
+        self._listening: asyncio.Task[None] | None = None
         self.metrics_server: MetricsServer | None = None
+
+    def _cluster(self) -> tuple[ClusterFeed | None, Listener | None]:
+        """The feed and listener of other replicas' notices (PostgreSQL; none on SQLite)."""
+        notifier = self.store.notifier
+        if notifier is None:
+            return None, None
+        orchestrator = self.orchestrator
+        feed = ClusterFeed(
+            orchestrator.broker,
+            self.store.events_after,
+            orchestrator.dispatcher.kick,
+            orchestrator.wake_at,
+            orchestrator.push_cancels,
+        )
+        url = self.settings.notify_db or self.settings.db
+        return feed, Listener(url, notifier.sender, feed)
 
     def _register(self, server: object) -> None:
         settings = self.settings
@@ -147,12 +169,23 @@ class SchedulerApp(Lifecycle):
             asyncio.create_task(self.orchestrator.dispatcher.run(), name="dispatcher"),
             asyncio.create_task(self.sweeper.run(), name="sweeper"),
         ]
+        await self._listen()
         await self.schedules.start()
         await self.host.start()
         self.presence.replica_address = self.settings.advertise_addr or _advertised(self.address)
         self._tasks.append(asyncio.create_task(self.presence.run(), name="workers-presence"))
         self.metrics_server = await self._serve_metrics()
         log.info("scheduler.started", address=self.address)
+
+    async def _listen(self) -> None:
+        if self.listener is None:
+            return
+        self._listening = asyncio.create_task(self.listener.run(), name="cluster-listener")
+        try:
+            await asyncio.wait_for(self.listener.listening.wait(), LISTEN_TIMEOUT)
+        except TimeoutError:
+            # Served anyway: the sweep and the watchers' slow poll cover until it connects.
+            log.warning("cluster.not_listening_yet", timeout=LISTEN_TIMEOUT)
 
     async def _serve_metrics(self) -> MetricsServer | None:
         """Serve the Prometheus metrics on `metrics_listen` (None: metrics off), the orchestrator
@@ -181,10 +214,19 @@ class SchedulerApp(Lifecycle):
         for task in pending:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._stop_listening()
         await self.store.close()
         if self.metrics_server is not None:
             await self.metrics_server.stop()
         log.info("scheduler.stopped")
+
+    async def _stop_listening(self) -> None:
+        if self._listening is not None:
+            # Only reads notices: cancelling it interrupts no transaction.
+            self._listening.cancel()
+            await asyncio.gather(self._listening, return_exceptions=True)
+        if self.feed is not None:
+            await self.feed.close()
 
 
 async def run_forever(settings: SchedulerSettings) -> None:

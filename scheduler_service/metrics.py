@@ -6,20 +6,25 @@ Two sources:
 - gauges read right before each scrape (`refresh`): runs by job and state and the queue depth from
   the database (the same for every scheduler process sharing it), connected crawlers, their free
   slots and the active watchers (of this process).
+
+A scrape costs no scan of history: active runs are counted from their partial index (migration
+0004), finished runs are counted again only every `FINISHED_RECOUNT` (between two counts their
+gauges keep the last value).
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Table, func, select
+from sqlalchemy import Select, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common import db
@@ -27,6 +32,7 @@ from scheduler_service.db.models import RunRow
 from scheduler_service.orchestration.broker import EventBroker
 from scheduler_service.orchestration.dispatch import Dispatcher
 from scheduler_service.runs.model import EventKind, Run, RunEvent, RunState
+from scheduler_service.runs.sql import reads
 from scheduler_service.runs.store import RunStore, Transition
 
 log = structlog.get_logger(__name__)
@@ -37,6 +43,8 @@ STEP_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, float("in
 #: Ended runs whose durations wait for the next scrape to be read (a bound, in case none comes).
 MAX_UNRESOLVED = 10_000
 QUEUE_STATES = (RunState.PENDING.value, RunState.QUEUED.value)
+#: Seconds between two counts of the finished runs (a scan of the whole table).
+FINISHED_RECOUNT = 300.0
 
 
 def _elapsed(start: datetime | None, end: datetime | None) -> float | None:
@@ -96,8 +104,14 @@ class SchedulerMetrics:
     """The scheduler's metrics in their own registry; see the module docstring. Implements the
     orchestrator's `RunMetrics` (`app.py` connects them)."""
 
-    def __init__(self, db_url: str, store: RunStore) -> None:
+    def __init__(
+        self, db_url: str, store: RunStore, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self.registry = CollectorRegistry()
+        self._monotonic = monotonic
+        #: The finished runs by (job, state) and when they were counted.
+        self._finished: dict[tuple[str, str], int] | None = None
+        self._finished_at = 0.0
         self._store = store
         self._engine: AsyncEngine = db.create_async(
             db_url, immediate=False, pool_size=1, max_overflow=0
@@ -187,9 +201,15 @@ class SchedulerMetrics:
         self._snapshot.watchers = self._broker.watchers if self._broker else 0
 
     async def _count_runs(self) -> dict[tuple[str, str], int]:
-        statement = select(_runs.c.job_kind, _runs.c.state, func.count()).group_by(
-            _runs.c.job_kind, _runs.c.state
-        )
+        active = await self._count(reads.active_counts_statement())
+        now = self._monotonic()
+        if self._finished is None or now - self._finished_at >= FINISHED_RECOUNT:
+            finished = _runs.c.state.not_in(reads.ACTIVE_STATES)
+            self._finished = await self._count(reads.counts_statement(finished))
+            self._finished_at = now
+        return {**self._finished, **active}
+
+    async def _count(self, statement: Select[Any]) -> dict[tuple[str, str], int]:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(statement)).all()
         return {(str(job), str(state)): int(count) for job, state, count in rows}

@@ -22,6 +22,9 @@ class SchedulerSettings(SecuritySettings):
     db: str = Field(
         "sqlite:///.ghpulse/scheduler.db", validation_alias=_env("GHPULSE_SCHEDULER_DB")
     )
+    #: The PostgreSQL URL of the one LISTEN connection per process (default: `db`): the database
+    #: itself or a pooler in session mode, never transaction pooling. Ignored on SQLite.
+    notify_db: str = Field("", validation_alias=_env("GHPULSE_SCHEDULER_NOTIFY_DB"))
     #: How long an assignment's lease lasts without a heartbeat renewing it.
     lease_ttl: float = Field(30.0, gt=0, validation_alias=_env("GHPULSE_LEASE_TTL"))
     #: How often crawlers renew their leases (sent to them when they connect).

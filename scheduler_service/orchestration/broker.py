@@ -4,6 +4,9 @@ Events are published after they are stored. Each watcher has its own mailbox: a 
 slows the run or other watchers. Its undelivered progress events of a step are replaced by the
 newest one (its seq jumps; the replaced seqs are remembered so the gap is known to be deliberate),
 while state changes and step start/finish events are never dropped.
+
+Events of other scheduler processes reach the broker through `cluster.feed` (PostgreSQL
+LISTEN/NOTIFY): while it is `live`, a quiet watcher waits without polling the database.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ class Mailbox:
         self._items.append(event)
         self._ready.set()
 
+    def poke(self) -> None:
+        """Wake the watcher with nothing to deliver: it re-reads the log after its last seq."""
+        self._ready.set()
+
     def drain(self) -> list[RunEvent]:
         """Everything undelivered, in seq order."""
         items = list(self._items)
@@ -63,6 +70,11 @@ class EventBroker:
 
     def __init__(self) -> None:
         self._mailboxes: dict[str, set[Mailbox]] = {}
+        #: run id -> the highest seq published, for watched runs.
+        self._latest: dict[str, int] = {}
+        #: Whether other processes' events are pushed here as they are written (the cluster
+        #: listener is up); if not, quiet watchers poll the log themselves.
+        self.live = False
 
     def subscribe(self, run_id: str) -> Mailbox:
         mailbox = Mailbox(run_id)
@@ -76,11 +88,33 @@ class EventBroker:
         boxes.discard(mailbox)
         if not boxes:
             del self._mailboxes[mailbox.run_id]
+            self._latest.pop(mailbox.run_id, None)
 
     def publish(self, events: list[RunEvent]) -> None:
         for event in events:
-            for mailbox in self._mailboxes.get(event.run_id, ()):
+            boxes = self._mailboxes.get(event.run_id)
+            if not boxes:
+                continue
+            if event.seq > self._latest.get(event.run_id, 0):
+                self._latest[event.run_id] = event.seq
+            for mailbox in boxes:
                 mailbox.push(event)
+
+    def watched(self, run_id: str) -> bool:
+        return run_id in self._mailboxes
+
+    def latest(self, run_id: str) -> int | None:
+        """The highest seq of the run published since it was first watched (None: none yet)."""
+        return self._latest.get(run_id)
+
+    def poke(self, run_id: str) -> None:
+        for mailbox in self._mailboxes.get(run_id, ()):
+            mailbox.poke()
+
+    def poke_all(self) -> None:
+        for boxes in self._mailboxes.values():
+            for mailbox in boxes:
+                mailbox.poke()
 
     @property
     def watchers(self) -> int:

@@ -33,6 +33,9 @@ from scheduler_service.runs.trigger import TriggerCommand, to_new_run
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+#: While the cluster listener is up, every how many sweeps the sweep also runs a claim pass (an
+#: idle claim pass is a transaction; notices and retry timers are what wake the dispatcher).
+LIVE_KICK_EVERY = 10
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,8 @@ class Tunables:
     idempotency_ttl: timedelta = timedelta(hours=24)
     default_deadline: timedelta = timedelta(hours=6)
     default_max_attempts: int = 3
-    #: How often a watcher re-reads the log for events written by other scheduler processes.
+    #: How often a quiet watcher re-reads the log for events written by other scheduler processes
+    #: (SQLite, or PostgreSQL while the cluster listener is down; never while it is up).
     watch_poll: timedelta = timedelta(seconds=1)
     #: See `quarantine.Quarantine`.
     quarantine_losses: int = 3
@@ -95,6 +99,7 @@ class Orchestrator:
         self.dispatcher = Dispatcher(self._claim, self.quarantine.holds)
         self._cancels_sent: set[AttemptRef] = set()
         self._creating: set[asyncio.Task[tuple[Run, Disposition]]] = set()
+        self._sweeps = 0
         #: Set by `SchedulerApp` when it serves metrics (they read the dispatcher and broker).
         self.metrics: RunMetrics = NullMetrics()
 
@@ -113,13 +118,13 @@ class Orchestrator:
                 self._cancels_sent.add(stop.ref)
         for event in transition.events:
             if event.kind is EventKind.STATE_CHANGED and "retry_at" in event.data:
-                self._wake_at(datetime.fromisoformat(event.data["retry_at"]))
+                self.wake_at(datetime.fromisoformat(event.data["retry_at"]))
         if transition.dispatchable:
             self.dispatcher.kick()
 
-    def _wake_at(self, when: datetime) -> None:
-        # A run backing off becomes dispatchable at `when`: wake the dispatcher then, rather than
-        # waiting for the next sweep.
+    def wake_at(self, when: datetime) -> None:
+        """A run backing off becomes dispatchable at `when`: wake the dispatcher then, rather
+        than waiting for the next sweep."""
         delay = max(0.0, (when - self.clock.now()).total_seconds())
         asyncio.get_running_loop().call_later(delay, self.dispatcher.kick)
 
@@ -217,10 +222,13 @@ class Orchestrator:
                 last = event.seq
                 if is_terminal(event):
                     return
-            await mailbox.wait(self.tunables.watch_poll.total_seconds())
+            # While other processes' events are pushed (`live`), waiting costs no query.
+            live = self.broker.live
+            await mailbox.wait(None if live else self.tunables.watch_poll.total_seconds())
             stored = mailbox.drain()
             if not stored:
-                # Quiet: pick up events written by another scheduler process.
+                # Poked (the listener reconnected or went down) or a poll: pick up events
+                # written by another scheduler process.
                 stored = await _shielded(self.store.events_after(run_id, last))
 
     # -- crawler operations --------------------------------------------------------------------
@@ -259,7 +267,12 @@ class Orchestrator:
     async def heartbeat(self, conn: WorkerConn, in_flight: list[AttemptRef]) -> None:
         now = self.clock.now()
         conn.last_heartbeat_at = now
-        renewed = await self.store.renew_leases(conn.id, in_flight, now, self.tunables.lease_ttl)
+        # An idle crawler's heartbeat costs no transaction.
+        renewed = (
+            await self.store.renew_leases(conn.id, in_flight, now, self.tunables.lease_ttl)
+            if in_flight
+            else []
+        )
         conn.send(HeartbeatAcked(renewed, now + self.tunables.lease_ttl))
         for ref in in_flight:
             if ref not in renewed:
@@ -313,6 +326,17 @@ class Orchestrator:
         """Expire leases and deadlines, push cancels requested elsewhere, dispatch what is due."""
         now = self.clock.now()
         self.apply(await self.store.expire(now, self.tunables.cancel_grace))
+        self._sweeps += 1
+        if not self.broker.live:
+            # Live, other replicas' cancels and dispatchable runs arrive by notice.
+            await self.push_cancels()
+            self.dispatcher.kick()
+        elif self._sweeps % LIVE_KICK_EVERY == 0:
+            # A claim pass now and then all the same: the safety net, not the path.
+            self.dispatcher.kick()
+
+    async def push_cancels(self) -> None:
+        """Push the cancels requested through other scheduler processes to local crawlers."""
         local = [conn.id for conn in self.dispatcher.workers]
         pending = await self.store.pending_cancels(local)
         # Push each cancel requested through another scheduler process once, not every sweep.
@@ -320,7 +344,6 @@ class Orchestrator:
             if stop.ref not in self._cancels_sent:
                 self.dispatcher.stop(stop)
         self._cancels_sent = {stop.ref for stop in pending}
-        self.dispatcher.kick()
 
 
 async def _shielded(operation: Awaitable[T]) -> T:

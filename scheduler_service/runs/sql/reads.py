@@ -7,7 +7,18 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, and_, exists, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    Table,
+    and_,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+)
 
 from common.jobs import from_json
 from scheduler_service.db.models import RunLabelRow
@@ -32,6 +43,16 @@ labels = cast(Table, RunLabelRow.__table__)
 ACTIVE_STATES = (RunState.PENDING.value, RunState.QUEUED.value, RunState.RUNNING.value)
 
 
+def state_is(*states: str) -> ColumnElement[bool]:
+    """`state` compared with constants written into the SQL, not bound parameters: the planner
+    proves a partial index's predicate (`state = 'pending'`, migration 0004) only from constants,
+    and a prepared statement's generic plan has none."""
+    values: list[ColumnElement[str]] = [
+        literal_column(f"'{RunState(state).value}'") for state in states
+    ]
+    return runs.c.state == values[0] if len(values) == 1 else runs.c.state.in_(values)
+
+
 def load(conn: Connection, run_id: str) -> Run:
     """The run with its steps; raises `RunNotFound`."""
     row = (conn.execute(select(runs).where(runs.c.id == run_id))).mappings().first()
@@ -50,13 +71,18 @@ def steps_of(conn: Connection, run_ids: Sequence[str]) -> dict[str, list[StepSta
     return by_run
 
 
-def list_runs(conn: Connection, query: RunQuery) -> list[Run]:
-    statement = (
+def list_statement(query: RunQuery) -> Select[Any]:
+    """One page of ListRuns (and one run more, to tell whether another page follows)."""
+    return (
         select(runs)
         .where(*filters(query))
         .order_by(runs.c.created_at.desc(), runs.c.id.desc())
         .limit(query.page_size + 1)
     )
+
+
+def list_runs(conn: Connection, query: RunQuery) -> list[Run]:
+    statement = list_statement(query)
     rows = [dict(r) for r in (conn.execute(statement)).mappings()]
     step_rows = steps_of(conn, [r["id"] for r in rows])
     return [to_run(row, step_rows.get(row["id"], [])) for row in rows]
@@ -73,32 +99,69 @@ def events_after(conn: Connection, run_id: str, after_seq: int, limit: int) -> l
 
 
 def expiry_candidates(conn: Connection, now: datetime, cancel_grace: timedelta) -> list[str]:
-    running = runs.c.state == RunState.RUNNING.value
+    return list((conn.execute(expiry_statement(now, cancel_grace))).scalars())
+
+
+def expiry_statement(now: datetime, cancel_grace: timedelta) -> Select[Any]:
+    """The runs past their lease, their cancel grace or their deadline."""
+    # Each branch is one partial index's range (BitmapOr on PostgreSQL).
+    running = state_is(RunState.RUNNING.value)
     statement = select(runs.c.id).where(
         or_(
             and_(running, runs.c.lease_expires_at < now),
             and_(running, runs.c.cancel_requested_at < now - cancel_grace),
-            and_(runs.c.state.in_(ACTIVE_STATES), runs.c.deadline_at < now),
+            and_(state_is(*ACTIVE_STATES), runs.c.deadline_at < now),
         )
     )
-    return list((conn.execute(statement)).scalars())
+    return statement
 
 
 def pending_cancels(conn: Connection, worker_ids: list[str]) -> list[StopRequest]:
-    statement = select(runs.c.id, runs.c.attempt, runs.c.worker_id).where(
-        runs.c.state == RunState.RUNNING.value,
-        runs.c.cancel_requested_at.is_not(None),
-        runs.c.worker_id.in_(worker_ids),
-    )
     return [
         StopRequest(worker, AttemptRef(run_id, attempt), StopKind.CANCEL, "cancelled")
-        for run_id, attempt, worker in conn.execute(statement).all()
+        for run_id, attempt, worker in conn.execute(cancels_statement(worker_ids)).all()
     ]
 
 
-def dispatchable(now: datetime) -> tuple[Any, ...]:
+def cancels_statement(worker_ids: list[str]) -> Select[Any]:
+    """The running runs of `worker_ids` whose cancellation was requested."""
+    return select(runs.c.id, runs.c.attempt, runs.c.worker_id).where(
+        state_is(RunState.RUNNING.value),
+        runs.c.cancel_requested_at.is_not(None),
+        runs.c.worker_id.in_(worker_ids),
+    )
+
+
+def active_counts_statement() -> Select[Any]:
+    """Active runs by job and state (from their partial index: no scan of finished runs)."""
+    return counts_statement(state_is(*ACTIVE_STATES))
+
+
+def counts_statement(where: Any) -> Select[Any]:
+    """Runs matching `where` by job and state."""
     return (
-        runs.c.state == RunState.PENDING.value,
+        select(runs.c.job_kind, runs.c.state, func.count())
+        .where(where)
+        .group_by(runs.c.job_kind, runs.c.state)
+    )
+
+
+def next_dispatchable(now: datetime) -> Select[Any]:
+    """The oldest dispatchable run's row, locked (FOR UPDATE SKIP LOCKED on PostgreSQL; SQLite
+    transactions hold the write lock)."""
+    return (
+        select(runs)
+        .where(*dispatchable(now))
+        .order_by(runs.c.created_at, runs.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+
+
+def dispatchable(now: datetime) -> tuple[Any, ...]:
+    # Ordered by (created_at, id), it walks the partial index of pending runs only.
+    return (
+        state_is(RunState.PENDING.value),
         or_(runs.c.not_before.is_(None), runs.c.not_before <= now),
         or_(runs.c.deadline_at.is_(None), runs.c.deadline_at > now),
     )

@@ -17,7 +17,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from common import db
 from common.errors import Unavailable
+from scheduler_service.cluster.notice import Notifier
 from scheduler_service.db.models import ACTIVE_SLOT
 from scheduler_service.errors import RunConflict, RunFinished, RunNotFound, RunNotRetryable
 from scheduler_service.runs.model import (
@@ -56,6 +58,8 @@ class SqlRunStore(RunStore):
         self.threads = threads
         self.url = threads.url
         self._retry = retry
+        #: Tells the other replicas what each write transaction did (PostgreSQL only).
+        self.notifier = None if db.is_sqlite(self.url) else Notifier()
 
     @classmethod
     def open(cls, url: str, retry: RetryPolicy | None = None) -> Self:
@@ -72,7 +76,10 @@ class SqlRunStore(RunStore):
     @contextmanager
     def _tx(self, now: datetime) -> Iterator[t.Tx]:
         with self.threads.writer.begin() as conn:
-            yield t.Tx(conn, now, self._retry)
+            tx = t.Tx(conn, now, self._retry)
+            yield tx
+            if self.notifier is not None:
+                self.notifier.send(conn, tx.events, tx.dispatchable, tx.cancels)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -211,6 +218,7 @@ class SqlRunStore(RunStore):
             elif state is RunState.RUNNING:
                 if row["cancel_requested_at"] is None:
                     t.set_run(tx, row, cancel_requested_at=now)
+                tx.cancels = True
                 stops.append(
                     StopRequest(
                         row["worker_id"],
@@ -312,15 +320,8 @@ class SqlRunStore(RunStore):
 
 def _claim_next(tx: t.Tx, worker_id: str, lease_ttl: timedelta) -> Run | None:
     """Start an attempt of the oldest dispatchable run on `worker_id` (None: nothing to do)."""
-    # The whole row, locked by this one statement (FOR UPDATE SKIP LOCKED on PostgreSQL;
-    # SQLite transactions hold the write lock): no second read to lock it.
-    statement = (
-        select(runs)
-        .where(*reads.dispatchable(tx.now))
-        .order_by(runs.c.created_at, runs.c.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )
+    # The whole row, locked by this one statement: no second read to lock it.
+    statement = reads.next_dispatchable(tx.now)
     found = (tx.conn.execute(statement)).mappings().first()
     if found is None:
         return None

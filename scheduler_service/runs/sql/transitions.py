@@ -46,6 +46,8 @@ class Tx:
     retry: RetryPolicy
     events: list[RunEvent] = field(default_factory=list)
     dispatchable: bool = False
+    #: A running run's cancellation was requested (its crawler may be on another replica).
+    cancels: bool = False
 
     def transition(self, run: Run | None = None) -> Transition:
         """What the transaction did so far, addressed to `run`."""

@@ -1,0 +1,114 @@
+"""What one committed write transaction tells the other scheduler replicas: one NOTIFY on one
+channel, sent inside the transaction (PostgreSQL delivers it only if the transaction commits, in
+commit order).
+
+The payload is compact JSON: the sending process (a replica ignores its own notices: it already
+acted on the transition in process), whether a run became dispatchable, the earliest retry time
+set, whether a running run's cancellation was requested, and the (run, first seq, last seq) of the
+events appended. A payload that would pass PostgreSQL's 8000-byte limit drops the events and says
+so (`overflow`): listeners then catch up every watched run from the log.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from scheduler_service.runs.model import EventKind, RunEvent
+
+CHANNEL = "ghpulse_runs"
+#: PostgreSQL refuses payloads of 8000 bytes and more; leave room for the rest of the notice.
+MAX_PAYLOAD = 7900
+_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+
+
+@dataclass(frozen=True)
+class Notice:
+    sender: str
+    dispatchable: bool = False
+    wake_at: datetime | None = None
+    #: run id -> (first seq, last seq) appended by the transaction.
+    events: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: Too many events to list: every watched run may have new ones.
+    overflow: bool = False
+    #: A running run's cancellation was requested: its crawler's replica pushes the cancel.
+    cancels: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.dispatchable or self.wake_at or self.events or self.overflow or self.cancels
+        )
+
+    def encode(self) -> str:
+        payload: dict[str, Any] = {"s": self.sender}
+        if self.dispatchable:
+            payload["d"] = 1
+        if self.wake_at is not None:
+            payload["w"] = self.wake_at.isoformat()
+        if self.overflow:
+            payload["o"] = 1
+        if self.cancels:
+            payload["c"] = 1
+        if self.events:
+            payload["e"] = [[run, first, last] for run, (first, last) in self.events.items()]
+        encoded = json.dumps(payload, separators=(",", ":"))
+        if len(encoded.encode()) > MAX_PAYLOAD:
+            payload.pop("e")
+            payload["o"] = 1
+            encoded = json.dumps(payload, separators=(",", ":"))
+        return encoded
+
+    @classmethod
+    def decode(cls, payload: str) -> Notice:
+        """The notice in `payload`; anything unreadable is an overflow notice (catch up)."""
+        try:
+            data = json.loads(payload)
+            wake = data.get("w")
+            return cls(
+                sender=str(data["s"]),
+                dispatchable=bool(data.get("d")),
+                wake_at=datetime.fromisoformat(wake) if wake else None,
+                events={str(r): (int(f), int(last)) for r, f, last in data.get("e", ())},
+                overflow=bool(data.get("o")),
+                cancels=bool(data.get("c")),
+            )
+        except (ValueError, KeyError, TypeError):
+            return cls(sender="", dispatchable=True, overflow=True, cancels=True)
+
+
+def of_transaction(
+    sender: str, events: list[RunEvent], dispatchable: bool, cancels: bool = False
+) -> Notice:
+    """The notice of a transaction that appended `events`."""
+    spans: dict[str, tuple[int, int]] = {}
+    wake: datetime | None = None
+    for event in events:
+        first, _last = spans.get(event.run_id, (event.seq, event.seq))
+        spans[event.run_id] = (min(first, event.seq), event.seq)
+        retry_at = event.data.get("retry_at") if event.kind is EventKind.STATE_CHANGED else None
+        if retry_at:
+            when = datetime.fromisoformat(retry_at)
+            wake = when if wake is None else min(wake, when)
+    return Notice(sender, dispatchable, wake, spans, cancels=cancels)
+
+
+class Notifier:
+    """Sends the notice of each write transaction of this process (PostgreSQL only)."""
+
+    def __init__(self, sender: str | None = None) -> None:
+        #: Names this process in its notices.
+        self.sender = sender or uuid.uuid4().hex[:12]
+
+    def send(
+        self, conn: Connection, events: list[RunEvent], dispatchable: bool, cancels: bool
+    ) -> None:
+        """One NOTIFY in the open transaction on `conn`, if it did anything others care about."""
+        notice = of_transaction(self.sender, events, dispatchable, cancels)
+        if not notice.empty:
+            conn.execute(_NOTIFY, {"channel": CHANNEL, "payload": notice.encode()})
