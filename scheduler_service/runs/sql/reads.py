@@ -24,6 +24,7 @@ from scheduler_service.runs.model import (
     StepStatus,
     Trigger,
 )
+from scheduler_service.runs.sql import statements as q
 from scheduler_service.runs.sql import transitions as t
 from scheduler_service.runs.store import StopKind, StopRequest
 
@@ -34,16 +35,24 @@ ACTIVE_STATES = (RunState.PENDING.value, RunState.QUEUED.value, RunState.RUNNING
 
 def load(conn: Connection, run_id: str) -> Run:
     """The run with its steps; raises `RunNotFound`."""
-    row = (conn.execute(select(runs).where(runs.c.id == run_id))).mappings().first()
+    row = conn.execute(q.LOAD_RUN, {"w_id": run_id}).mappings().first()
     if row is None:
         raise RunNotFound(run_id)
-    return to_run(dict(row), steps_of(conn, [run_id]).get(run_id, []))
+    return with_steps(conn, dict(row))
+
+
+def with_steps(conn: Connection, row: dict[str, Any]) -> Run:
+    """The run of `row` (as it is in memory) with its steps read."""
+    if row["started_at"] is None:
+        # Never dispatched: it has no steps yet.
+        return to_run(row, [])
+    return to_run(row, steps_of(conn, [row["id"]]).get(row["id"], []))
 
 
 def steps_of(conn: Connection, run_ids: Sequence[str]) -> dict[str, list[StepStatus]]:
-    result = conn.execute(
-        select(steps).where(steps.c.run_id.in_(run_ids)).order_by(steps.c.run_id, steps.c.position)
-    )
+    if not run_ids:
+        return {}
+    result = conn.execute(q.STEPS_OF, {"w_ids": list(run_ids)})
     by_run: dict[str, list[StepStatus]] = {}
     for row in result.mappings():
         by_run.setdefault(row["run_id"], []).append(to_step(dict(row)))

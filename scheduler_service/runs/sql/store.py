@@ -34,6 +34,7 @@ from scheduler_service.runs.model import (
 )
 from scheduler_service.runs.retries import RetryPolicy
 from scheduler_service.runs.sql import creation, reads
+from scheduler_service.runs.sql import statements as q
 from scheduler_service.runs.sql import transitions as t
 from scheduler_service.runs.sql.threads import DatabaseThreads, on_reader, on_writer
 from scheduler_service.runs.store import (
@@ -72,7 +73,9 @@ class SqlRunStore(RunStore):
     @contextmanager
     def _tx(self, now: datetime) -> Iterator[t.Tx]:
         with self.threads.writer.begin() as conn:
-            yield t.Tx(conn, now, self._retry)
+            tx = t.Tx(conn, now, self._retry)
+            yield tx
+            tx.flush()
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -146,7 +149,7 @@ class SqlRunStore(RunStore):
         with self._tx(now) as tx:
             row = t.lock_owned(tx, ref, worker_id)
             t.apply_result(tx, row, result)
-            return tx.transition(reads.load(tx.conn, ref.run_id))
+            return tx.transition(reads.with_steps(tx.conn, row))
 
     @on_writer
     def renew_leases(
@@ -219,7 +222,7 @@ class SqlRunStore(RunStore):
                         reason or "cancelled",
                     )
                 )
-            transition = tx.transition(reads.load(tx.conn, run_id))
+            transition = tx.transition(reads.with_steps(tx.conn, row))
             transition.stops = stops
             return transition
 
@@ -258,7 +261,7 @@ class SqlRunStore(RunStore):
                     {"state": RunState.PENDING.value, "reason": "retry requested"},
                 )
                 tx.dispatchable = True
-                return tx.transition(reads.load(tx.conn, run_id))
+                return tx.transition(reads.with_steps(tx.conn, row))
         except IntegrityError:
             with self.threads.reader.connect() as conn:
                 run = reads.load(conn, run_id)
@@ -314,21 +317,15 @@ def _claim_next(tx: t.Tx, worker_id: str, lease_ttl: timedelta) -> Run | None:
     """Start an attempt of the oldest dispatchable run on `worker_id` (None: nothing to do)."""
     # The whole row, locked by this one statement (FOR UPDATE SKIP LOCKED on PostgreSQL;
     # SQLite transactions hold the write lock): no second read to lock it.
-    statement = (
-        select(runs)
-        .where(*reads.dispatchable(tx.now))
-        .order_by(runs.c.created_at, runs.c.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )
-    found = (tx.conn.execute(statement)).mappings().first()
+    found = tx.conn.execute(q.NEXT_DISPATCHABLE, {"w_now": tx.now}).mappings().first()
     if found is None:
         return None
     row = dict(found)
+    # Read before `start_attempt` sets started_at: a run never started has no steps to read.
+    run = reads.with_steps(tx.conn, row)
     t.start_attempt(tx, row, worker_id, lease_ttl)
-    # `start_attempt` keeps `row` up to date: only the steps need reading.
-    step_rows = reads.steps_of(tx.conn, [row["id"]])
-    return reads.to_run(row, step_rows.get(row["id"], []))
+    # `start_attempt` keeps `row` up to date.
+    return reads.to_run(row, list(run.steps))
 
 
 def _fresh_deadline(row: t.Row, now: datetime) -> datetime | None:

@@ -7,12 +7,18 @@ writer, and queueing for that thread is cheaper than busy-waiting on the databas
 reads run on a few reader threads against WAL snapshots. On PostgreSQL a pool of threads shares a
 connection pool. A write whose caller is cancelled still runs to its commit or rollback on its
 thread, so a cancelled RPC never leaves a connection half-used.
+
+No `pool_pre_ping` (a round trip before every transaction): a transaction that finds its pooled
+connection dead is run again on a fresh one — but only if its COMMIT was never sent. Once COMMIT
+was sent the outcome is unknown (a TriggerRun without request_id must not become two runs), and
+the caller is answered UNAVAILABLE.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,8 +26,8 @@ from datetime import timedelta
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import structlog
-from sqlalchemy import Engine
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common import db
@@ -33,6 +39,10 @@ log = structlog.get_logger(__name__)
 RETRY_AFTER = timedelta(seconds=1)
 SQLITE_READERS = 4
 POSTGRES_THREADS = 10
+#: Re-runs of a transaction whose connection was found dead before its COMMIT was sent.
+RECONNECTS = 2
+#: Per database thread: whether the current transaction has sent its COMMIT.
+_sent = threading.local()
 
 
 @dataclass
@@ -63,7 +73,10 @@ class DatabaseThreads:
                 ThreadPoolExecutor(1, thread_name_prefix="ghpulse-db-writer"),
                 ThreadPoolExecutor(SQLITE_READERS, thread_name_prefix="ghpulse-db-reader"),
             )
-        engine = db.create_pooled(url, pool_size=POSTGRES_THREADS, max_overflow=0)
+        engine = db.create_pooled(
+            url, pool_size=POSTGRES_THREADS, max_overflow=0, pool_pre_ping=False
+        )
+        _track_commits(engine)
         pool = ThreadPoolExecutor(POSTGRES_THREADS, thread_name_prefix="ghpulse-db")
         return cls(url, engine, engine, pool, pool)
 
@@ -122,12 +135,39 @@ def on_reader(method: Method[S, P, T]) -> AsyncMethod[S, P, T]:
     return read
 
 
+def _track_commits(engine: Engine) -> None:
+    def began(_conn: Any) -> None:
+        _sent.commit = False
+
+    def committing(_conn: Any) -> None:
+        _sent.commit = True
+
+    event.listen(engine, "begin", began)
+    event.listen(engine, "commit", committing)
+
+
+def _reconnecting(call: Callable[[], T]) -> T:
+    """Run `call` (on a database thread) again while its connection turns out dead before any
+    COMMIT was sent: the server rolled the transaction back, nothing happened."""
+    for attempt in range(RECONNECTS + 1):
+        _sent.commit = False
+        try:
+            return call()
+        except DBAPIError as exc:
+            if not exc.connection_invalidated or _sent.commit or attempt == RECONNECTS:
+                raise
+            log.info("store.reconnecting", attempt=attempt + 1)
+    raise AssertionError("unreachable")
+
+
 async def _on(pool: ThreadPoolExecutor, call: Callable[[], T]) -> T:
     """Run `call` on `pool`; a database that cannot be reached (or stays locked) is UNAVAILABLE
     with a retry hint, never an INTERNAL error: the transaction was rolled back, so retrying the
     RPC is safe (TriggerRun with its request_id)."""
     try:
-        return await asyncio.get_running_loop().run_in_executor(pool, call)
+        return await asyncio.get_running_loop().run_in_executor(
+            pool, functools.partial(_reconnecting, call)
+        )
     except (OperationalError, InterfaceError) as exc:
         log.warning("store.unavailable", error=str(exc.orig or exc).splitlines()[0])
         raise Unavailable("the run store is unavailable; retry", retry_after=RETRY_AFTER) from exc
