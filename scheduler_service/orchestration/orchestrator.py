@@ -22,6 +22,7 @@ from scheduler_service.runs.model import (
     Disposition,
     EventKind,
     NewRun,
+    Outcome,
     Run,
     RunEvent,
     RunQuery,
@@ -286,12 +287,19 @@ class Orchestrator:
     async def attempt_result(
         self, conn: WorkerConn, ref: AttemptRef, result: AttemptResult
     ) -> None:
+        # The slot this attempt frees is the crawler's next run's, claimed in the same
+        # transaction (the attempt still counts as running until then, so no other claim takes it).
+        claim = self._next_claim(conn, result)
         try:
-            transition = await self.store.finish_attempt(ref, conn.id, result, self.clock.now())
+            transition = await self.store.finish_attempt(
+                ref, conn.id, result, self.clock.now(), claim
+            )
         except StaleAttempt:
             self._abandon(conn, ref, "stale attempt")
             return
         self.dispatcher.release(conn.id, ref)
+        if transition.claimed is not None:
+            self.dispatcher.assign(conn, transition.claimed)
         self.apply(transition)
         run = transition.run
         log.info(
@@ -302,6 +310,16 @@ class Orchestrator:
             outcome=result.outcome.value,
             state=run.state.value if run else "",
         )
+
+    def _next_claim(self, conn: WorkerConn, result: AttemptResult) -> Claim | None:
+        if (
+            conn.draining
+            or result.outcome is Outcome.RELEASED
+            or self.quarantine.holds(conn.id)
+            or self.dispatcher.get(conn.id) is not conn
+        ):
+            return None
+        return Claim(conn.id, self.tunables.lease_ttl)
 
     def drain(self, conn: WorkerConn) -> None:
         conn.draining = True

@@ -56,6 +56,8 @@ class Transition:
     stops: list[StopRequest] = field(default_factory=list)
     #: A run became dispatchable (created, promoted, retrying now or released).
     dispatchable: bool = False
+    #: The run assigned to `Claim.worker_id` by the same transaction, if any (`finish_attempt`).
+    claimed: Run | None = None
 
     def merge(self, other: Transition) -> None:
         self.events += other.events
@@ -135,11 +137,20 @@ class RunStore(ABC):
 
     @abstractmethod
     async def finish_attempt(
-        self, ref: AttemptRef, worker_id: str, result: AttemptResult, now: datetime
+        self,
+        ref: AttemptRef,
+        worker_id: str,
+        result: AttemptResult,
+        now: datetime,
+        claim: Claim | None = None,
     ) -> Transition:
         """End attempt `ref` (fenced like `record_step`): succeeded, failed (retried with backoff
         while attempts remain if retryable), cancelled, or released (pending again without using
-        up an attempt). A queued run of the key is promoted when the run finishes."""
+        up an attempt). A queued run of the key is promoted when the run finishes.
+
+        With `claim`, the oldest dispatchable run is also assigned to `claim.worker_id` in the same
+        transaction (`Transition.claimed`), for the slot the attempt frees: one durable write
+        between a crawler's result and its next run."""
 
     @abstractmethod
     async def renew_leases(

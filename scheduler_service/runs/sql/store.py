@@ -36,7 +36,12 @@ from scheduler_service.runs.retries import RetryPolicy
 from scheduler_service.runs.sql import creation, reads
 from scheduler_service.runs.sql import statements as q
 from scheduler_service.runs.sql import transitions as t
-from scheduler_service.runs.sql.threads import DatabaseThreads, on_reader, on_writer
+from scheduler_service.runs.sql.threads import (
+    DatabaseThreads,
+    on_reader,
+    on_urgent_writer,
+    on_writer,
+)
 from scheduler_service.runs.store import (
     Claim,
     Created,
@@ -126,14 +131,14 @@ class SqlRunStore(RunStore):
             "too much contention creating the run; retry", retry_after=timedelta(seconds=1)
         )
 
-    @on_writer
+    @on_urgent_writer
     def claim(self, worker_id: str, now: datetime, lease_ttl: timedelta) -> Transition:
         with self._tx(now) as tx:
             return tx.transition(_claim_next(tx, worker_id, lease_ttl))
 
     # -- reports from crawlers ---------------------------------------------------------------
 
-    @on_writer
+    @on_urgent_writer
     def record_step(
         self, ref: AttemptRef, worker_id: str, report: StepReport, now: datetime
     ) -> Transition:
@@ -142,23 +147,34 @@ class SqlRunStore(RunStore):
             t.apply_report(tx, row, report)
             return tx.transition()
 
-    @on_writer
+    @on_urgent_writer
     def finish_attempt(
-        self, ref: AttemptRef, worker_id: str, result: AttemptResult, now: datetime
+        self,
+        ref: AttemptRef,
+        worker_id: str,
+        result: AttemptResult,
+        now: datetime,
+        claim: Claim | None = None,
     ) -> Transition:
         with self._tx(now) as tx:
             row = t.lock_owned(tx, ref, worker_id)
             t.apply_result(tx, row, result)
-            return tx.transition(reads.with_steps(tx.conn, row))
+            run = reads.with_steps(tx.conn, row)
+            if claim is None:
+                return tx.transition(run)
+            claimed = _claim_next(tx, claim.worker_id, claim.lease_ttl)
+            transition = tx.transition(run)
+            transition.claimed = claimed
+            return transition
 
-    @on_writer
+    @on_urgent_writer
     def renew_leases(
         self, worker_id: str, refs: list[AttemptRef], now: datetime, lease_ttl: timedelta
     ) -> list[AttemptRef]:
         with self._tx(now) as tx:
             return t.renew(tx, worker_id, refs, lease_ttl)
 
-    @on_writer
+    @on_urgent_writer
     def reattach(
         self, worker_id: str, refs: list[AttemptRef], now: datetime, lease_ttl: timedelta
     ) -> Reattachment:
@@ -182,7 +198,7 @@ class SqlRunStore(RunStore):
                 t.retry_or_fail(tx, row, error, "crawler restarted")
             return Reattachment(reattached, abandoned, tx.transition())
 
-    @on_writer
+    @on_urgent_writer
     def shorten_leases(self, worker_id: str, until: datetime) -> None:
         with self._tx(until) as tx:
             tx.conn.execute(

@@ -20,7 +20,6 @@ import asyncio
 import functools
 import threading
 from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
@@ -32,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common import db
 from common.errors import Unavailable
+from scheduler_service.runs.sql.lanes import Lanes
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -53,8 +53,8 @@ class DatabaseThreads:
     url: str
     writer: Engine
     reader: Engine
-    write_pool: ThreadPoolExecutor
-    read_pool: ThreadPoolExecutor
+    write_pool: Lanes
+    read_pool: Lanes
     _async_engines: tuple[AsyncEngine, AsyncEngine] | None = field(
         default=None, init=False, repr=False
     )
@@ -70,14 +70,14 @@ class DatabaseThreads:
                 url,
                 writer,
                 reader,
-                ThreadPoolExecutor(1, thread_name_prefix="ghpulse-db-writer"),
-                ThreadPoolExecutor(SQLITE_READERS, thread_name_prefix="ghpulse-db-reader"),
+                Lanes(1, "ghpulse-db-writer"),
+                Lanes(SQLITE_READERS, "ghpulse-db-reader"),
             )
         engine = db.create_pooled(
             url, pool_size=POSTGRES_THREADS, max_overflow=0, pool_pre_ping=False
         )
         _track_commits(engine)
-        pool = ThreadPoolExecutor(POSTGRES_THREADS, thread_name_prefix="ghpulse-db")
+        pool = Lanes(POSTGRES_THREADS, "ghpulse-db")
         return cls(url, engine, engine, pool, pool)
 
     def async_engines(self) -> tuple[AsyncEngine, AsyncEngine]:
@@ -94,8 +94,9 @@ class DatabaseThreads:
         return self._async_engines
 
     async def close(self) -> None:
-        self.write_pool.shutdown(wait=True)
-        self.read_pool.shutdown(wait=True)
+        self.write_pool.shutdown()
+        if self.read_pool is not self.write_pool:
+            self.read_pool.shutdown()
         for engine in {self.writer, self.reader}:
             engine.dispose()
         if self._async_engines is not None:
@@ -121,6 +122,18 @@ def on_writer(method: Method[S, P, T]) -> AsyncMethod[S, P, T]:
     @functools.wraps(method)
     async def write(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return await _on(self.threads.write_pool, functools.partial(method, self, *args, **kwargs))
+
+    return write
+
+
+def on_urgent_writer(method: Method[S, P, T]) -> AsyncMethod[S, P, T]:
+    """Like `on_writer`, in the urgent lane: a crawler's lifecycle write (a result, a step, a
+    lease, a claim for a free slot) is never queued behind a flood of triggers."""
+
+    @functools.wraps(method)
+    async def write(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        call = functools.partial(method, self, *args, **kwargs)
+        return await _on(self.threads.write_pool, call, urgent=True)
 
     return write
 
@@ -160,14 +173,13 @@ def _reconnecting(call: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-async def _on(pool: ThreadPoolExecutor, call: Callable[[], T]) -> T:
+async def _on(pool: Lanes, call: Callable[[], T], *, urgent: bool = False) -> T:
     """Run `call` on `pool`; a database that cannot be reached (or stays locked) is UNAVAILABLE
     with a retry hint, never an INTERNAL error: the transaction was rolled back, so retrying the
     RPC is safe (TriggerRun with its request_id)."""
     try:
-        return await asyncio.get_running_loop().run_in_executor(
-            pool, functools.partial(_reconnecting, call)
-        )
+        future = pool.submit(functools.partial(_reconnecting, call), urgent=urgent)
+        return await asyncio.wrap_future(future)
     except (OperationalError, InterfaceError) as exc:
         log.warning("store.unavailable", error=str(exc.orig or exc).splitlines()[0])
         raise Unavailable("the run store is unavailable; retry", retry_after=RETRY_AFTER) from exc
