@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Connection, Insert, Table, bindparam, or_, select, update
+from sqlalchemy import Connection, Insert, Table, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from scheduler_service.db.models import QUEUED_SLOT, RunEventRow, RunRow, RunStepRow
@@ -80,6 +80,20 @@ LAST_POSITION = (
     .order_by(steps.c.position.desc())
     .limit(1)
 )
+#: The run's row if attempt w_attempt is running on w_worker (the fencing check), locked, its
+#: last_seq advanced by w_events (the events the transaction appends). Parameters: w_id,
+#: w_attempt, w_worker, w_events.
+FENCED_SEQS = (
+    update(runs)
+    .where(
+        runs.c.id == bindparam("w_id"),
+        runs.c.attempt == bindparam("w_attempt"),
+        runs.c.state == RUNNING,
+        runs.c.worker_id == bindparam("w_worker"),
+    )
+    .values(last_seq=runs.c.last_seq + bindparam("w_events"))
+    .returning(*runs.c)
+)
 #: Extend a lease still held. Parameters: w_id, w_attempt, w_worker, lease_expires_at.
 RENEW = update(runs).where(
     runs.c.id == bindparam("w_id"),
@@ -93,6 +107,33 @@ def _insert_unless_taken(insert: Any) -> Insert:
     # No conflict target: the only unique constraint a new run can hit is its key's slot (its id
     # is fresh), a partial index PostgreSQL could not name as a target anyway.
     return cast(Insert, insert(runs).on_conflict_do_nothing().returning(runs.c.id))
+
+
+_DIALECT_INSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+_NEXT_POSITION = (
+    select(func.coalesce(func.max(steps.c.position) + 1, 0))
+    .where(steps.c.run_id == bindparam("w_run"))
+    .scalar_subquery()
+)
+_UPSERT_STEP: dict[tuple[str, frozenset[str]], Insert] = {}
+
+
+def upsert_step(
+    conn: Connection, run_id: str, name: str, new: dict[str, Any], values: dict[str, Any]
+) -> None:
+    """Set `values` on step `name` of the run, or insert it (after the run's last step, with
+    `new` as defaults for what `values` leaves out), in one statement."""
+    key = (conn.dialect.name, frozenset(values))
+    statement = _UPSERT_STEP.get(key)
+    if statement is None:
+        # One statement per dialect and set of columns, built on first use.
+        insert: Any = _DIALECT_INSERT[conn.dialect.name](steps).values(position=_NEXT_POSITION)
+        statement = insert.on_conflict_do_update(
+            index_elements=[steps.c.run_id, steps.c.name],
+            set_={column: insert.excluded[column] for column in sorted(values)},
+        )
+        _UPSERT_STEP[key] = statement
+    conn.execute(statement, {**new, **values, "run_id": run_id, "name": name, "w_run": run_id})
 
 
 _INSERT_UNLESS_TAKEN = {

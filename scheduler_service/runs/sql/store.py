@@ -143,8 +143,7 @@ class SqlRunStore(RunStore):
         self, ref: AttemptRef, worker_id: str, report: StepReport, now: datetime
     ) -> Transition:
         with self._tx(now) as tx:
-            row = t.lock_owned(tx, ref, worker_id)
-            t.apply_report(tx, row, report)
+            t.apply_reports(tx, ref, worker_id, [report])
             return tx.transition()
 
     @on_urgent_writer

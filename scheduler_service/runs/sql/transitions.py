@@ -88,6 +88,28 @@ def lock_owned(tx: Tx, ref: AttemptRef, worker_id: str) -> Row:
     return row
 
 
+def fenced(tx: Tx, ref: AttemptRef, worker_id: str, events: int) -> Row:
+    """Like `lock_owned`, in the statement that also advances the run's last_seq by the
+    `events` events the caller then appends (see `apply_reports`)."""
+    params = {"w_id": ref.run_id, "w_attempt": ref.attempt, "w_worker": worker_id}
+    found = tx.conn.execute(q.FENCED_SEQS, {**params, "w_events": events}).mappings().first()
+    if found is None:
+        raise StaleAttempt(ref.run_id, ref.attempt)
+    row = dict(found)
+    row["last_seq"] -= events
+    return row
+
+
+def apply_reports(tx: Tx, ref: AttemptRef, worker_id: str, reports: list[StepReport]) -> Row:
+    """Record step reports of attempt `ref` (fenced): per report its step and one event."""
+    row = fenced(tx, ref, worker_id, len(reports))
+    for report in reports:
+        apply_report(tx, row, report)
+    # The fenced UPDATE already wrote the last seq.
+    tx.behind.pop(row["id"], None)
+    return row
+
+
 def set_run(tx: Tx, run: Row, **values: Any) -> None:
     if tx.behind.pop(run["id"], None) is not None:
         values.setdefault("last_seq", run["last_seq"])
@@ -250,21 +272,8 @@ def start_attempt(tx: Tx, run: Row, worker_id: str, lease_ttl: timedelta) -> Non
 
 
 def upsert_step(tx: Tx, run: Row, name: str, **values: Any) -> None:
-    result = tx.conn.execute(q.UPDATE_STEP, {"w_run": run["id"], "w_name": name, **values})
-    if result.rowcount:
-        return
-    last = tx.conn.execute(q.LAST_POSITION, {"w_run": run["id"]}).scalar()
-    tx.conn.execute(
-        q.INSERT_STEP,
-        {
-            "state": StepState.PENDING.value,
-            "attempt": run["attempt"],
-            **values,
-            "run_id": run["id"],
-            "name": name,
-            "position": 0 if last is None else last + 1,
-        },
-    )
+    new = {"state": StepState.PENDING.value, "attempt": run["attempt"]}
+    q.upsert_step(tx.conn, run["id"], name, new, values)
 
 
 def renew(tx: Tx, worker_id: str, refs: list[AttemptRef], lease_ttl: timedelta) -> list[AttemptRef]:
