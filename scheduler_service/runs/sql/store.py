@@ -7,7 +7,7 @@ run on a database thread (see `threads`); the building blocks are in `creation` 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -139,11 +139,11 @@ class SqlRunStore(RunStore):
     # -- reports from crawlers ---------------------------------------------------------------
 
     @on_urgent_writer
-    def record_step(
-        self, ref: AttemptRef, worker_id: str, report: StepReport, now: datetime
+    def record_steps(
+        self, ref: AttemptRef, worker_id: str, reports: Sequence[StepReport], now: datetime
     ) -> Transition:
         with self._tx(now) as tx:
-            t.apply_reports(tx, ref, worker_id, [report])
+            t.apply_reports(tx, ref, worker_id, reports)
             return tx.transition()
 
     @on_urgent_writer
@@ -154,9 +154,10 @@ class SqlRunStore(RunStore):
         result: AttemptResult,
         now: datetime,
         claim: Claim | None = None,
+        reports: Sequence[StepReport] = (),
     ) -> Transition:
         with self._tx(now) as tx:
-            row = t.lock_owned(tx, ref, worker_id)
+            row = t.apply_reports(tx, ref, worker_id, reports)
             t.apply_result(tx, row, result)
             run = reads.with_steps(tx.conn, row)
             if claim is None:

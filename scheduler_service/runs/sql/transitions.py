@@ -9,6 +9,7 @@ along with the run's next UPDATE: an event costs no statement of its own.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -100,11 +101,22 @@ def fenced(tx: Tx, ref: AttemptRef, worker_id: str, events: int) -> Row:
     return row
 
 
-def apply_reports(tx: Tx, ref: AttemptRef, worker_id: str, reports: list[StepReport]) -> Row:
-    """Record step reports of attempt `ref` (fenced): per report its step and one event."""
+def apply_reports(tx: Tx, ref: AttemptRef, worker_id: str, reports: Sequence[StepReport]) -> Row:
+    """Record step reports of attempt `ref` (fenced): per report one event, and the steps."""
     row = fenced(tx, ref, worker_id, len(reports))
+    # Consecutive reports of one step (started, progress, finished) are one write of the step.
+    step: tuple[str, Row] | None = None
     for report in reports:
-        apply_report(tx, row, report)
+        values, data = _report_values(tx, row, report)
+        append(tx, row, report.kind, data)
+        if step is not None and step[0] == report.step:
+            step[1].update(values)
+            continue
+        if step is not None:
+            upsert_step(tx, row, step[0], **step[1])
+        step = (report.step, values)
+    if step is not None:
+        upsert_step(tx, row, step[0], **step[1])
     # The fenced UPDATE already wrote the last seq.
     tx.behind.pop(row["id"], None)
     return row
@@ -287,49 +299,39 @@ def renew(tx: Tx, worker_id: str, refs: list[AttemptRef], lease_ttl: timedelta) 
     return renewed
 
 
-def apply_report(tx: Tx, row: Row, report: StepReport) -> None:
+def _report_values(tx: Tx, row: Row, report: StepReport) -> tuple[Row, dict[str, Any]]:
+    """What `report` sets on its step, and its event's data."""
     data: dict[str, Any] = {"step": report.step}
     if report.kind is EventKind.STEP_STARTED:
-        upsert_step(
-            tx,
-            row,
-            report.step,
-            state=StepState.RUNNING.value,
-            current=0,
-            total=report.total,
-            message=report.message,
-            attempt=row["attempt"],
-            started_at=tx.now,
-            finished_at=None,
-            output=None,
-        )
         data.update(total=report.total, message=report.message)
-    elif report.kind is EventKind.STEP_PROGRESS:
-        upsert_step(
-            tx,
-            row,
-            report.step,
-            state=StepState.RUNNING.value,
-            current=report.current,
-            total=report.total,
-            message=report.message,
-        )
+        return {
+            "state": StepState.RUNNING.value,
+            "current": 0,
+            "total": report.total,
+            "message": report.message,
+            "attempt": row["attempt"],
+            "started_at": tx.now,
+            "finished_at": None,
+            "output": None,
+        }, data
+    if report.kind is EventKind.STEP_PROGRESS:
         data.update(current=report.current, total=report.total, message=report.message)
-    else:
-        output = report.output if report.state is StepState.SUCCEEDED else None
-        upsert_step(
-            tx,
-            row,
-            report.step,
-            state=report.state.value,
-            finished_at=tx.now,
-            message=report.message,
-            output=output,
-        )
-        data.update(state=report.state.value, message=report.message)
-        if output is not None:
-            data["output"] = output
-    append(tx, row, report.kind, data)
+        return {
+            "state": StepState.RUNNING.value,
+            "current": report.current,
+            "total": report.total,
+            "message": report.message,
+        }, data
+    output = report.output if report.state is StepState.SUCCEEDED else None
+    data.update(state=report.state.value, message=report.message)
+    if output is not None:
+        data["output"] = output
+    return {
+        "state": report.state.value,
+        "finished_at": tx.now,
+        "message": report.message,
+        "output": output,
+    }, data
 
 
 def apply_result(tx: Tx, row: Row, result: AttemptResult) -> None:
