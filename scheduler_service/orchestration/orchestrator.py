@@ -309,7 +309,9 @@ class Orchestrator:
         except StaleAttempt:
             self._abandon(conn.id, ref, "stale attempt")
             return
-        self.dispatcher.release(conn.id, ref)
+        # With the claim made, the freed slot has its next run, or nothing was dispatchable: no
+        # dispatch pass (and its transaction) for it.
+        self.dispatcher.release(conn.id, ref, kick=claim is None)
         if transition.claimed is not None:
             self.dispatcher.assign(conn, transition.claimed)
         self.apply(transition)

@@ -9,11 +9,14 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 
+from common.proto.ghpulse.v1 import runs_pb2
+from common.proto.ghpulse.v1 import scheduler_service_pb2 as spb
 from scheduler_service.runs.model import (
     AttemptResult,
     EventKind,
@@ -25,6 +28,7 @@ from scheduler_service.runs.model import (
 from scheduler_service.runs.retries import RetryPolicy
 from scheduler_service.runs.sql.store import SqlRunStore
 from scheduler_service.runs.store import Claim
+from tests.support.cluster import TERMINAL, cluster
 from tests.support.runs import DAY, T0, TTL, new_run, running
 
 
@@ -93,7 +97,7 @@ async def _named(call: Any, name: str, finished: list[str]) -> None:
 
 
 async def _until(condition: Any) -> None:
-    while not condition():
+    while not condition():  # noqa: ASYNC110 (a condition of another thread's queue)
         await asyncio.sleep(0.001)
 
 
@@ -101,48 +105,78 @@ async def _until(condition: Any) -> None:
 class Counts:
     transactions: int = 0
     statements: int = 0
-    sql: list[str] = field(default_factory=list)
+    open: dict[int, list[str]] = field(default_factory=dict)
+    log: list[list[str]] = field(default_factory=list)
 
 
 @contextmanager
-def counted(store: SqlRunStore) -> Iterator[Counts]:
-    """Transactions (COMMITs) and statements sent by the run store, the per-transaction
-    `SET LOCAL statement_timeout` of PostgreSQL excluded (it is a setting, not the run's work)."""
-    counts, engine = Counts(), store.threads.writer
+def counted(engine: Engine) -> Iterator[Counts]:
+    """Committed transactions that wrote on `engine`, and their statements (a claim or a read
+    that found nothing is not counted; nor is PostgreSQL's per-transaction `SET LOCAL
+    statement_timeout`, a setting rather than the run's work, nor SQLite's BEGIN)."""
+    counts = Counts()
 
-    def statement(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
-        if not sql.startswith(("SET LOCAL", "BEGIN")):
-            counts.statements += 1
-            counts.sql.append(sql.split()[0] + " " + sql.split()[2][:40])
+    def begin(conn: Any) -> None:
+        counts.open[id(conn)] = []
 
-    def commit(_conn: Any) -> None:
-        counts.transactions += 1
+    def statement(conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
+        if id(conn) in counts.open and not sql.startswith(("SET LOCAL", "BEGIN")):
+            counts.open[id(conn)].append(" ".join(sql.split()[:3])[:50])
 
-    event.listen(engine, "before_cursor_execute", statement)
-    event.listen(engine, "commit", commit)
+    def commit(conn: Any) -> None:
+        done = counts.open.pop(id(conn), [])
+        if any(sql.startswith(("INSERT", "UPDATE", "DELETE")) for sql in done):
+            counts.transactions += 1
+            counts.statements += len(done)
+            counts.log.append(done)
+
+    def rollback(conn: Any) -> None:
+        counts.open.pop(id(conn), None)
+
+    hooks = {"begin": begin, "before_cursor_execute": statement, "commit": commit}
+    hooks["rollback"] = rollback
+    for name, hook in hooks.items():
+        event.listen(engine, name, hook)
     try:
         yield counts
     finally:
-        event.remove(engine, "before_cursor_execute", statement)
-        event.remove(engine, "commit", commit)
+        for name, hook in hooks.items():
+            event.remove(engine, name, hook)
 
 
-async def test_a_one_step_run_costs_four_transactions(store: SqlRunStore) -> None:
-    """Paced (nothing else in flight): trigger + dispatch, step started, step finished,
-    result + claim of the next (none here)."""
+async def test_a_one_step_run_costs_two_transactions_in_the_store(store: SqlRunStore) -> None:
+    """As the orchestrator writes a paced one-step run whose reports come within the step batch
+    window: trigger + dispatch; step started + step finished + result + claim of the next."""
     claim = Claim("w1", TTL)
-    with counted(store) as counts:
+    with counted(store.threads.writer) as counts:
         created = await store.create_run(new_run("octo/noop"), T0, DAY, claim)
         assert created.claimed is not None
         ref = created.claimed.ref
-        started = StepReport(EventKind.STEP_STARTED, "noop", total=1)
-        await store.record_step(ref, "w1", started, T0)
-        ended = StepReport(EventKind.STEP_FINISHED, "noop", state=StepState.SUCCEEDED, output={})
-        await store.record_step(ref, "w1", ended, T0)
-        await store.finish_attempt(
-            ref, "w1", AttemptResult(Outcome.SUCCEEDED, output={}), T0, claim
-        )
-    print(f"\none-step run: {counts.transactions} transactions, {counts.statements} statements")
-    print("\n".join(counts.sql))
-    assert counts.transactions == 4
-    assert counts.statements <= 19
+        reports = [
+            StepReport(EventKind.STEP_STARTED, "noop", total=1),
+            StepReport(EventKind.STEP_FINISHED, "noop", state=StepState.SUCCEEDED, output={}),
+        ]
+        result = AttemptResult(Outcome.SUCCEEDED, output={})
+        done = await store.finish_attempt(ref, "w1", result, T0, claim, reports)
+    assert done.run is not None and done.run.steps[0].state is StepState.SUCCEEDED
+    assert [e.seq for e in await store.events_after(ref.run_id, 0)] == [1, 2, 3, 4, 5]
+    assert (counts.transactions, counts.statements) == (2, 12)
+
+
+async def test_a_one_step_noop_run_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scheduler_db_url: str
+) -> None:
+    """A real scheduler and crawler (the noop job of bench/noop_plugin.py), one run, paced."""
+    monkeypatch.setenv("GHPULSE_TEST_GATES", str(tmp_path / "gates"))
+    # No periodic writes during the run: heartbeats and sweeps far apart.
+    slow_heartbeats = {"heartbeat_interval": 30.0, "lease_ttl": 60.0, "sweep_interval": 60.0}
+    async with cluster(tmp_path, db=scheduler_db_url, **slow_heartbeats) as c:
+        await c.add_crawler(plugins="bench.noop_plugin:register")
+        store = c.scheduler.orchestrator.store
+        assert isinstance(store, SqlRunStore)
+        with counted(store.threads.writer) as counts:
+            request = spb.TriggerRunRequest(plugin=runs_pb2.PluginJob(kind="noop"))
+            run = (await c.stub.TriggerRun(request)).run
+            done = await c.wait_for_state(run.id, *TERMINAL)
+    assert done.state == runs_pb2.RUN_STATE_SUCCEEDED
+    assert (counts.transactions, counts.statements) == (2, 12), counts.log

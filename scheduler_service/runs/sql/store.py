@@ -167,8 +167,16 @@ class SqlRunStore(RunStore):
             transition.claimed = claimed
             return transition
 
+    async def renew_leases(
+        self, worker_id: str, refs: list[AttemptRef], now: datetime, lease_ttl: timedelta
+    ) -> list[AttemptRef]:
+        if not refs:
+            # An idle crawler's heartbeat: nothing to write.
+            return []
+        return await self._renew(worker_id, refs, now, lease_ttl)
+
     @on_urgent_writer
-    def renew_leases(
+    def _renew(
         self, worker_id: str, refs: list[AttemptRef], now: datetime, lease_ttl: timedelta
     ) -> list[AttemptRef]:
         with self._tx(now) as tx:
