@@ -56,6 +56,14 @@ def ensure_sqlite_dir(url: str | URL) -> None:
 
 CONNECT_TIMEOUT_ENV = "GHPULSE_DB_CONNECT_TIMEOUT"
 STATEMENT_TIMEOUT_ENV = "GHPULSE_DB_STATEMENT_TIMEOUT"
+PGBOUNCER_ENV = "GHPULSE_DB_PGBOUNCER"
+
+
+def behind_pgbouncer(environ: Mapping[str, str] | None = None) -> bool:
+    """GHPULSE_DB_PGBOUNCER=1: PostgreSQL is reached through PgBouncer in transaction mode, where
+    a server-side prepared statement may be gone by the next transaction."""
+    env = os.environ if environ is None else environ
+    return env.get(PGBOUNCER_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True)
@@ -79,12 +87,18 @@ class Timeouts:
 
 
 def _postgres_options(kwargs: dict[str, Any], timeouts: Timeouts) -> Timeouts:
+    # Hot-path engines (the run store's) pass pool_pre_ping=False and retry a transaction that
+    # found its connection dead before anything was sent (see `scheduler_service.runs.sql.threads`).
     kwargs.setdefault("pool_pre_ping", True)
+    connect_args = dict(kwargs.get("connect_args") or {})
     if timeouts.connect > 0:
-        connect_args = dict(kwargs.get("connect_args") or {})
         # libpq counts whole seconds, at least 2.
         connect_args.setdefault("connect_timeout", max(2, round(timeouts.connect)))
-        kwargs["connect_args"] = connect_args
+    if behind_pgbouncer():
+        # psycopg prepares a statement run 5 times on the session; PgBouncer's transaction
+        # pooling hands the next transaction another session, where it does not exist.
+        connect_args.setdefault("prepare_threshold", None)
+    kwargs["connect_args"] = connect_args
     return timeouts
 
 

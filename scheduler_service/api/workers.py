@@ -1,12 +1,14 @@
 """`ghpulse.v1.WorkerService`: the stream each crawler holds. Thin: decode, delegate, encode.
 
 Rejections and stale reports are answered with messages on the stream, never with an error ending
-it: a crawler that sends something wrong is told so and keeps its connection.
+it: a crawler that sends something wrong is told so and keeps its connection. Reports are
+pipelined (see `orchestration.pipeline`): the stream keeps reading while they are written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,6 +29,7 @@ from scheduler_service.api.worker_messages import (
 from scheduler_service.cluster.presence import Presence
 from scheduler_service.orchestration.dispatch import WorkerConn
 from scheduler_service.orchestration.orchestrator import Orchestrator
+from scheduler_service.orchestration.pipeline import Pipeline
 
 log = structlog.get_logger(__name__)
 READER_DRAIN = 2.0
@@ -84,14 +87,19 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
                 await asyncio.shield(self._presence.disconnected(conn))
 
     async def _read(self, conn: WorkerConn, requests: ConnectRequests) -> None:
+        pipeline = Pipeline(conn.id)
         try:
             async for request in requests:
-                try:
-                    await self._handle(conn, request)
-                except Exception:
-                    # A failed write (e.g. the database briefly unavailable) must not end the
-                    # stream: the lease machinery recovers the run if reports are lost.
-                    log.exception("worker.message_failed", worker=conn.id)
+                which = request.WhichOneof("message")
+                if which == "drain":
+                    # After the reports sent before it, as when they were written one by one.
+                    await pipeline.drain()
+                    self._orchestrator.drain(conn)
+                    continue
+                await pipeline.submit(
+                    _order_key(request), functools.partial(self._handle, conn, request)
+                )
+            await pipeline.drain()
         except (asyncio.CancelledError, grpc.aio.AioRpcError):
             pass
         finally:
@@ -110,7 +118,15 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         elif which == "result":
             result = result_from_pb(request.result)
             await orchestrator.attempt_result(conn, ref_from_pb(request.result.ref), result)
-        elif which == "drain":
-            orchestrator.drain(conn)
         else:
             log.warning("worker.unexpected_message", worker=conn.id, message=which)
+
+
+def _order_key(request: worker_service_pb2.ConnectRequest) -> str:
+    """Reports about one run are written in the order sent; heartbeats in theirs."""
+    which = request.WhichOneof("message")
+    if which == "step_report":
+        return f"run:{request.step_report.ref.run_id}"
+    if which == "result":
+        return f"run:{request.result.ref.run_id}"
+    return which or ""

@@ -118,12 +118,13 @@ class Dispatcher:
             self.kick()
         return True
 
-    def release(self, worker_id: str, ref: AttemptRef) -> None:
-        """The attempt ended: free its slot."""
+    def release(self, worker_id: str, ref: AttemptRef, *, kick: bool = True) -> None:
+        """The attempt ended: free its slot (and dispatch to it, with `kick`)."""
         conn = self._workers.get(worker_id)
         if conn is not None and conn.running.get(ref.run_id) == ref.attempt:
             del conn.running[ref.run_id]
-            self.kick()
+            if kick:
+                self.kick()
 
     def close(self) -> None:
         """Stop the loop after the claim in progress (never cancelled mid-transaction)."""

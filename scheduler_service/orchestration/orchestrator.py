@@ -13,6 +13,7 @@ import structlog
 
 from common.clock import Clock
 from scheduler_service.errors import StaleAttempt
+from scheduler_service.orchestration.batching import StepBatches
 from scheduler_service.orchestration.broker import EventBroker, Mailbox
 from scheduler_service.orchestration.dispatch import Dispatcher, HeartbeatAcked, Welcome, WorkerConn
 from scheduler_service.orchestration.quarantine import Quarantine, lease_losses
@@ -22,6 +23,7 @@ from scheduler_service.runs.model import (
     Disposition,
     EventKind,
     NewRun,
+    Outcome,
     Run,
     RunEvent,
     RunQuery,
@@ -56,6 +58,8 @@ class Tunables:
     quarantine_losses: int = 3
     quarantine_window: timedelta = timedelta(minutes=10)
     quarantine_duration: timedelta = timedelta(minutes=5)
+    #: How long a step report may wait to be written with the attempt's next reports.
+    step_batch_window: timedelta = timedelta(milliseconds=20)
 
 
 class RunMetrics(Protocol):
@@ -98,6 +102,7 @@ class Orchestrator:
         )
         self.dispatcher = Dispatcher(self._claim, self.quarantine.holds)
         self._cancels_sent: set[AttemptRef] = set()
+        self.steps = StepBatches(self._write_steps, tunables.step_batch_window.total_seconds())
         self._creating: set[asyncio.Task[tuple[Run, Disposition]]] = set()
         self._sweeps = 0
         #: Set by `SchedulerApp` when it serves metrics (they read the dispatcher and broker).
@@ -257,6 +262,7 @@ class Orchestrator:
         )
 
     async def worker_disconnected(self, conn: WorkerConn) -> None:
+        await self.steps.flush(conn.id)
         self.dispatcher.remove(conn)
         if self.dispatcher.get(conn.id) is None:
             self.quarantine.forget(conn.id)
@@ -276,35 +282,51 @@ class Orchestrator:
         conn.send(HeartbeatAcked(renewed, now + self.tunables.lease_ttl))
         for ref in in_flight:
             if ref not in renewed:
-                self._abandon(conn, ref, "lease not held")
+                self._abandon(conn.id, ref, "lease not held")
 
-    def _abandon(self, conn: WorkerConn, ref: AttemptRef, reason: str) -> None:
-        self.dispatcher.stop(StopRequest(conn.id, ref, StopKind.ABANDON, reason))
+    def _abandon(self, worker_id: str, ref: AttemptRef, reason: str) -> None:
+        self.dispatcher.stop(StopRequest(worker_id, ref, StopKind.ABANDON, reason))
         log.info(
             "attempt.abandoned",
             run_id=ref.run_id,
             attempt=ref.attempt,
-            worker=conn.id,
+            worker=worker_id,
             reason=reason,
         )
 
     async def step_report(self, conn: WorkerConn, ref: AttemptRef, report: StepReport) -> None:
+        """Batched (see `batching`): durable within the batch window or with the result."""
+        self.steps.add(conn.id, ref, report)
+
+    async def _write_steps(
+        self, worker_id: str, ref: AttemptRef, reports: list[StepReport]
+    ) -> None:
         try:
-            transition = await self.store.record_step(ref, conn.id, report, self.clock.now())
+            transition = await self.store.record_steps(ref, worker_id, reports, self.clock.now())
         except StaleAttempt:
-            self._abandon(conn, ref, "stale attempt")
+            self._abandon(worker_id, ref, "stale attempt")
             return
         self.apply(transition)
 
     async def attempt_result(
         self, conn: WorkerConn, ref: AttemptRef, result: AttemptResult
     ) -> None:
+        # The slot this attempt frees is the crawler's next run's, claimed in the same
+        # transaction (the attempt still counts as running until then, so no other claim takes it).
+        reports = await self.steps.take(ref)
+        claim = self._next_claim(conn, result)
         try:
-            transition = await self.store.finish_attempt(ref, conn.id, result, self.clock.now())
+            transition = await self.store.finish_attempt(
+                ref, conn.id, result, self.clock.now(), claim, reports
+            )
         except StaleAttempt:
-            self._abandon(conn, ref, "stale attempt")
+            self._abandon(conn.id, ref, "stale attempt")
             return
-        self.dispatcher.release(conn.id, ref)
+        # With the claim made, the freed slot has its next run, or nothing was dispatchable: no
+        # dispatch pass (and its transaction) for it.
+        self.dispatcher.release(conn.id, ref, kick=claim is None)
+        if transition.claimed is not None:
+            self.dispatcher.assign(conn, transition.claimed)
         self.apply(transition)
         run = transition.run
         log.info(
@@ -315,6 +337,16 @@ class Orchestrator:
             outcome=result.outcome.value,
             state=run.state.value if run else "",
         )
+
+    def _next_claim(self, conn: WorkerConn, result: AttemptResult) -> Claim | None:
+        if (
+            conn.draining
+            or result.outcome is Outcome.RELEASED
+            or self.quarantine.holds(conn.id)
+            or self.dispatcher.get(conn.id) is not conn
+        ):
+            return None
+        return Claim(conn.id, self.tunables.lease_ttl)
 
     def drain(self, conn: WorkerConn) -> None:
         conn.draining = True

@@ -12,6 +12,7 @@ and the attempts whose crawlers must be told to stop.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -56,6 +57,8 @@ class Transition:
     stops: list[StopRequest] = field(default_factory=list)
     #: A run became dispatchable (created, promoted, retrying now or released).
     dispatchable: bool = False
+    #: The run assigned to `Claim.worker_id` by the same transaction, if any (`finish_attempt`).
+    claimed: Run | None = None
 
     def merge(self, other: Transition) -> None:
         self.events += other.events
@@ -126,20 +129,38 @@ class RunStore(ABC):
         """Assign the oldest dispatchable pending run to `worker_id` with a lease until
         `now + lease_ttl`; `Transition.run` is None when nothing is dispatchable."""
 
-    @abstractmethod
     async def record_step(
         self, ref: AttemptRef, worker_id: str, report: StepReport, now: datetime
     ) -> Transition:
         """Record a step event of attempt `ref`; raises `StaleAttempt` unless `ref` is the run's
         current attempt, running on `worker_id` (the fencing check)."""
+        return await self.record_steps(ref, worker_id, [report], now)
+
+    @abstractmethod
+    async def record_steps(
+        self, ref: AttemptRef, worker_id: str, reports: Sequence[StepReport], now: datetime
+    ) -> Transition:
+        """Record step events of attempt `ref` in order, in one transaction (fenced like
+        `record_step`)."""
 
     @abstractmethod
     async def finish_attempt(
-        self, ref: AttemptRef, worker_id: str, result: AttemptResult, now: datetime
+        self,
+        ref: AttemptRef,
+        worker_id: str,
+        result: AttemptResult,
+        now: datetime,
+        claim: Claim | None = None,
+        reports: Sequence[StepReport] = (),
     ) -> Transition:
-        """End attempt `ref` (fenced like `record_step`): succeeded, failed (retried with backoff
+        """End attempt `ref` (fenced like `record_step`), after recording its step events
+        `reports` in the same transaction: succeeded, failed (retried with backoff
         while attempts remain if retryable), cancelled, or released (pending again without using
-        up an attempt). A queued run of the key is promoted when the run finishes."""
+        up an attempt). A queued run of the key is promoted when the run finishes.
+
+        With `claim`, the oldest dispatchable run is also assigned to `claim.worker_id` in the same
+        transaction (`Transition.claimed`), for the slot the attempt frees: one durable write
+        between a crawler's result and its next run."""
 
     @abstractmethod
     async def renew_leases(

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Table, bindparam, delete, select
+from sqlalchemy.exc import IntegrityError
 
 from common.jobs import to_json
 from scheduler_service.db.models import ACTIVE_SLOT, QUEUED_SLOT, IdempotencyRow, RunLabelRow
@@ -20,12 +21,19 @@ from scheduler_service.runs.model import (
     new_run_id,
 )
 from scheduler_service.runs.sql import reads
+from scheduler_service.runs.sql import statements as q
 from scheduler_service.runs.sql import transitions as t
 from scheduler_service.runs.store import Created, Transition
 
 runs, events = t.runs, t.events
 labels = cast(Table, RunLabelRow.__table__)
 idempotency = cast(Table, IdempotencyRow.__table__)
+_INSERT_LABEL = labels.insert()
+_INSERT_KEY = idempotency.insert()
+_FIND_KEY = select(idempotency).where(idempotency.c.request_id == bindparam("w_id"))
+_DELETE_KEY = delete(idempotency).where(idempotency.c.request_id == bindparam("w_id"))
+#: Passes over a slot freed between the INSERT and the read of its holder.
+_FREED_RETRIES = 3
 
 
 def create(tx: t.Tx, new: NewRun, ttl: timedelta) -> Created:
@@ -37,14 +45,15 @@ def create(tx: t.Tx, new: NewRun, ttl: timedelta) -> Created:
     run_id, disposition, inserted = _resolve_conflict(tx, new)
     if new.request_id:
         tx.conn.execute(
-            idempotency.insert().values(
-                request_id=new.request_id,
-                payload_hash=new.payload_hash,
-                run_id=run_id,
-                disposition=disposition.value,
-                created_at=tx.now,
-                expires_at=tx.now + ttl,
-            )
+            _INSERT_KEY,
+            {
+                "request_id": new.request_id,
+                "payload_hash": new.payload_hash,
+                "run_id": run_id,
+                "disposition": disposition.value,
+                "created_at": tx.now,
+                "expires_at": tx.now + ttl,
+            },
         )
     # A run inserted by this transaction is known without reading it back (it has no steps).
     run = reads.to_run(inserted, []) if inserted else reads.load(tx.conn, run_id)
@@ -52,12 +61,11 @@ def create(tx: t.Tx, new: NewRun, ttl: timedelta) -> Created:
 
 
 def _idempotent(tx: t.Tx, new: NewRun) -> Created | None:
-    result = tx.conn.execute(select(idempotency).where(idempotency.c.request_id == new.request_id))
-    record = result.mappings().first()
+    record = tx.conn.execute(_FIND_KEY, {"w_id": new.request_id}).mappings().first()
     if record is None:
         return None
     if record["expires_at"] <= tx.now:
-        tx.conn.execute(delete(idempotency).where(idempotency.c.request_id == new.request_id))
+        tx.conn.execute(_DELETE_KEY, {"w_id": new.request_id})
         return None
     if record["payload_hash"] != new.payload_hash:
         raise IdempotencyMismatch(new.request_id, record["run_id"])
@@ -65,7 +73,7 @@ def _idempotent(tx: t.Tx, new: NewRun) -> Created | None:
         run = reads.load(tx.conn, record["run_id"])
     except RunNotFound:
         # Purged (retention shorter than the key's TTL): the key is free again.
-        tx.conn.execute(delete(idempotency).where(idempotency.c.request_id == new.request_id))
+        tx.conn.execute(_DELETE_KEY, {"w_id": new.request_id})
         return None
     return Created(run, Disposition.IDEMPOTENT, Transition(run=run))
 
@@ -75,20 +83,27 @@ def slot_holder(tx: t.Tx, key: str, slot: str) -> str | None:
     # Locked (PostgreSQL): a trigger that queues behind the active run must wait for a
     # transaction finishing that run, or the finish promotes nothing and the queued run is
     # orphaned; after the wait the row no longer matches and the trigger takes the slot.
-    result = tx.conn.execute(
-        select(runs.c.id)
-        .where(runs.c.concurrency_key == key, runs.c.slot == slot)
-        .with_for_update()
-    )
+    result = tx.conn.execute(q.SLOT_HOLDER, {"w_key": key, "w_slot": slot})
     return result.scalar()
 
 
 def _resolve_conflict(tx: t.Tx, new: NewRun) -> tuple[str, Disposition, t.Row | None]:
     """The run the trigger resolves to, its disposition and, if inserted, its row."""
-    active = slot_holder(tx, new.concurrency_key, ACTIVE_SLOT)
-    if active is None:
+    # The common case first: the key is free and the run inserted, one statement. Else the
+    # holder is read (locked), unless it finished meanwhile (PostgreSQL: the INSERT waited for
+    # the finishing transaction's slot, the SELECT's snapshot is later).
+    for _ in range(_FREED_RETRIES):
         row = _insert(tx, new, ACTIVE_SLOT)
-        return row["id"], Disposition.CREATED, row
+        if row is not None:
+            return row["id"], Disposition.CREATED, row
+        active = slot_holder(tx, new.concurrency_key, ACTIVE_SLOT)
+        if active is not None:
+            return _behind(tx, new, active)
+    raise IntegrityError("INSERT", {}, Exception("the active slot keeps changing hands"))
+
+
+def _behind(tx: t.Tx, new: NewRun, active: str) -> tuple[str, Disposition, t.Row | None]:
+    """The trigger met the active run `active` of its key."""
     if new.policy == "reject":
         raise RunConflict(new.concurrency_key, active)
     if new.policy == "join":
@@ -97,10 +112,15 @@ def _resolve_conflict(tx: t.Tx, new: NewRun) -> tuple[str, Disposition, t.Row | 
     if queued is not None:
         return queued, Disposition.JOINED, None
     row = _insert(tx, new, QUEUED_SLOT)
+    if row is None:
+        # Queued by a concurrent trigger after the read above (PostgreSQL): the next pass of
+        # the caller's retry joins it.
+        raise IntegrityError("INSERT", {}, Exception("the queued slot was taken"))
     return row["id"], Disposition.QUEUED, row
 
 
-def _insert(tx: t.Tx, new: NewRun, slot: str) -> t.Row:
+def _insert(tx: t.Tx, new: NewRun, slot: str) -> t.Row | None:
+    """The new run's row in `slot`, or None if another run holds the slot."""
     state = RunState.PENDING if slot == ACTIVE_SLOT else RunState.QUEUED
     row: dict[str, Any] = {
         "id": new_run_id(),
@@ -142,14 +162,14 @@ def _insert(tx: t.Tx, new: NewRun, slot: str) -> t.Row:
         {"state": state.value, "reason": "created"},
     )
     row["last_seq"] = event.seq
-    # Parameters passed separately (not `.values(**row)`) keep the compiled statement cached.
-    tx.conn.execute(runs.insert(), row)
+    if not q.insert_run_unless_taken(tx.conn, row):
+        return None
     if new.labels:
         tx.conn.execute(
-            labels.insert(),
+            _INSERT_LABEL,
             [{"run_id": row["id"], "key": k, "value": v} for k, v in new.labels.items()],
         )
-    tx.conn.execute(events.insert(), reads.event_row(event))
+    tx.unwritten.append(reads.event_row(event))
     tx.events.append(event)
     tx.dispatchable = slot == ACTIVE_SLOT
     return row

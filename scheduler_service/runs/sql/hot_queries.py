@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Select
 
 from scheduler_service.runs.model import RunQuery
 from scheduler_service.runs.sql import reads
+from scheduler_service.runs.sql import statements as q
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,11 @@ class HotQuery:
 
 def hot_queries(now: datetime) -> list[HotQuery]:
     return [
-        HotQuery("hand-out", reads.next_dispatchable(now), ("ix_runs_dispatchable",)),
+        HotQuery(
+            "hand-out",
+            q.NEXT_DISPATCHABLE.params(w_now=now),
+            ("ix_runs_dispatchable",),
+        ),
         HotQuery(
             "sweep expiry",
             reads.expiry_statement(now, timedelta(seconds=30)),

@@ -35,6 +35,7 @@ from scheduler_service.runs.model import (
     StepStatus,
     Trigger,
 )
+from scheduler_service.runs.sql import statements as q
 from scheduler_service.runs.sql import transitions as t
 from scheduler_service.runs.store import StopKind, StopRequest
 
@@ -55,16 +56,24 @@ def state_is(*states: str) -> ColumnElement[bool]:
 
 def load(conn: Connection, run_id: str) -> Run:
     """The run with its steps; raises `RunNotFound`."""
-    row = (conn.execute(select(runs).where(runs.c.id == run_id))).mappings().first()
+    row = conn.execute(q.LOAD_RUN, {"w_id": run_id}).mappings().first()
     if row is None:
         raise RunNotFound(run_id)
-    return to_run(dict(row), steps_of(conn, [run_id]).get(run_id, []))
+    return with_steps(conn, dict(row))
+
+
+def with_steps(conn: Connection, row: dict[str, Any]) -> Run:
+    """The run of `row` (as it is in memory) with its steps read."""
+    if row["started_at"] is None:
+        # Never dispatched: it has no steps yet.
+        return to_run(row, [])
+    return to_run(row, steps_of(conn, [row["id"]]).get(row["id"], []))
 
 
 def steps_of(conn: Connection, run_ids: Sequence[str]) -> dict[str, list[StepStatus]]:
-    result = conn.execute(
-        select(steps).where(steps.c.run_id.in_(run_ids)).order_by(steps.c.run_id, steps.c.position)
-    )
+    if not run_ids:
+        return {}
+    result = conn.execute(q.STEPS_OF, {"w_ids": list(run_ids)})
     by_run: dict[str, list[StepStatus]] = {}
     for row in result.mappings():
         by_run.setdefault(row["run_id"], []).append(to_step(dict(row)))
@@ -143,27 +152,6 @@ def counts_statement(where: Any) -> Select[Any]:
         select(runs.c.job_kind, runs.c.state, func.count())
         .where(where)
         .group_by(runs.c.job_kind, runs.c.state)
-    )
-
-
-def next_dispatchable(now: datetime) -> Select[Any]:
-    """The oldest dispatchable run's row, locked (FOR UPDATE SKIP LOCKED on PostgreSQL; SQLite
-    transactions hold the write lock)."""
-    return (
-        select(runs)
-        .where(*dispatchable(now))
-        .order_by(runs.c.created_at, runs.c.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )
-
-
-def dispatchable(now: datetime) -> tuple[Any, ...]:
-    # Ordered by (created_at, id), it walks the partial index of pending runs only.
-    return (
-        state_is(RunState.PENDING.value),
-        or_(runs.c.not_before.is_(None), runs.c.not_before <= now),
-        or_(runs.c.deadline_at.is_(None), runs.c.deadline_at > now),
     )
 
 

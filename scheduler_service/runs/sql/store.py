@@ -7,7 +7,7 @@ run on a database thread (see `threads`); the building blocks are in `creation` 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -36,8 +36,14 @@ from scheduler_service.runs.model import (
 )
 from scheduler_service.runs.retries import RetryPolicy
 from scheduler_service.runs.sql import creation, reads
+from scheduler_service.runs.sql import statements as q
 from scheduler_service.runs.sql import transitions as t
-from scheduler_service.runs.sql.threads import DatabaseThreads, on_reader, on_writer
+from scheduler_service.runs.sql.threads import (
+    DatabaseThreads,
+    on_reader,
+    on_urgent_writer,
+    on_writer,
+)
 from scheduler_service.runs.store import (
     Claim,
     Created,
@@ -78,6 +84,7 @@ class SqlRunStore(RunStore):
         with self.threads.writer.begin() as conn:
             tx = t.Tx(conn, now, self._retry)
             yield tx
+            tx.flush()
             if self.notifier is not None:
                 self.notifier.send(conn, tx.events, tx.dispatchable, tx.cancels)
 
@@ -130,39 +137,58 @@ class SqlRunStore(RunStore):
             "too much contention creating the run; retry", retry_after=timedelta(seconds=1)
         )
 
-    @on_writer
+    @on_urgent_writer
     def claim(self, worker_id: str, now: datetime, lease_ttl: timedelta) -> Transition:
         with self._tx(now) as tx:
             return tx.transition(_claim_next(tx, worker_id, lease_ttl))
 
     # -- reports from crawlers ---------------------------------------------------------------
 
-    @on_writer
-    def record_step(
-        self, ref: AttemptRef, worker_id: str, report: StepReport, now: datetime
+    @on_urgent_writer
+    def record_steps(
+        self, ref: AttemptRef, worker_id: str, reports: Sequence[StepReport], now: datetime
     ) -> Transition:
         with self._tx(now) as tx:
-            row = t.lock_owned(tx, ref, worker_id)
-            t.apply_report(tx, row, report)
+            t.apply_reports(tx, ref, worker_id, reports)
             return tx.transition()
 
-    @on_writer
+    @on_urgent_writer
     def finish_attempt(
-        self, ref: AttemptRef, worker_id: str, result: AttemptResult, now: datetime
+        self,
+        ref: AttemptRef,
+        worker_id: str,
+        result: AttemptResult,
+        now: datetime,
+        claim: Claim | None = None,
+        reports: Sequence[StepReport] = (),
     ) -> Transition:
         with self._tx(now) as tx:
-            row = t.lock_owned(tx, ref, worker_id)
+            row = t.apply_reports(tx, ref, worker_id, reports)
             t.apply_result(tx, row, result)
-            return tx.transition(reads.load(tx.conn, ref.run_id))
+            run = reads.with_steps(tx.conn, row)
+            if claim is None:
+                return tx.transition(run)
+            claimed = _claim_next(tx, claim.worker_id, claim.lease_ttl)
+            transition = tx.transition(run)
+            transition.claimed = claimed
+            return transition
 
-    @on_writer
-    def renew_leases(
+    async def renew_leases(
+        self, worker_id: str, refs: list[AttemptRef], now: datetime, lease_ttl: timedelta
+    ) -> list[AttemptRef]:
+        if not refs:
+            # An idle crawler's heartbeat: nothing to write.
+            return []
+        return await self._renew(worker_id, refs, now, lease_ttl)
+
+    @on_urgent_writer
+    def _renew(
         self, worker_id: str, refs: list[AttemptRef], now: datetime, lease_ttl: timedelta
     ) -> list[AttemptRef]:
         with self._tx(now) as tx:
             return t.renew(tx, worker_id, refs, lease_ttl)
 
-    @on_writer
+    @on_urgent_writer
     def reattach(
         self, worker_id: str, refs: list[AttemptRef], now: datetime, lease_ttl: timedelta
     ) -> Reattachment:
@@ -186,7 +212,7 @@ class SqlRunStore(RunStore):
                 t.retry_or_fail(tx, row, error, "crawler restarted")
             return Reattachment(reattached, abandoned, tx.transition())
 
-    @on_writer
+    @on_urgent_writer
     def shorten_leases(self, worker_id: str, until: datetime) -> None:
         with self._tx(until) as tx:
             tx.conn.execute(
@@ -227,7 +253,7 @@ class SqlRunStore(RunStore):
                         reason or "cancelled",
                     )
                 )
-            transition = tx.transition(reads.load(tx.conn, run_id))
+            transition = tx.transition(reads.with_steps(tx.conn, row))
             transition.stops = stops
             return transition
 
@@ -266,7 +292,7 @@ class SqlRunStore(RunStore):
                     {"state": RunState.PENDING.value, "reason": "retry requested"},
                 )
                 tx.dispatchable = True
-                return tx.transition(reads.load(tx.conn, run_id))
+                return tx.transition(reads.with_steps(tx.conn, row))
         except IntegrityError:
             with self.threads.reader.connect() as conn:
                 run = reads.load(conn, run_id)
@@ -320,16 +346,17 @@ class SqlRunStore(RunStore):
 
 def _claim_next(tx: t.Tx, worker_id: str, lease_ttl: timedelta) -> Run | None:
     """Start an attempt of the oldest dispatchable run on `worker_id` (None: nothing to do)."""
-    # The whole row, locked by this one statement: no second read to lock it.
-    statement = reads.next_dispatchable(tx.now)
-    found = (tx.conn.execute(statement)).mappings().first()
+    # The whole row, locked by this one statement (FOR UPDATE SKIP LOCKED on PostgreSQL;
+    # SQLite transactions hold the write lock): no second read to lock it.
+    found = tx.conn.execute(q.NEXT_DISPATCHABLE, {"w_now": tx.now}).mappings().first()
     if found is None:
         return None
     row = dict(found)
+    # Read before `start_attempt` sets started_at: a run never started has no steps to read.
+    run = reads.with_steps(tx.conn, row)
     t.start_attempt(tx, row, worker_id, lease_ttl)
-    # `start_attempt` keeps `row` up to date: only the steps need reading.
-    step_rows = reads.steps_of(tx.conn, [row["id"]])
-    return reads.to_run(row, step_rows.get(row["id"], []))
+    # `start_attempt` keeps `row` up to date.
+    return reads.to_run(row, list(run.steps))
 
 
 def _fresh_deadline(row: t.Row, now: datetime) -> datetime | None:

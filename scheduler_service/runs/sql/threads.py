@@ -7,25 +7,31 @@ writer, and queueing for that thread is cheaper than busy-waiting on the databas
 reads run on a few reader threads against WAL snapshots. On PostgreSQL a pool of threads shares a
 connection pool. A write whose caller is cancelled still runs to its commit or rollback on its
 thread, so a cancelled RPC never leaves a connection half-used.
+
+No `pool_pre_ping` (a round trip before every transaction): a transaction that finds its pooled
+connection dead is run again on a fresh one — but only if its COMMIT was never sent. Once COMMIT
+was sent the outcome is unknown (a TriggerRun without request_id must not become two runs), and
+the caller is answered UNAVAILABLE.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import structlog
-from sqlalchemy import Engine
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common import db
 from common.errors import Unavailable
+from scheduler_service.runs.sql.lanes import Lanes
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -33,6 +39,10 @@ log = structlog.get_logger(__name__)
 RETRY_AFTER = timedelta(seconds=1)
 SQLITE_READERS = 4
 POSTGRES_THREADS = 10
+#: Re-runs of a transaction whose connection was found dead before its COMMIT was sent.
+RECONNECTS = 2
+#: Per database thread: whether the current transaction has sent its COMMIT.
+_sent = threading.local()
 
 
 @dataclass
@@ -43,8 +53,8 @@ class DatabaseThreads:
     url: str
     writer: Engine
     reader: Engine
-    write_pool: ThreadPoolExecutor
-    read_pool: ThreadPoolExecutor
+    write_pool: Lanes
+    read_pool: Lanes
     _async_engines: tuple[AsyncEngine, AsyncEngine] | None = field(
         default=None, init=False, repr=False
     )
@@ -60,11 +70,14 @@ class DatabaseThreads:
                 url,
                 writer,
                 reader,
-                ThreadPoolExecutor(1, thread_name_prefix="ghpulse-db-writer"),
-                ThreadPoolExecutor(SQLITE_READERS, thread_name_prefix="ghpulse-db-reader"),
+                Lanes(1, "ghpulse-db-writer"),
+                Lanes(SQLITE_READERS, "ghpulse-db-reader"),
             )
-        engine = db.create_pooled(url, pool_size=POSTGRES_THREADS, max_overflow=0)
-        pool = ThreadPoolExecutor(POSTGRES_THREADS, thread_name_prefix="ghpulse-db")
+        engine = db.create_pooled(
+            url, pool_size=POSTGRES_THREADS, max_overflow=0, pool_pre_ping=False
+        )
+        _track_commits(engine)
+        pool = Lanes(POSTGRES_THREADS, "ghpulse-db")
         return cls(url, engine, engine, pool, pool)
 
     def async_engines(self) -> tuple[AsyncEngine, AsyncEngine]:
@@ -81,8 +94,9 @@ class DatabaseThreads:
         return self._async_engines
 
     async def close(self) -> None:
-        self.write_pool.shutdown(wait=True)
-        self.read_pool.shutdown(wait=True)
+        self.write_pool.shutdown()
+        if self.read_pool is not self.write_pool:
+            self.read_pool.shutdown()
         for engine in {self.writer, self.reader}:
             engine.dispose()
         if self._async_engines is not None:
@@ -112,6 +126,18 @@ def on_writer(method: Method[S, P, T]) -> AsyncMethod[S, P, T]:
     return write
 
 
+def on_urgent_writer(method: Method[S, P, T]) -> AsyncMethod[S, P, T]:
+    """Like `on_writer`, in the urgent lane: a crawler's lifecycle write (a result, a step, a
+    lease, a claim for a free slot) is never queued behind a flood of triggers."""
+
+    @functools.wraps(method)
+    async def write(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        call = functools.partial(method, self, *args, **kwargs)
+        return await _on(self.threads.write_pool, call, urgent=True)
+
+    return write
+
+
 def on_reader(method: Method[S, P, T]) -> AsyncMethod[S, P, T]:
     """Make a synchronous read an async method run on a reader thread."""
 
@@ -122,12 +148,38 @@ def on_reader(method: Method[S, P, T]) -> AsyncMethod[S, P, T]:
     return read
 
 
-async def _on(pool: ThreadPoolExecutor, call: Callable[[], T]) -> T:
+def _track_commits(engine: Engine) -> None:
+    def began(_conn: Any) -> None:
+        _sent.commit = False
+
+    def committing(_conn: Any) -> None:
+        _sent.commit = True
+
+    event.listen(engine, "begin", began)
+    event.listen(engine, "commit", committing)
+
+
+def _reconnecting(call: Callable[[], T]) -> T:
+    """Run `call` (on a database thread) again while its connection turns out dead before any
+    COMMIT was sent: the server rolled the transaction back, nothing happened."""
+    for attempt in range(RECONNECTS + 1):
+        _sent.commit = False
+        try:
+            return call()
+        except DBAPIError as exc:
+            if not exc.connection_invalidated or _sent.commit or attempt == RECONNECTS:
+                raise
+            log.info("store.reconnecting", attempt=attempt + 1)
+    raise AssertionError("unreachable")
+
+
+async def _on(pool: Lanes, call: Callable[[], T], *, urgent: bool = False) -> T:
     """Run `call` on `pool`; a database that cannot be reached (or stays locked) is UNAVAILABLE
     with a retry hint, never an INTERNAL error: the transaction was rolled back, so retrying the
     RPC is safe (TriggerRun with its request_id)."""
     try:
-        return await asyncio.get_running_loop().run_in_executor(pool, call)
+        future = pool.submit(functools.partial(_reconnecting, call), urgent=urgent)
+        return await asyncio.wrap_future(future)
     except (OperationalError, InterfaceError) as exc:
         log.warning("store.unavailable", error=str(exc.orig or exc).splitlines()[0])
         raise Unavailable("the run store is unavailable; retry", retry_after=RETRY_AFTER) from exc

@@ -2,18 +2,21 @@
 writes.
 
 Each function takes the transaction's connection and the run's row as a mutable dict (locked by the
-caller), writes the change and appends its events to the run's log.
+caller), writes the change and appends its events to the run's log. Events are inserted together
+(one statement) when the transaction is flushed before its commit, and a run's `last_seq` rides
+along with the run's next UPDATE: an event costs no statement of its own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Table, select, update
+from sqlalchemy import Connection
 
-from scheduler_service.db.models import ACTIVE_SLOT, QUEUED_SLOT, RunEventRow, RunRow, RunStepRow
+from scheduler_service.db.models import ACTIVE_SLOT
 from scheduler_service.errors import StaleAttempt
 from scheduler_service.runs.model import (
     AttemptRef,
@@ -28,11 +31,10 @@ from scheduler_service.runs.model import (
     StepState,
 )
 from scheduler_service.runs.retries import RetryPolicy
+from scheduler_service.runs.sql import statements as q
 from scheduler_service.runs.store import StopKind, StopRequest, Transition
 
-runs = cast(Table, RunRow.__table__)
-steps = cast(Table, RunStepRow.__table__)
-events = cast(Table, RunEventRow.__table__)
+runs, steps, events = q.runs, q.steps, q.events
 
 Row = dict[str, Any]
 
@@ -48,6 +50,20 @@ class Tx:
     dispatchable: bool = False
     #: A running run's cancellation was requested (its crawler may be on another replica).
     cancels: bool = False
+    #: Rows of `events` not inserted yet.
+    unwritten: list[dict[str, Any]] = field(default_factory=list)
+    #: Runs whose `last_seq` in memory is ahead of the database's, by id.
+    behind: dict[str, Row] = field(default_factory=dict)
+
+    def flush(self) -> None:
+        """Write what is pending: every run's `last_seq`, then the events (before the commit, and
+        before reading a run back)."""
+        for run_id, row in self.behind.items():
+            self.conn.execute(q.UPDATE_RUN, {"w_id": run_id, "last_seq": row["last_seq"]})
+        self.behind.clear()
+        if self.unwritten:
+            self.conn.execute(q.INSERT_EVENT, self.unwritten)
+            self.unwritten = []
 
     def transition(self, run: Run | None = None) -> Transition:
         """What the transaction did so far, addressed to `run`."""
@@ -57,8 +73,7 @@ class Tx:
 def lock_run(tx: Tx, run_id: str) -> Row | None:
     """The run's row, locked for the rest of the transaction (FOR UPDATE on PostgreSQL; SQLite
     transactions already hold the database write lock)."""
-    result = tx.conn.execute(select(runs).where(runs.c.id == run_id).with_for_update())
-    row = result.mappings().first()
+    row = tx.conn.execute(q.LOCK_RUN, {"w_id": run_id}).mappings().first()
     return dict(row) if row is not None else None
 
 
@@ -76,8 +91,43 @@ def lock_owned(tx: Tx, ref: AttemptRef, worker_id: str) -> Row:
     return row
 
 
+def fenced(tx: Tx, ref: AttemptRef, worker_id: str, events: int) -> Row:
+    """Like `lock_owned`, in the statement that also advances the run's last_seq by the
+    `events` events the caller then appends (see `apply_reports`)."""
+    params = {"w_id": ref.run_id, "w_attempt": ref.attempt, "w_worker": worker_id}
+    found = tx.conn.execute(q.FENCED_SEQS, {**params, "w_events": events}).mappings().first()
+    if found is None:
+        raise StaleAttempt(ref.run_id, ref.attempt)
+    row = dict(found)
+    row["last_seq"] -= events
+    return row
+
+
+def apply_reports(tx: Tx, ref: AttemptRef, worker_id: str, reports: Sequence[StepReport]) -> Row:
+    """Record step reports of attempt `ref` (fenced): per report one event, and the steps."""
+    row = fenced(tx, ref, worker_id, len(reports))
+    # Consecutive reports of one step (started, progress, finished) are one write of the step.
+    step: tuple[str, Row] | None = None
+    for report in reports:
+        values, data = _report_values(tx, row, report)
+        append(tx, row, report.kind, data)
+        if step is not None and step[0] == report.step:
+            step[1].update(values)
+            continue
+        if step is not None:
+            upsert_step(tx, row, step[0], **step[1])
+        step = (report.step, values)
+    if step is not None:
+        upsert_step(tx, row, step[0], **step[1])
+    # The fenced UPDATE already wrote the last seq.
+    tx.behind.pop(row["id"], None)
+    return row
+
+
 def set_run(tx: Tx, run: Row, **values: Any) -> None:
-    tx.conn.execute(update(runs).where(runs.c.id == run["id"]).values(**values))
+    if tx.behind.pop(run["id"], None) is not None:
+        values.setdefault("last_seq", run["last_seq"])
+    tx.conn.execute(q.UPDATE_RUN, {"w_id": run["id"], **values})
     run.update(values)
 
 
@@ -85,19 +135,28 @@ def append(tx: Tx, run: Row, kind: EventKind, data: dict[str, Any]) -> RunEvent:
     """Append an event to the run's log with the next seq."""
     seq = run["last_seq"] + 1
     event = RunEvent(run["id"], seq, tx.now, run["attempt"], kind, data)
-    tx.conn.execute(
-        events.insert().values(
-            run_id=event.run_id,
-            seq=seq,
-            time=tx.now,
-            attempt=event.attempt,
-            kind=kind.value,
-            data=data,
-        )
+    tx.unwritten.append(
+        {
+            "run_id": event.run_id,
+            "seq": seq,
+            "time": tx.now,
+            "attempt": event.attempt,
+            "kind": kind.value,
+            "data": data,
+        }
     )
-    set_run(tx, run, last_seq=seq)
+    run["last_seq"] = seq
+    tx.behind[run["id"]] = run
     tx.events.append(event)
     return event
+
+
+def change(tx: Tx, run: Row, data: dict[str, Any], **values: Any) -> None:
+    """Set `values` on the run and log the STATE_CHANGED event `data`: one UPDATE, which also
+    carries the event's seq. The event is of the run as changed (e.g. its new attempt)."""
+    run.update(values)
+    append(tx, run, EventKind.STATE_CHANGED, data)
+    set_run(tx, run, **values)
 
 
 def _state_data(state: RunState, reason: str, **extra: Any) -> dict[str, Any]:
@@ -108,16 +167,17 @@ def _state_data(state: RunState, reason: str, **extra: Any) -> dict[str, Any]:
 
 def close_open_steps(tx: Tx, run: Row, state: StepState, message: str) -> None:
     """Steps left RUNNING by an attempt that ended without finishing them."""
-    result = tx.conn.execute(
-        select(steps.c.name)
-        .where(steps.c.run_id == run["id"], steps.c.state == StepState.RUNNING.value)
-        .order_by(steps.c.position)
-    )
+    result = tx.conn.execute(q.OPEN_STEPS, {"w_run": run["id"]})
     for (name,) in result.all():
         tx.conn.execute(
-            update(steps)
-            .where(steps.c.run_id == run["id"], steps.c.name == name)
-            .values(state=state.value, finished_at=tx.now, message=message)
+            q.UPDATE_STEP,
+            {
+                "w_run": run["id"],
+                "w_name": name,
+                "state": state.value,
+                "finished_at": tx.now,
+                "message": message,
+            },
         )
         append(
             tx,
@@ -141,9 +201,10 @@ def finish(
     close_open_steps(tx, run, step_state, reason)
     held_active = run["slot"] == ACTIVE_SLOT
     error_json = error.to_json() if error else None
-    set_run(
+    change(
         tx,
         run,
+        _state_data(state, reason, output=output, error=error_json),
         state=state.value,
         slot=None,
         finished_at=tx.now,
@@ -153,12 +214,6 @@ def finish(
         output=output,
         error=error_json if state is not RunState.SUCCEEDED else None,
     )
-    append(
-        tx,
-        run,
-        EventKind.STATE_CHANGED,
-        _state_data(state, reason, output=output, error=error_json),
-    )
     if held_active:
         promote_queued(tx, run["concurrency_key"])
 
@@ -166,17 +221,12 @@ def finish(
 def promote_queued(tx: Tx, concurrency_key: str) -> None:
     # Read and locked in one statement: PostgreSQL re-checks the condition after waiting for the
     # lock, so a queued run cancelled meanwhile is not promoted back to life.
-    result = tx.conn.execute(
-        select(runs)
-        .where(runs.c.concurrency_key == concurrency_key, runs.c.slot == QUEUED_SLOT)
-        .with_for_update()
-    )
-    found = result.mappings().first()
+    found = tx.conn.execute(q.QUEUED_OF, {"w_key": concurrency_key}).mappings().first()
     if found is None:
         return
     queued = dict(found)
-    set_run(tx, queued, slot=ACTIVE_SLOT, state=RunState.PENDING.value, not_before=None)
-    append(tx, queued, EventKind.STATE_CHANGED, _state_data(RunState.PENDING, "promoted"))
+    data = _state_data(RunState.PENDING, "promoted")
+    change(tx, queued, data, slot=ACTIVE_SLOT, state=RunState.PENDING.value, not_before=None)
     tx.dispatchable = True
 
 
@@ -188,9 +238,12 @@ def retry_or_fail(tx: Tx, run: Row, error: RunError, reason: str) -> None:
         return
     close_open_steps(tx, run, StepState.FAILED, reason)
     not_before = tx.now + tx.retry.delay(used)
-    set_run(
+    change(
         tx,
         run,
+        _state_data(
+            RunState.PENDING, reason, error=error.to_json(), retry_at=not_before.isoformat()
+        ),
         state=RunState.PENDING.value,
         attempt=run["attempt"] + 1,
         worker_id="",
@@ -199,23 +252,16 @@ def retry_or_fail(tx: Tx, run: Row, error: RunError, reason: str) -> None:
         error=error.to_json(),
         cancel_requested_at=None,
     )
-    append(
-        tx,
-        run,
-        EventKind.STATE_CHANGED,
-        _state_data(
-            RunState.PENDING, reason, error=error.to_json(), retry_at=not_before.isoformat()
-        ),
-    )
     tx.dispatchable = tx.dispatchable or not_before <= tx.now
 
 
 def release(tx: Tx, run: Row, reason: str) -> None:
     """Pending again at once, as a new attempt that does not count against the budget."""
     close_open_steps(tx, run, StepState.CANCELLED, reason)
-    set_run(
+    change(
         tx,
         run,
+        _state_data(RunState.PENDING, reason),
         state=RunState.PENDING.value,
         attempt=run["attempt"] + 1,
         attempt_floor=run["attempt_floor"] + 1,
@@ -223,114 +269,71 @@ def release(tx: Tx, run: Row, reason: str) -> None:
         lease_expires_at=None,
         not_before=None,
     )
-    append(tx, run, EventKind.STATE_CHANGED, _state_data(RunState.PENDING, reason))
     tx.dispatchable = True
 
 
 def start_attempt(tx: Tx, run: Row, worker_id: str, lease_ttl: timedelta) -> None:
-    set_run(
+    change(
         tx,
         run,
+        _state_data(RunState.RUNNING, "dispatched", worker=worker_id),
         state=RunState.RUNNING.value,
         worker_id=worker_id,
         lease_expires_at=tx.now + lease_ttl,
         not_before=None,
         started_at=run["started_at"] or tx.now,
     )
-    append(
-        tx,
-        run,
-        EventKind.STATE_CHANGED,
-        _state_data(RunState.RUNNING, "dispatched", worker=worker_id),
-    )
 
 
 def upsert_step(tx: Tx, run: Row, name: str, **values: Any) -> None:
-    key = (steps.c.run_id == run["id"], steps.c.name == name)
-    result = tx.conn.execute(update(steps).where(*key).values(**values))
-    if result.rowcount:
-        return
-    position = tx.conn.execute(
-        select(steps.c.position)
-        .where(steps.c.run_id == run["id"])
-        .order_by(steps.c.position.desc())
-        .limit(1)
-    )
-    last = position.scalar()
-    tx.conn.execute(
-        steps.insert().values(
-            run_id=run["id"],
-            name=name,
-            position=0 if last is None else last + 1,
-            **{"state": StepState.PENDING.value, "attempt": run["attempt"], **values},
-        )
-    )
+    new = {"state": StepState.PENDING.value, "attempt": run["attempt"]}
+    q.upsert_step(tx.conn, run["id"], name, new, values)
 
 
 def renew(tx: Tx, worker_id: str, refs: list[AttemptRef], lease_ttl: timedelta) -> list[AttemptRef]:
     """Extend the leases of the attempts in `refs` that `worker_id` still holds."""
     renewed = []
     for ref in refs:
-        result = tx.conn.execute(
-            update(runs).where(*held(ref, worker_id)).values(lease_expires_at=tx.now + lease_ttl)
-        )
+        params = {"w_id": ref.run_id, "w_attempt": ref.attempt, "w_worker": worker_id}
+        result = tx.conn.execute(q.RENEW, {**params, "lease_expires_at": tx.now + lease_ttl})
         if result.rowcount:
             renewed.append(ref)
     return renewed
 
 
-def held(ref: AttemptRef, worker_id: str) -> tuple[Any, ...]:
-    return (
-        runs.c.id == ref.run_id,
-        runs.c.attempt == ref.attempt,
-        runs.c.state == RunState.RUNNING.value,
-        runs.c.worker_id == worker_id,
-    )
-
-
-def apply_report(tx: Tx, row: Row, report: StepReport) -> None:
+def _report_values(tx: Tx, row: Row, report: StepReport) -> tuple[Row, dict[str, Any]]:
+    """What `report` sets on its step, and its event's data."""
     data: dict[str, Any] = {"step": report.step}
     if report.kind is EventKind.STEP_STARTED:
-        upsert_step(
-            tx,
-            row,
-            report.step,
-            state=StepState.RUNNING.value,
-            current=0,
-            total=report.total,
-            message=report.message,
-            attempt=row["attempt"],
-            started_at=tx.now,
-            finished_at=None,
-            output=None,
-        )
         data.update(total=report.total, message=report.message)
-    elif report.kind is EventKind.STEP_PROGRESS:
-        upsert_step(
-            tx,
-            row,
-            report.step,
-            state=StepState.RUNNING.value,
-            current=report.current,
-            total=report.total,
-            message=report.message,
-        )
+        return {
+            "state": StepState.RUNNING.value,
+            "current": 0,
+            "total": report.total,
+            "message": report.message,
+            "attempt": row["attempt"],
+            "started_at": tx.now,
+            "finished_at": None,
+            "output": None,
+        }, data
+    if report.kind is EventKind.STEP_PROGRESS:
         data.update(current=report.current, total=report.total, message=report.message)
-    else:
-        output = report.output if report.state is StepState.SUCCEEDED else None
-        upsert_step(
-            tx,
-            row,
-            report.step,
-            state=report.state.value,
-            finished_at=tx.now,
-            message=report.message,
-            output=output,
-        )
-        data.update(state=report.state.value, message=report.message)
-        if output is not None:
-            data["output"] = output
-    append(tx, row, report.kind, data)
+        return {
+            "state": StepState.RUNNING.value,
+            "current": report.current,
+            "total": report.total,
+            "message": report.message,
+        }, data
+    output = report.output if report.state is StepState.SUCCEEDED else None
+    data.update(state=report.state.value, message=report.message)
+    if output is not None:
+        data["output"] = output
+    return {
+        "state": report.state.value,
+        "finished_at": tx.now,
+        "message": report.message,
+        "output": output,
+    }, data
 
 
 def apply_result(tx: Tx, row: Row, result: AttemptResult) -> None:

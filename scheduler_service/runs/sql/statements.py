@@ -1,0 +1,162 @@
+"""The run store's hot-path statements, built once at import.
+
+A statement object built per call costs Python time on every transaction (construction and its
+cache key); built once, SQLAlchemy memoizes its cache key and finds the compiled form at once.
+Values come as bound parameters. The `w_` parameters name WHERE values, never a column, so an
+UPDATE's SET columns are whatever other keys the parameters carry.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from sqlalchemy import (
+    Connection,
+    Insert,
+    Table,
+    bindparam,
+    func,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from scheduler_service.db.models import QUEUED_SLOT, RunEventRow, RunRow, RunStepRow
+from scheduler_service.runs.model import RunState, StepState
+
+runs = cast(Table, RunRow.__table__)
+steps = cast(Table, RunStepRow.__table__)
+events = cast(Table, RunEventRow.__table__)
+
+PENDING, RUNNING = RunState.PENDING.value, RunState.RUNNING.value
+
+#: The run's row, locked for the rest of the transaction. Parameters: w_id.
+LOCK_RUN = select(runs).where(runs.c.id == bindparam("w_id")).with_for_update()
+#: The run's row. Parameters: w_id.
+LOAD_RUN = select(runs).where(runs.c.id == bindparam("w_id"))
+#: SET the columns given as parameters on the run w_id.
+UPDATE_RUN = update(runs).where(runs.c.id == bindparam("w_id"))
+INSERT_RUN = runs.insert()
+INSERT_EVENT = events.insert()
+INSERT_STEP = steps.insert()
+
+#: The id of the run holding a key's slot, locked. Parameters: w_key, w_slot.
+SLOT_HOLDER = (
+    select(runs.c.id)
+    .where(runs.c.concurrency_key == bindparam("w_key"), runs.c.slot == bindparam("w_slot"))
+    .with_for_update()
+)
+#: The key's queued run, locked. Parameters: w_key.
+QUEUED_OF = (
+    select(runs)
+    .where(runs.c.concurrency_key == bindparam("w_key"), runs.c.slot == QUEUED_SLOT)
+    .with_for_update()
+)
+#: The oldest dispatchable run, locked, skipping rows another transaction holds. Parameters: w_now.
+#: The state is a constant in the SQL, not a bound parameter: the planner proves the partial index
+#: `ix_runs_dispatchable` (`state = 'pending'`) only from constants (see reads.state_is).
+NEXT_DISPATCHABLE = (
+    select(runs)
+    .where(
+        runs.c.state == literal_column(f"'{PENDING}'"),
+        or_(runs.c.not_before.is_(None), runs.c.not_before <= bindparam("w_now")),
+        or_(runs.c.deadline_at.is_(None), runs.c.deadline_at > bindparam("w_now")),
+    )
+    .order_by(runs.c.created_at, runs.c.id)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
+
+#: Steps of several runs in order. Parameters: w_ids (a list).
+STEPS_OF = (
+    select(steps)
+    .where(steps.c.run_id.in_(bindparam("w_ids", expanding=True)))
+    .order_by(steps.c.run_id, steps.c.position)
+)
+#: Names of the run's steps still RUNNING. Parameters: w_run.
+OPEN_STEPS = (
+    select(steps.c.name)
+    .where(steps.c.run_id == bindparam("w_run"), steps.c.state == StepState.RUNNING.value)
+    .order_by(steps.c.position)
+)
+#: SET the columns given as parameters on step (w_run, w_name).
+UPDATE_STEP = update(steps).where(
+    steps.c.run_id == bindparam("w_run"), steps.c.name == bindparam("w_name")
+)
+#: The run's last step position. Parameters: w_run.
+LAST_POSITION = (
+    select(steps.c.position)
+    .where(steps.c.run_id == bindparam("w_run"))
+    .order_by(steps.c.position.desc())
+    .limit(1)
+)
+#: The run's row if attempt w_attempt is running on w_worker (the fencing check), locked, its
+#: last_seq advanced by w_events (the events the transaction appends). Parameters: w_id,
+#: w_attempt, w_worker, w_events.
+FENCED_SEQS = (
+    update(runs)
+    .where(
+        runs.c.id == bindparam("w_id"),
+        runs.c.attempt == bindparam("w_attempt"),
+        runs.c.state == RUNNING,
+        runs.c.worker_id == bindparam("w_worker"),
+    )
+    .values(last_seq=runs.c.last_seq + bindparam("w_events"))
+    .returning(*runs.c)
+)
+#: Extend a lease still held. Parameters: w_id, w_attempt, w_worker, lease_expires_at.
+RENEW = update(runs).where(
+    runs.c.id == bindparam("w_id"),
+    runs.c.attempt == bindparam("w_attempt"),
+    runs.c.state == RUNNING,
+    runs.c.worker_id == bindparam("w_worker"),
+)
+
+
+def _insert_unless_taken(insert: Any) -> Insert:
+    # No conflict target: the only unique constraint a new run can hit is its key's slot (its id
+    # is fresh), a partial index PostgreSQL could not name as a target anyway.
+    return cast(Insert, insert(runs).on_conflict_do_nothing().returning(runs.c.id))
+
+
+_DIALECT_INSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+_NEXT_POSITION = (
+    select(func.coalesce(func.max(steps.c.position) + 1, 0))
+    .where(steps.c.run_id == bindparam("w_run"))
+    .scalar_subquery()
+)
+_UPSERT_STEP: dict[tuple[str, frozenset[str]], Insert] = {}
+
+
+def upsert_step(
+    conn: Connection, run_id: str, name: str, new: dict[str, Any], values: dict[str, Any]
+) -> None:
+    """Set `values` on step `name` of the run, or insert it (after the run's last step, with
+    `new` as defaults for what `values` leaves out), in one statement."""
+    key = (conn.dialect.name, frozenset(values))
+    statement = _UPSERT_STEP.get(key)
+    if statement is None:
+        # One statement per dialect and set of columns, built on first use.
+        insert: Any = _DIALECT_INSERT[conn.dialect.name](steps).values(position=_NEXT_POSITION)
+        statement = insert.on_conflict_do_update(
+            index_elements=[steps.c.run_id, steps.c.name],
+            set_={column: insert.excluded[column] for column in sorted(values)},
+        )
+        _UPSERT_STEP[key] = statement
+    conn.execute(statement, {**new, **values, "run_id": run_id, "name": name, "w_run": run_id})
+
+
+_INSERT_UNLESS_TAKEN = {
+    "postgresql": _insert_unless_taken(postgresql.insert),
+    "sqlite": _insert_unless_taken(sqlite.insert),
+}
+
+
+def insert_run_unless_taken(conn: Connection, row: dict[str, Any]) -> bool:
+    """Insert the run `row` unless its concurrency key's slot is held (`INSERT … ON CONFLICT DO
+    NOTHING RETURNING`): whether it was inserted, in one statement and without an error that
+    would end the transaction."""
+    statement = _INSERT_UNLESS_TAKEN[conn.dialect.name]
+    return conn.execute(statement, row).first() is not None
