@@ -22,6 +22,8 @@ from sqlalchemy.engine import make_url
 from scheduler_service.cluster.notice import CHANNEL, Notice
 
 log = structlog.get_logger(__name__)
+#: Seconds to connect (a hung server is retried with backoff, never waited on for good).
+CONNECT_TIMEOUT = 10
 
 
 class NoticeHandler(Protocol):
@@ -72,7 +74,10 @@ class Listener:
             try:
                 await self._listen()
             except (psycopg.Error, OSError) as exc:
-                log.warning("cluster.listener_lost", error=str(exc).splitlines()[0])
+                log.warning("cluster.listener_lost", error=(str(exc) or repr(exc)).splitlines()[0])
+            except Exception:
+                # A bug must not end listening for good: log it, reconnect, resync.
+                log.exception("cluster.listener_failed")
             finally:
                 if self.healthy:
                     self.healthy = False
@@ -88,6 +93,7 @@ class Listener:
         async with await psycopg.AsyncConnection.connect(
             self._conninfo,
             autocommit=True,
+            connect_timeout=CONNECT_TIMEOUT,
             keepalives=1,
             keepalives_idle=10,
             keepalives_interval=5,

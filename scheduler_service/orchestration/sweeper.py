@@ -1,5 +1,7 @@
 """The periodic sweep: expired leases, deadlines, forced cancels, due retries, runs written by other
-scheduler processes, and retention. Slow and cheap: the hot path never waits for it."""
+scheduler processes, and retention. Slow and cheap: the hot path never waits for it. On PostgreSQL
+with the cluster listener up, other processes' runs and cancels arrive by notice instead: the sweep
+is the safety net, not the path."""
 
 from __future__ import annotations
 
