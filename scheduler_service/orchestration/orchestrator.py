@@ -21,6 +21,7 @@ from scheduler_service.runs.model import (
     AttemptResult,
     Disposition,
     EventKind,
+    LeaseLosses,
     NewRun,
     Run,
     RunEvent,
@@ -94,6 +95,9 @@ class Orchestrator:
         )
         self.dispatcher = Dispatcher(self._claim, self.quarantine.holds)
         self._cancels_sent: set[AttemptRef] = set()
+        #: Crawlers whose stream broke and that have not come back, with when: their expired
+        #: leases are retried as "disconnected", not as a silent crawler's.
+        self._disconnected: dict[str, datetime] = {}
         self._creating: set[asyncio.Task[tuple[Run, Disposition]]] = set()
         #: Set by `SchedulerApp` when it serves metrics (they read the dispatcher and broker).
         self.metrics: RunMetrics = NullMetrics()
@@ -233,6 +237,7 @@ class Orchestrator:
     async def worker_connected(self, conn: WorkerConn, in_flight: list[AttemptRef]) -> None:
         now = self.clock.now()
         result = await self.store.reattach(conn.id, in_flight, now, self.tunables.lease_ttl)
+        self._disconnected.pop(conn.id, None)
         conn.running = {ref.run_id: ref.attempt for ref in result.reattached}
         # A cancel pushed down an earlier stream may have been lost with it: the next sweep
         # pushes the cancels of the re-attached runs again.
@@ -252,6 +257,7 @@ class Orchestrator:
         self.dispatcher.remove(conn)
         if self.dispatcher.get(conn.id) is None:
             self.quarantine.forget(conn.id)
+            self._disconnected[conn.id] = self.clock.now()
             grace_end = self.clock.now() + self.tunables.reconnect_grace
             await self.store.shorten_leases(conn.id, grace_end)
         log.info("worker.disconnected", worker=conn.id, running=len(conn.running))
@@ -303,6 +309,14 @@ class Orchestrator:
             state=run.state.value if run else "",
         )
 
+    def _lease_losses(self, now: datetime) -> LeaseLosses:
+        # Past a lease and its reconnect grace every lease of a gone crawler has expired: forget it.
+        forget_before = now - self.tunables.lease_ttl - self.tunables.reconnect_grace * 2
+        for worker_id, gone_at in list(self._disconnected.items()):
+            if gone_at < forget_before:
+                del self._disconnected[worker_id]
+        return LeaseLosses(self.tunables.lease_ttl, frozenset(self._disconnected))
+
     def drain(self, conn: WorkerConn) -> None:
         conn.draining = True
         log.info("worker.draining", worker=conn.id)
@@ -312,7 +326,8 @@ class Orchestrator:
     async def sweep(self) -> None:
         """Expire leases and deadlines, push cancels requested elsewhere, dispatch what is due."""
         now = self.clock.now()
-        self.apply(await self.store.expire(now, self.tunables.cancel_grace))
+        losses = self._lease_losses(now)
+        self.apply(await self.store.expire(now, self.tunables.cancel_grace, losses))
         local = [conn.id for conn in self.dispatcher.workers]
         pending = await self.store.pending_cancels(local)
         # Push each cancel requested through another scheduler process once, not every sweep.

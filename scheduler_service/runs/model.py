@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -88,6 +88,23 @@ class RunError:
         if not data:
             return None
         return cls(data["code"], data["message"], bool(data.get("retryable", False)))
+
+
+@dataclass(frozen=True)
+class LeaseLosses:
+    """Why leases expire, as the process applying time knows it: the lease TTL, and the crawlers
+    whose stream broke and that did not come back. It words the truthful retry reasons."""
+
+    lease_ttl: timedelta | None = None
+    disconnected: frozenset[str] = frozenset()
+
+    def error(self, worker_id: str) -> RunError:
+        """The retryable WORKER_LOST error of an attempt of `worker_id` whose lease expired."""
+        if worker_id in self.disconnected:
+            return RunError("WORKER_LOST", f"crawler {worker_id} disconnected", True)
+        within = "" if self.lease_ttl is None else f" for {self.lease_ttl.total_seconds():g}s"
+        message = f"lease expired: no heartbeat from crawler {worker_id} renewed it{within}"
+        return RunError("WORKER_LOST", message, True)
 
 
 @dataclass(frozen=True)

@@ -102,3 +102,32 @@ async def test_a_cancel_lost_with_the_stream_is_pushed_again(run_store: SqlRunSt
     await orchestrator.sweep()
     stops = [item for item in _sent(second) if isinstance(item, StopRequest)]
     assert [(s.kind, s.ref) for s in stops] == [(StopKind.CANCEL, assigned.ref)]
+
+
+async def test_expired_leases_say_whether_the_crawler_disconnected_or_went_silent(
+    run_store: SqlRunStore,
+) -> None:
+    """Issue 12: a crawler still connected but silent (e.g. behind a hung database) loses its
+    lease; one whose stream broke and that did not come back 'disconnected'. Neither 'restarted'."""
+    clock = ManualClock()
+    tunables = Tunables(lease_ttl=timedelta(seconds=30), reconnect_grace=timedelta(seconds=5))
+    orchestrator = Orchestrator(run_store, clock, tunables)
+    silent = WorkerConn("silent", 1, "test", clock.now(), clock.now())
+    gone = WorkerConn("gone", 1, "test", clock.now(), clock.now())
+    for conn in (silent, gone):
+        await orchestrator.worker_connected(conn, [])
+    one, _ = await orchestrator.trigger(TriggerCommand(CrawlSpec(("octo/one",))))
+    two, _ = await orchestrator.trigger(TriggerCommand(CrawlSpec(("octo/two",))))
+    await orchestrator.worker_disconnected(gone)
+    clock.advance(timedelta(seconds=31))
+    await orchestrator.sweep()
+    messages = []
+    for run_id in (one.id, two.id):
+        run = await run_store.get_run(run_id)
+        assert run.state is RunState.PENDING and run.error is not None
+        messages.append(run.error.message)
+    messages.sort()
+    assert messages == [
+        "crawler gone disconnected",
+        "lease expired: no heartbeat from crawler silent renewed it for 30s",
+    ]
