@@ -236,13 +236,24 @@ class Orchestrator:
 
     async def worker_connected(self, conn: WorkerConn, in_flight: list[AttemptRef]) -> None:
         now = self.clock.now()
-        result = await self.store.reattach(conn.id, in_flight, now, self.tunables.lease_ttl)
+        # Runs claimed for it while its stream was broken never reached it: re-attached with its
+        # in-flight attempts (not lost, so not retried with an attempt used up), then sent.
+        unsent = [
+            run for run in self.dispatcher.take_undelivered(conn.id) if run.ref not in in_flight
+        ]
+        refs = [*in_flight, *(run.ref for run in unsent)]
+        result = await self.store.reattach(conn.id, refs, now, self.tunables.lease_ttl)
         self._disconnected.pop(conn.id, None)
         conn.running = {ref.run_id: ref.attempt for ref in result.reattached}
         # A cancel pushed down an earlier stream may have been lost with it: the next sweep
         # pushes the cancels of the re-attached runs again.
         self._cancels_sent.difference_update(result.reattached)
-        conn.send(Welcome(result.reattached, result.abandoned, now + self.tunables.lease_ttl))
+        held = [ref for ref in result.reattached if ref in in_flight]
+        abandoned = [ref for ref in result.abandoned if ref in in_flight]
+        conn.send(Welcome(held, abandoned, now + self.tunables.lease_ttl))
+        for run in unsent:
+            if run.ref in result.reattached:
+                conn.send(run)
         self.dispatcher.add(conn)
         self.apply(result.transition)
         log.info(
@@ -315,6 +326,7 @@ class Orchestrator:
         for worker_id, gone_at in list(self._disconnected.items()):
             if gone_at < forget_before:
                 del self._disconnected[worker_id]
+                self.dispatcher.take_undelivered(worker_id)  # their leases have expired too
         return LeaseLosses(self.tunables.lease_ttl, frozenset(self._disconnected))
 
     def drain(self, conn: WorkerConn) -> None:

@@ -131,3 +131,29 @@ async def test_expired_leases_say_whether_the_crawler_disconnected_or_went_silen
         "crawler gone disconnected",
         "lease expired: no heartbeat from crawler silent renewed it for 30s",
     ]
+
+
+async def test_a_run_claimed_while_its_crawler_was_away_is_reattached_on_return(
+    run_store: SqlRunStore,
+) -> None:
+    """Issue 15: the claim commits after the crawler's stream broke; when it reconnects the run is
+    re-attached and sent (the same attempt), not retried as lost."""
+    clock = ManualClock()
+    orchestrator = Orchestrator(run_store, clock, Tunables())
+    first = WorkerConn("w1", 1, "test", clock.now(), clock.now())
+    await orchestrator.worker_connected(first, [])
+    with orchestrator.dispatcher.reserve() as reserved:
+        assert reserved is first
+        await orchestrator.worker_disconnected(first)
+        await orchestrator.trigger(TriggerCommand(CrawlSpec(("octo/one",))))
+        claimed = (await run_store.claim("w1", clock.now(), timedelta(seconds=30))).run
+        assert claimed is not None
+        orchestrator.dispatcher.assign(reserved, claimed)
+
+    second = WorkerConn("w1", 1, "test", clock.now(), clock.now())
+    await orchestrator.worker_connected(second, [])
+    [sent] = [item for item in _sent(second) if isinstance(item, Run)]
+    assert sent.ref == claimed.ref
+    assert second.running == {claimed.id: 1}
+    run = await run_store.get_run(claimed.id)
+    assert run.state is RunState.RUNNING and run.attempt == 1
