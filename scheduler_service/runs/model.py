@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from common.jobs import JobSpec
+from common.logging import redact_text, redact_value
 
 JSON = dict[str, Any]
 
@@ -76,9 +77,16 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True)
 class RunError:
+    """Why an attempt or run failed. Its texts are redacted (URL credentials, registered secrets)
+    whatever their source: the crawler redacts its reports, the scheduler again before storing."""
+
     code: str
     message: str
     retryable: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "code", redact_text(self.code))
+        object.__setattr__(self, "message", redact_text(self.message))
 
     def to_json(self) -> JSON:
         return {"code": self.code, "message": self.message, "retryable": self.retryable}
@@ -212,12 +220,20 @@ class StepReport:
     state: StepState = StepState.RUNNING
     output: JSON | None = None
 
+    def __post_init__(self) -> None:
+        # Stored and shown to every watcher: redacted here too, not only by the crawler.
+        object.__setattr__(self, "message", redact_text(self.message))
+        object.__setattr__(self, "output", redact_value(self.output))
+
 
 @dataclass(frozen=True)
 class AttemptResult:
     outcome: Outcome
     output: JSON | None = None
     error: RunError | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "output", redact_value(self.output))
 
 
 @dataclass(frozen=True)
