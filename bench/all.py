@@ -29,6 +29,8 @@ RESULTS = BENCH / "results"
 DOCUMENT = ROOT / "BENCHMARKS.md"
 BEGIN = "<!-- bench/all.py: generated from bench/results/quick_*.json, do not edit by hand -->"
 END = "<!-- bench/all.py: end -->"
+#: What a "local change" is: anything tracked but this command's own output.
+_MEASURED = ("--", ".", ":!BENCHMARKS.md", ":!bench/results")
 #: One benchmark's quick run may take this long before it is stopped (and recorded as failed).
 TIMEOUT = 600
 
@@ -72,7 +74,7 @@ def run_one(name: str, args: tuple[str, ...]) -> dict[str, Any]:
     return {
         "bench": name,
         "commit": _git("rev-parse", "--short=12", "HEAD"),
-        "local_changes": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "local_changes": bool(_git("status", "--porcelain", "--untracked-files=no", *_MEASURED)),
         "args": list(args),
         "started": started.isoformat(timespec="seconds"),
         "seconds": round(time.monotonic() - clock, 1),
