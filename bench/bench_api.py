@@ -39,6 +39,9 @@ from crawler_service.jobs.registry import StepContext
 from crawler_service.settings import CrawlerSettings
 from ghpulse.testing.fake_github import Dataset, FakeGitHub
 
+#: The quick run of `bench/all.py` (its registry).
+QUICK_ARGS = ("--quick",)
+
 ROOT = Path(__file__).resolve().parents[1]
 ANTS_DIR = ROOT / "tests" / "data" / "github-ants"
 ANTS = "panjf2000/ants"

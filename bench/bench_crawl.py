@@ -35,6 +35,9 @@ from crawler_service.settings import CrawlerSettings
 from ghpulse.testing.fake_github import Dataset, FakeGitHub, shapes
 from ghpulse.testing.fake_github.server import RequestRecord
 
+#: The quick run of `bench/all.py` (its registry).
+QUICK_ARGS = ("--quick",)
+
 REPO = "bench/big"
 MODES = ("full", "no-change incremental")
 #: A rate budget above the crawl's requests: this measures the crawl, not rate-limit waits.

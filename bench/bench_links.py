@@ -18,6 +18,9 @@ from collections.abc import Callable
 
 from crawler_service.data.links import extract_closing_references
 
+#: The quick run of `bench/all.py` (its registry).
+QUICK_ARGS = ("--bodies", "2000", "--runs", "3")
+
 REPOSITORY = "octo/app"
 #: The baseline's scan: every `#<digits>`, with none of the keyword, code or comment rules.
 HASH_NUMBER = re.compile(r"#\d+")

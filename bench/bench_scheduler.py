@@ -40,6 +40,9 @@ from _report import Report, median_of, percentile
 
 from common.proto.ghpulse.v1 import scheduler_service_pb2_grpc as sched_grpc
 
+#: The quick run of `bench/all.py` (its registry).
+QUICK_ARGS = ("--quick",)
+
 RESULTS = Path(__file__).resolve().parent / "results" / "scheduler.md"
 MB = 1024 * 1024
 

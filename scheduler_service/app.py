@@ -28,8 +28,9 @@ from scheduler_service.cluster.presence import Presence
 from scheduler_service.cluster.registry import SqlWorkerRegistry
 from scheduler_service.db import migrations
 from scheduler_service.metrics import SchedulerMetrics
-from scheduler_service.orchestration.orchestrator import Orchestrator, Tunables
+from scheduler_service.orchestration.orchestrator import Orchestrator
 from scheduler_service.orchestration.sweeper import Sweeper
+from scheduler_service.orchestration.tunables import Tunables
 from scheduler_service.runs.retries import RetryPolicy
 from scheduler_service.runs.sql.store import SqlRunStore
 from scheduler_service.schedules.component import Schedules, default_scheduler_id

@@ -1,5 +1,6 @@
 """Per-client limits of the client API: the TriggerRun rate (off unless configured) and open
-WatchRun streams per run and per client. Exceeding one is RESOURCE_EXHAUSTED with a RetryInfo."""
+WatchRun streams per run and per client. Exceeding one is RESOURCE_EXHAUSTED with a RetryInfo,
+and a log line: a refused call is never silent."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
+import structlog
+
 from common.errors import ResourceExhausted
+
+log = structlog.get_logger(__name__)
 
 #: How soon a client told it has too many watchers may try again.
 WATCH_RETRY = timedelta(seconds=1)
@@ -45,6 +50,7 @@ class TriggerRate:
             self._forget_full(now)
         if bucket.tokens < 1:
             wait = (1 - bucket.tokens) / self._rate
+            log.warning("trigger.refused", client=client, limit=f"{self._rate:g}/s")
             raise ResourceExhausted(
                 "too many TriggerRun calls; slow down",
                 retry_after=timedelta(seconds=wait),
@@ -71,14 +77,10 @@ class WatchLimits:
     def open(self, run_id: str, client: str) -> Iterator[None]:
         """Hold one watcher slot of `run_id` and of `client` for the block."""
         if self._runs[run_id] >= self.per_run:
-            raise ResourceExhausted(
-                "too many watchers of this run", retry_after=WATCH_RETRY, limit=str(self.per_run)
-            )
+            raise _refused("too many watchers of this run", self.per_run, run_id, client)
         if self._clients[client] >= self.per_client:
-            raise ResourceExhausted(
-                "too many open WatchRun streams from this client",
-                retry_after=WATCH_RETRY,
-                limit=str(self.per_client),
+            raise _refused(
+                "too many open WatchRun streams from this client", self.per_client, run_id, client
             )
         self._runs[run_id] += 1
         self._clients[client] += 1
@@ -89,3 +91,8 @@ class WatchLimits:
                 counter[key] -= 1
                 if counter[key] <= 0:
                     del counter[key]
+
+
+def _refused(message: str, limit: int, run_id: str, client: str) -> ResourceExhausted:
+    log.warning("watch.refused", reason=message, limit=limit, run_id=run_id, client=client)
+    return ResourceExhausted(message, retry_after=WATCH_RETRY, limit=str(limit))

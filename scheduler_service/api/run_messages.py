@@ -14,6 +14,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from common import pb
 from common.errors import FieldViolation, clip, require
 from common.jobs import job_from_pb, job_to_pb, kind_from_pb, kind_to_pb
+from common.logging import redact_text
 from common.pb import strict_b64decode
 from common.proto.ghpulse.v1 import runs_pb2, scheduler_service_pb2
 from scheduler_service.runs.model import (
@@ -237,7 +238,7 @@ def reason_from_pb(reason: str) -> str:
     if len(reason) > MAX_REASON:
         violations.append(FieldViolation("reason", f"at most {MAX_REASON} characters"))
     require(violations)
-    return reason
+    return redact_text(reason)
 
 
 def _server_set_violations(

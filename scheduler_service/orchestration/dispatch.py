@@ -79,6 +79,9 @@ class Dispatcher:
         #: Crawlers that get no new work now (the quarantine).
         self._excluded = excluded
         self._workers: dict[str, WorkerConn] = {}
+        #: Runs claimed for a crawler whose stream broke during the claim, by crawler id: handed
+        #: to it when it reconnects (re-attached like its in-flight attempts).
+        self._undelivered: dict[str, dict[str, Run]] = {}
         self._wake = asyncio.Event()
         self._closing = False
 
@@ -92,11 +95,19 @@ class Dispatcher:
             # The crawler reconnected before its old stream was noticed dead.
             previous.close()
         self._workers[conn.id] = conn
+        # Claimed while it was re-attaching: still its own unless the claim preceded the
+        # re-attach (then the stale attempt is refused at its first report, like any other).
+        for run in self.take_undelivered(conn.id):
+            self._deliver(conn, run)
         self.kick()
 
     def remove(self, conn: WorkerConn) -> None:
         if self._workers.get(conn.id) is conn:
             del self._workers[conn.id]
+
+    def take_undelivered(self, worker_id: str) -> list[Run]:
+        """The runs claimed for `worker_id` that never reached it (they leave the dispatcher)."""
+        return list(self._undelivered.pop(worker_id, {}).values())
 
     def get(self, worker_id: str) -> WorkerConn | None:
         return self._workers.get(worker_id)
@@ -162,12 +173,17 @@ class Dispatcher:
             conn.reserved -= 1
 
     def assign(self, conn: WorkerConn, run: Run) -> None:
-        """Push a run claimed for `conn` down its stream."""
-        if self._workers.get(conn.id) is not conn:
-            # It disconnected while we claimed: the crawler never got the run, so when it
-            # reconnects (or its lease expires) the run is retried.
+        """Push a run claimed for `conn` down its stream, or the crawler's newer stream if it
+        reconnected during the claim (the run is its: the lease names the crawler, not a stream)."""
+        current = self._workers.get(conn.id)
+        if current is None:
+            # Gone while we claimed: kept for its reconnection (else its lease expires).
+            self._undelivered.setdefault(conn.id, {})[run.id] = run
             log.info("dispatch.worker_gone", run_id=run.id, attempt=run.attempt, worker=conn.id)
             return
+        self._deliver(current, run)
+
+    def _deliver(self, conn: WorkerConn, run: Run) -> None:
         conn.running[run.id] = run.attempt
         conn.send(run)
         log.info("run.dispatched", run_id=run.id, attempt=run.attempt, worker=conn.id)

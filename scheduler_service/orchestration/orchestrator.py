@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Protocol, TypeVar
+from datetime import datetime
+from typing import TypeVar
 
 import structlog
 
@@ -17,11 +16,13 @@ from scheduler_service.orchestration.batching import StepBatches
 from scheduler_service.orchestration.broker import EventBroker, Mailbox
 from scheduler_service.orchestration.dispatch import Dispatcher, HeartbeatAcked, Welcome, WorkerConn
 from scheduler_service.orchestration.quarantine import Quarantine, lease_losses
+from scheduler_service.orchestration.tunables import NullMetrics, RunMetrics, Tunables
 from scheduler_service.runs.model import (
     AttemptRef,
     AttemptResult,
     Disposition,
     EventKind,
+    LeaseLosses,
     NewRun,
     Outcome,
     Run,
@@ -38,48 +39,6 @@ T = TypeVar("T")
 #: While the cluster listener is up, every how many sweeps the sweep also runs a claim pass (an
 #: idle claim pass is a transaction; notices and retry timers are what wake the dispatcher).
 LIVE_KICK_EVERY = 10
-
-
-@dataclass(frozen=True)
-class Tunables:
-    """The orchestration tunables (from `SchedulerSettings`)."""
-
-    lease_ttl: timedelta = timedelta(seconds=30)
-    heartbeat_interval: timedelta = timedelta(seconds=5)
-    reconnect_grace: timedelta = timedelta(seconds=15)
-    cancel_grace: timedelta = timedelta(seconds=30)
-    idempotency_ttl: timedelta = timedelta(hours=24)
-    default_deadline: timedelta = timedelta(hours=6)
-    default_max_attempts: int = 3
-    #: How often a quiet watcher re-reads the log for events written by other scheduler processes
-    #: (SQLite, or PostgreSQL while the cluster listener is down; never while it is up).
-    watch_poll: timedelta = timedelta(seconds=1)
-    #: See `quarantine.Quarantine`.
-    quarantine_losses: int = 3
-    quarantine_window: timedelta = timedelta(minutes=10)
-    quarantine_duration: timedelta = timedelta(minutes=5)
-    #: How long a step report may wait to be written with the attempt's next reports.
-    step_batch_window: timedelta = timedelta(milliseconds=20)
-
-
-class RunMetrics(Protocol):
-    """What the orchestrator tells the metrics (implemented by `metrics.SchedulerMetrics`)."""
-
-    def observe(self, transition: Transition) -> None:
-        """A transition is durable (called once per transition applied by this process)."""
-
-    def triggered_run(self, job: str, disposition: str) -> None:
-        """A TriggerRun call resolved to `disposition` for a run of `job`."""
-
-
-class NullMetrics:
-    """Metrics off: the orchestrator's hooks cost nothing."""
-
-    def observe(self, transition: Transition) -> None:
-        pass
-
-    def triggered_run(self, job: str, disposition: str) -> None:
-        pass
 
 
 def is_terminal(event: RunEvent) -> bool:
@@ -103,6 +62,9 @@ class Orchestrator:
         self.dispatcher = Dispatcher(self._claim, self.quarantine.holds)
         self._cancels_sent: set[AttemptRef] = set()
         self.steps = StepBatches(self._write_steps, tunables.step_batch_window.total_seconds())
+        #: Crawlers whose stream broke and that have not come back, with when: their expired
+        #: leases are retried as "disconnected", not as a silent crawler's.
+        self._disconnected: dict[str, datetime] = {}
         self._creating: set[asyncio.Task[tuple[Run, Disposition]]] = set()
         self._sweeps = 0
         #: Set by `SchedulerApp` when it serves metrics (they read the dispatcher and broker).
@@ -245,12 +207,24 @@ class Orchestrator:
 
     async def worker_connected(self, conn: WorkerConn, in_flight: list[AttemptRef]) -> None:
         now = self.clock.now()
-        result = await self.store.reattach(conn.id, in_flight, now, self.tunables.lease_ttl)
+        # Runs claimed for it while its stream was broken never reached it: re-attached with its
+        # in-flight attempts (not lost, so not retried with an attempt used up), then sent.
+        unsent = [
+            run for run in self.dispatcher.take_undelivered(conn.id) if run.ref not in in_flight
+        ]
+        refs = [*in_flight, *(run.ref for run in unsent)]
+        result = await self.store.reattach(conn.id, refs, now, self.tunables.lease_ttl)
+        self._disconnected.pop(conn.id, None)
         conn.running = {ref.run_id: ref.attempt for ref in result.reattached}
         # A cancel pushed down an earlier stream may have been lost with it: the next sweep
         # pushes the cancels of the re-attached runs again.
         self._cancels_sent.difference_update(result.reattached)
-        conn.send(Welcome(result.reattached, result.abandoned, now + self.tunables.lease_ttl))
+        held = [ref for ref in result.reattached if ref in in_flight]
+        abandoned = [ref for ref in result.abandoned if ref in in_flight]
+        conn.send(Welcome(held, abandoned, now + self.tunables.lease_ttl))
+        for run in unsent:
+            if run.ref in result.reattached:
+                conn.send(run)
         self.dispatcher.add(conn)
         self.apply(result.transition)
         log.info(
@@ -266,6 +240,7 @@ class Orchestrator:
         self.dispatcher.remove(conn)
         if self.dispatcher.get(conn.id) is None:
             self.quarantine.forget(conn.id)
+            self._disconnected[conn.id] = self.clock.now()
             grace_end = self.clock.now() + self.tunables.reconnect_grace
             await self.store.shorten_leases(conn.id, grace_end)
         log.info("worker.disconnected", worker=conn.id, running=len(conn.running))
@@ -348,6 +323,15 @@ class Orchestrator:
             return None
         return Claim(conn.id, self.tunables.lease_ttl)
 
+    def _lease_losses(self, now: datetime) -> LeaseLosses:
+        # Past a lease and its reconnect grace every lease of a gone crawler has expired: forget it.
+        forget_before = now - self.tunables.lease_ttl - self.tunables.reconnect_grace * 2
+        for worker_id, gone_at in list(self._disconnected.items()):
+            if gone_at < forget_before:
+                del self._disconnected[worker_id]
+                self.dispatcher.take_undelivered(worker_id)  # their leases have expired too
+        return LeaseLosses(self.tunables.lease_ttl, frozenset(self._disconnected))
+
     def drain(self, conn: WorkerConn) -> None:
         conn.draining = True
         log.info("worker.draining", worker=conn.id)
@@ -357,7 +341,8 @@ class Orchestrator:
     async def sweep(self) -> None:
         """Expire leases and deadlines, push cancels requested elsewhere, dispatch what is due."""
         now = self.clock.now()
-        self.apply(await self.store.expire(now, self.tunables.cancel_grace))
+        losses = self._lease_losses(now)
+        self.apply(await self.store.expire(now, self.tunables.cancel_grace, losses))
         self._sweeps += 1
         if not self.broker.live:
             # Live, other replicas' cancels and dispatchable runs arrive by notice.

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from common.jobs import JobSpec
+from common.logging import redact_text, redact_value
 
 JSON = dict[str, Any]
 
@@ -76,9 +77,16 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True)
 class RunError:
+    """Why an attempt or run failed. Its texts are redacted (URL credentials, registered secrets)
+    whatever their source: the crawler redacts its reports, the scheduler again before storing."""
+
     code: str
     message: str
     retryable: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "code", redact_text(self.code))
+        object.__setattr__(self, "message", redact_text(self.message))
 
     def to_json(self) -> JSON:
         return {"code": self.code, "message": self.message, "retryable": self.retryable}
@@ -88,6 +96,23 @@ class RunError:
         if not data:
             return None
         return cls(data["code"], data["message"], bool(data.get("retryable", False)))
+
+
+@dataclass(frozen=True)
+class LeaseLosses:
+    """Why leases expire, as the process applying time knows it: the lease TTL, and the crawlers
+    whose stream broke and that did not come back. It words the truthful retry reasons."""
+
+    lease_ttl: timedelta | None = None
+    disconnected: frozenset[str] = frozenset()
+
+    def error(self, worker_id: str) -> RunError:
+        """The retryable WORKER_LOST error of an attempt of `worker_id` whose lease expired."""
+        if worker_id in self.disconnected:
+            return RunError("WORKER_LOST", f"crawler {worker_id} disconnected", True)
+        within = "" if self.lease_ttl is None else f" for {self.lease_ttl.total_seconds():g}s"
+        message = f"lease expired: no heartbeat from crawler {worker_id} renewed it{within}"
+        return RunError("WORKER_LOST", message, True)
 
 
 @dataclass(frozen=True)
@@ -195,12 +220,20 @@ class StepReport:
     state: StepState = StepState.RUNNING
     output: JSON | None = None
 
+    def __post_init__(self) -> None:
+        # Stored and shown to every watcher: redacted here too, not only by the crawler.
+        object.__setattr__(self, "message", redact_text(self.message))
+        object.__setattr__(self, "output", redact_value(self.output))
+
 
 @dataclass(frozen=True)
 class AttemptResult:
     outcome: Outcome
     output: JSON | None = None
     error: RunError | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "output", redact_value(self.output))
 
 
 @dataclass(frozen=True)

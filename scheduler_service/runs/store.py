@@ -21,6 +21,7 @@ from scheduler_service.runs.model import (
     AttemptRef,
     AttemptResult,
     Disposition,
+    LeaseLosses,
     NewRun,
     Run,
     RunEvent,
@@ -192,9 +193,11 @@ class RunStore(ABC):
         its key is active again."""
 
     @abstractmethod
-    async def expire(self, now: datetime, cancel_grace: timedelta) -> Transition:
-        """Apply time: expired leases (retry or fail), deadlines (FAILED, DEADLINE_EXCEEDED),
-        cancellations past their grace (CANCELLED by force)."""
+    async def expire(
+        self, now: datetime, cancel_grace: timedelta, losses: LeaseLosses | None = None
+    ) -> Transition:
+        """Apply time: expired leases (retry or fail, the reason worded by `losses`), deadlines
+        (FAILED, DEADLINE_EXCEEDED), cancellations past their grace (CANCELLED by force)."""
 
     @abstractmethod
     async def pending_cancels(self, worker_ids: list[str]) -> list[StopRequest]:

@@ -19,7 +19,8 @@ import pytest
 from common.clock import ManualClock
 from common.jobs import CrawlSpec
 from scheduler_service.orchestration.dispatch import WorkerConn
-from scheduler_service.orchestration.orchestrator import Orchestrator, Tunables
+from scheduler_service.orchestration.orchestrator import Orchestrator
+from scheduler_service.orchestration.tunables import Tunables
 from scheduler_service.runs.model import Run, RunQuery, RunState
 from scheduler_service.runs.retries import RetryPolicy
 from scheduler_service.runs.sql.store import SqlRunStore
@@ -102,3 +103,58 @@ async def test_a_cancel_lost_with_the_stream_is_pushed_again(run_store: SqlRunSt
     await orchestrator.sweep()
     stops = [item for item in _sent(second) if isinstance(item, StopRequest)]
     assert [(s.kind, s.ref) for s in stops] == [(StopKind.CANCEL, assigned.ref)]
+
+
+async def test_expired_leases_say_whether_the_crawler_disconnected_or_went_silent(
+    run_store: SqlRunStore,
+) -> None:
+    """Issue 12: a crawler still connected but silent (e.g. behind a hung database) loses its
+    lease; one whose stream broke and that did not come back 'disconnected'. Neither 'restarted'."""
+    clock = ManualClock()
+    tunables = Tunables(lease_ttl=timedelta(seconds=30), reconnect_grace=timedelta(seconds=5))
+    orchestrator = Orchestrator(run_store, clock, tunables)
+    silent = WorkerConn("silent", 1, "test", clock.now(), clock.now())
+    gone = WorkerConn("gone", 1, "test", clock.now(), clock.now())
+    for conn in (silent, gone):
+        await orchestrator.worker_connected(conn, [])
+    one, _ = await orchestrator.trigger(TriggerCommand(CrawlSpec(("octo/one",))))
+    two, _ = await orchestrator.trigger(TriggerCommand(CrawlSpec(("octo/two",))))
+    await orchestrator.worker_disconnected(gone)
+    clock.advance(timedelta(seconds=31))
+    await orchestrator.sweep()
+    messages = []
+    for run_id in (one.id, two.id):
+        run = await run_store.get_run(run_id)
+        assert run.state is RunState.PENDING and run.error is not None
+        messages.append(run.error.message)
+    messages.sort()
+    assert messages == [
+        "crawler gone disconnected",
+        "lease expired: no heartbeat from crawler silent renewed it for 30s",
+    ]
+
+
+async def test_a_run_claimed_while_its_crawler_was_away_is_reattached_on_return(
+    run_store: SqlRunStore,
+) -> None:
+    """Issue 15: the claim commits after the crawler's stream broke; when it reconnects the run is
+    re-attached and sent (the same attempt), not retried as lost."""
+    clock = ManualClock()
+    orchestrator = Orchestrator(run_store, clock, Tunables())
+    first = WorkerConn("w1", 1, "test", clock.now(), clock.now())
+    await orchestrator.worker_connected(first, [])
+    with orchestrator.dispatcher.reserve() as reserved:
+        assert reserved is first
+        await orchestrator.worker_disconnected(first)
+        await orchestrator.trigger(TriggerCommand(CrawlSpec(("octo/one",))))
+        claimed = (await run_store.claim("w1", clock.now(), timedelta(seconds=30))).run
+        assert claimed is not None
+        orchestrator.dispatcher.assign(reserved, claimed)
+
+    second = WorkerConn("w1", 1, "test", clock.now(), clock.now())
+    await orchestrator.worker_connected(second, [])
+    [sent] = [item for item in _sent(second) if isinstance(item, Run)]
+    assert sent.ref == claimed.ref
+    assert second.running == {claimed.id: 1}
+    run = await run_store.get_run(claimed.id)
+    assert run.state is RunState.RUNNING and run.attempt == 1

@@ -14,7 +14,8 @@ import pytest
 from common.clock import ManualClock
 from common.jobs import CrawlSpec
 from scheduler_service.orchestration.dispatch import WorkerConn
-from scheduler_service.orchestration.orchestrator import Orchestrator, Tunables
+from scheduler_service.orchestration.orchestrator import Orchestrator
+from scheduler_service.orchestration.tunables import Tunables
 from scheduler_service.runs.model import (
     AttemptResult,
     EventKind,

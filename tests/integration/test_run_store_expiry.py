@@ -13,6 +13,7 @@ from scheduler_service.runs.model import (
     AttemptRef,
     AttemptResult,
     EventKind,
+    LeaseLosses,
     Outcome,
     RunError,
     RunState,
@@ -21,7 +22,7 @@ from scheduler_service.runs.model import (
 )
 from scheduler_service.runs.retries import RetryPolicy
 from scheduler_service.runs.sql.store import SqlRunStore
-from scheduler_service.runs.store import StopKind
+from scheduler_service.runs.store import StopKind, Transition
 from tests.support.runs import DAY, T0, TTL, new_run, running
 
 
@@ -144,3 +145,44 @@ async def test_an_idempotent_repeat_after_its_run_was_purged_creates_a_new_run(
     assert await store.purge(T0 + timedelta(hours=1), later) == 1
     again = await store.create_run(new_run(request_id="r1", payload_hash="h"), later, DAY)
     assert again.run.id != first.run.id and again.run.state is RunState.PENDING
+
+
+def _reason(transition: Transition, run_id: str) -> str:
+    changes = [
+        e for e in transition.events if e.run_id == run_id and e.kind is EventKind.STATE_CHANGED
+    ]
+    return str(changes[-1].data["reason"])
+
+
+async def test_each_retry_says_what_happened(store: SqlRunStore) -> None:
+    """Issue 12: a lease lost to a silent crawler (e.g. behind a hung database), a crawler that
+    disconnected, and one that came back without the attempt, each retried with its own reason."""
+    silent = await running(store, repo="octo/silent")
+    gone = await running(store, "w2", repo="octo/gone")
+    lost = await running(store, "w3", repo="octo/lost")
+    result = await store.reattach("w3", [], T0, TTL)
+    reattached = "crawler w3 reconnected without this attempt"
+    assert _reason(result.transition, lost.run_id) == reattached
+    run = await store.get_run(lost.run_id)
+    assert run.attempt == 2 and run.error == RunError("WORKER_LOST", reattached, True)
+    losses = LeaseLosses(TTL, frozenset({"w2"}))
+    expired = await store.expire(T0 + TTL + timedelta(seconds=1), TTL, losses)
+    quiet = f"lease expired: no heartbeat from crawler w1 renewed it for {TTL.seconds}s"
+    assert _reason(expired, silent.run_id) == quiet
+    assert (await store.get_run(silent.run_id)).error == RunError("WORKER_LOST", quiet, True)
+    assert _reason(expired, gone.run_id) == "crawler w2 disconnected"
+    assert (await store.get_run(gone.run_id)).error == RunError(
+        "WORKER_LOST", "crawler w2 disconnected", True
+    )
+    # A TTL unknown to the caller: still a lease expiry, without the made-up duration.
+    assert (
+        LeaseLosses().error("w1").message
+        == "lease expired: no heartbeat from crawler w1 renewed it"
+    )
+
+
+async def test_a_cancelled_run_lost_on_reconnect_says_so(store: SqlRunStore) -> None:
+    ref = await running(store)
+    await store.cancel_run(ref.run_id, "stop", T0)
+    result = await store.reattach("w1", [], T0, TTL)
+    assert _reason(result.transition, ref.run_id) == "cancelled (crawler w1 reconnected without it)"

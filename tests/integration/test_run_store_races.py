@@ -13,7 +13,13 @@ from datetime import timedelta
 
 import pytest
 
-from scheduler_service.runs.model import AttemptResult, ConflictPolicy, Outcome, RunState
+from scheduler_service.runs.model import (
+    AttemptResult,
+    ConflictPolicy,
+    LeaseLosses,
+    Outcome,
+    RunState,
+)
 from scheduler_service.runs.retries import RetryPolicy
 from scheduler_service.runs.sql import transitions as t
 from scheduler_service.runs.sql.store import SqlRunStore
@@ -73,7 +79,7 @@ async def test_reattach_racing_the_sweep_failing_the_run(store: SqlRunStore) -> 
         with store._tx(late) as tx:
             row = t.lock_run(tx, ref.run_id)
             assert row is not None
-            t.expire_one(tx, row, timedelta(seconds=30))
+            t.expire_one(tx, row, timedelta(seconds=30), LeaseLosses(timedelta(seconds=30)))
             expired.set()
             commit.wait(WAIT)
 

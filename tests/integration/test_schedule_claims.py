@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from common.clock import ManualClock
 from common.db import async_url
 from common.jobs import CrawlSpec
-from scheduler_service.orchestration.orchestrator import Orchestrator, Tunables
+from scheduler_service.orchestration.orchestrator import Orchestrator
+from scheduler_service.orchestration.tunables import Tunables
 from scheduler_service.runs.sql.store import SqlRunStore
 from scheduler_service.schedules.firing import ScheduleFirer
 from scheduler_service.schedules.model import Firing, FiringOutcome, Schedule, Template

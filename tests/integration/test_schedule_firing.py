@@ -16,7 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from common.clock import ManualClock
 from common.db import sync_url
 from common.jobs import CrawlSpec
-from scheduler_service.orchestration.orchestrator import Orchestrator, Tunables
+from scheduler_service.orchestration.orchestrator import Orchestrator
+from scheduler_service.orchestration.tunables import Tunables
 from scheduler_service.runs.model import RunQuery, RunState, Trigger
 from scheduler_service.runs.sql.store import SqlRunStore
 from scheduler_service.schedules.errors import ScheduleExists, ScheduleNotFound

@@ -14,7 +14,8 @@ from structlog.testing import capture_logs
 
 from common.clock import ManualClock
 from common.jobs import CrawlSpec
-from scheduler_service.orchestration.orchestrator import Orchestrator, Tunables
+from scheduler_service.orchestration.orchestrator import Orchestrator
+from scheduler_service.orchestration.tunables import Tunables
 from scheduler_service.runs.model import Disposition, RunQuery, Trigger
 from scheduler_service.runs.sql.store import SqlRunStore
 from scheduler_service.schedules.firing import ScheduleFirer, firing_request_id, trigger_command

@@ -26,6 +26,7 @@ from scheduler_service.runs.model import (
     AttemptRef,
     AttemptResult,
     EventKind,
+    LeaseLosses,
     NewRun,
     Run,
     RunError,
@@ -206,10 +207,11 @@ class SqlRunStore(RunStore):
                     continue
                 if row["cancel_requested_at"] is not None:
                     # Its cancellation was requested: retrying would run a cancelled run again.
-                    t.finish(tx, row, RunState.CANCELLED, "cancelled (the crawler restarted)")
+                    gone = f"cancelled (crawler {worker_id} reconnected without it)"
+                    t.finish(tx, row, RunState.CANCELLED, gone)
                     continue
-                error = RunError("WORKER_LOST", "the crawler no longer had this run", True)
-                t.retry_or_fail(tx, row, error, "crawler restarted")
+                reason = f"crawler {worker_id} reconnected without this attempt"
+                t.retry_or_fail(tx, row, RunError("WORKER_LOST", reason, True), reason)
             return Reattachment(reattached, abandoned, tx.transition())
 
     @on_urgent_writer
@@ -300,13 +302,15 @@ class SqlRunStore(RunStore):
 
     # -- time ------------------------------------------------------------------------------
 
-    async def expire(self, now: datetime, cancel_grace: timedelta) -> Transition:
+    async def expire(
+        self, now: datetime, cancel_grace: timedelta, losses: LeaseLosses | None = None
+    ) -> Transition:
         # The candidates are found on a reader first: a sweep that finds nothing to do never
         # waits for the writer.
         candidates = await self._expiry_candidates(now, cancel_grace)
         if not candidates:
             return Transition()
-        return await self._expire(candidates, now, cancel_grace)
+        return await self._expire(candidates, now, cancel_grace, losses or LeaseLosses())
 
     @on_reader
     def _expiry_candidates(self, now: datetime, cancel_grace: timedelta) -> list[str]:
@@ -314,7 +318,9 @@ class SqlRunStore(RunStore):
             return reads.expiry_candidates(conn, now, cancel_grace)
 
     @on_writer
-    def _expire(self, candidates: list[str], now: datetime, cancel_grace: timedelta) -> Transition:
+    def _expire(
+        self, candidates: list[str], now: datetime, cancel_grace: timedelta, losses: LeaseLosses
+    ) -> Transition:
         """Apply time limits to `candidates`, one transaction each."""
         total = Transition()
         for run_id in candidates:
@@ -322,7 +328,7 @@ class SqlRunStore(RunStore):
                 row = t.lock_run(tx, run_id)
                 if row is None:
                     continue
-                stops = t.expire_one(tx, row, cancel_grace)
+                stops = t.expire_one(tx, row, cancel_grace, losses)
                 step = tx.transition()
                 step.stops = stops
                 total.merge(step)

@@ -22,6 +22,7 @@ from scheduler_service.runs.model import (
     AttemptRef,
     AttemptResult,
     EventKind,
+    LeaseLosses,
     Outcome,
     Run,
     RunError,
@@ -354,7 +355,7 @@ def apply_result(tx: Tx, row: Row, result: AttemptResult) -> None:
             finish(tx, row, RunState.FAILED, "attempt failed", error=error)
 
 
-def expire_one(tx: Tx, row: Row, cancel_grace: timedelta) -> list[StopRequest]:
+def expire_one(tx: Tx, row: Row, cancel_grace: timedelta, losses: LeaseLosses) -> list[StopRequest]:
     """Apply whichever time limit `row` passed; returns the crawler stops to push."""
     now, state = tx.now, RunState(row["state"])
     stops = []
@@ -374,8 +375,8 @@ def expire_one(tx: Tx, row: Row, cancel_grace: timedelta) -> list[StopRequest]:
     ):
         finish(tx, row, RunState.CANCELLED, "cancelled (forced after the grace period)")
     elif row["lease_expires_at"] is not None and row["lease_expires_at"] < now:
-        error = RunError("WORKER_LOST", "the crawler's lease expired", True)
-        retry_or_fail(tx, row, error, "lease expired")
+        error = losses.error(row["worker_id"])
+        retry_or_fail(tx, row, error, error.message)
     else:
         return []
     return stops
