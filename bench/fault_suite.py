@@ -18,7 +18,7 @@ from typing import Any
 
 from faults.catalog import BACKENDS
 from faults.report import render
-from faults.suite import run_suite
+from faults.suite import Suite
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,9 +50,8 @@ def main() -> None:
     def partial(results: dict[str, Any]) -> None:
         write(results, f"{label}, unfinished ({len(results['rows'])} rows so far)")
 
-    results = run_suite(
-        args.seed, tries, args.storm_tries, backends, say=_say, keep=args.keep, on_row=partial
-    )
+    suite = Suite(args.seed, tries, args.storm_tries, say=_say, on_row=partial, keep=args.keep)
+    results = suite.run(backends)
     write(results, label)
     print(f"wrote {args.out} and {args.report}")
 
