@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from faults.catalog import BACKENDS
+from faults.catalog import BACKENDS, CATALOG
 from faults.report import render
 from faults.suite import Suite
 
@@ -30,6 +30,10 @@ def main() -> None:
     parser.add_argument("--storm-tries", type=int, default=1, help="tries per other row")
     parser.add_argument("--smoke", action="store_true", help="2 tries per kill row")
     parser.add_argument("--backend", choices=BACKENDS, action="append", help="default: both")
+    parser.add_argument("--only", action="append", help="faults whose name contains this")
+    parser.add_argument(
+        "--merge", type=Path, nargs="+", help="only merge these raw results into --out/--report"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the processes' logs")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fault_suite.json")
     parser.add_argument("--report", type=Path, default=ROOT / "RELIABILITY.md")
@@ -50,10 +54,26 @@ def main() -> None:
     def partial(results: dict[str, Any]) -> None:
         write(results, f"{label}, unfinished ({len(results['rows'])} rows so far)")
 
+    if args.merge:
+        results = merge([json.loads(path.read_text()) for path in args.merge])
+        write(results, results["label"])
+        return
     suite = Suite(args.seed, tries, args.storm_tries, say=_say, on_row=partial, keep=args.keep)
-    results = suite.run(backends)
+    results = suite.run(backends, args.only)
     write(results, label)
     print(f"wrote {args.out} and {args.report}")
+
+
+def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Raw results of runs of parts of the catalog (`--only`, same seed) as one."""
+    order = {fault.name: i for i, fault in enumerate(CATALOG)}
+    rows = sorted(
+        (row for part in parts for row in part["rows"]),
+        key=lambda r: (order[r["fault"]], r["backend"] != "sqlite"),
+    )
+    wall = max(part["wall_seconds"] for part in parts)
+    label = f"Full run in {len(parts)} parts side by side (`--only`, same seed), merged"
+    return {**parts[0], "rows": rows, "label": label, "wall_seconds": wall}
 
 
 def _say(line: str) -> None:

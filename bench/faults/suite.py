@@ -35,10 +35,13 @@ class Suite:
         self.results: dict[str, Any] = {
             "seed": seed, "kill_tries": kill_tries, "storm_tries": storm_tries, "rows": self.rows,
         }  # fmt: skip
+        self.faults = list(CATALOG)
         self._lock = threading.Lock()
         self._started = time.monotonic()
 
-    def run(self, backends: tuple[str, ...]) -> dict[str, Any]:
+    def run(self, backends: tuple[str, ...], only: list[str] | None = None) -> dict[str, Any]:
+        """Every fault (or those whose name contains one of `only`) on every backend."""
+        self.faults = [f for f in CATALOG if not only or any(part in f.name for part in only)]
         try:
             with ThreadPoolExecutor(len(backends)) as pool:
                 for future in [pool.submit(self._backend, backend) for backend in backends]:
@@ -63,7 +66,7 @@ class Suite:
             self.say(f"baseline {backend}: {baseline.duration:.1f} s {baseline.problems or 'ok'}")
             if baseline.problems:
                 raise RuntimeError(f"the fault-free crawl on {backend} failed: {baseline.problems}")
-            for fault in CATALOG:
+            for fault in self.faults:
                 if backend in fault.backends:
                     row = self._row(tmp, fault, backend, rng, github, proxy, baseline)
                     self._add(row)
