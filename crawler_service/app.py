@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -22,6 +23,7 @@ from crawler_service.github.client import GitHubClient, GitHubStats
 from crawler_service.github.graphql import GraphQLClient, GraphQLStats
 from crawler_service.jobs.pipeline import build_registry
 from crawler_service.jobs.registry import JobRegistry
+from crawler_service.jobs.steps.export import clean_staging
 from crawler_service.metrics import CrawlerMetrics, instrument
 from crawler_service.settings import CrawlerSettings
 from crawler_service.worker.connection import Worker
@@ -108,6 +110,9 @@ class CrawlerApp(Lifecycle):
         registry = build_registry(self.store, self.github, settings, graphql=self.graphql)
         load_plugins(registry, settings.plugins)
         self.metrics_server = await self._serve_metrics(registry)
+        leftovers = await asyncio.to_thread(clean_staging, Path(settings.export_dir))
+        if leftovers:
+            log.info("export.leftovers_removed", files=[str(p) for p in leftovers])
         servicer = PullRequestServicer(Queries(self.store.engine), self.backfill)
         self.host = ServerHost(
             settings.listen,

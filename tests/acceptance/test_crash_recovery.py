@@ -3,6 +3,9 @@ gap."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -144,3 +147,15 @@ def test_scheduler_killed_mid_run_restarts_without_an_extra_attempt(processes: P
     must_see = {e.seq for e in stored if not e.HasField("step_progress")}
     assert must_see <= set(watcher.seqs)
     assert watcher.seqs[0] <= min(e.seq for e in stored if e.seq > 0)
+
+
+def test_a_crawler_start_removes_what_a_killed_export_left(processes: Processes) -> None:
+    staging = processes.tmp / "exports" / ".staging"
+    staging.mkdir(parents=True)
+    with subprocess.Popen([sys.executable, "-c", "pass"]) as gone:
+        gone.wait(10)
+    leftover = staging / f"{socket.gethostname()}.{gone.pid}.x1y2.tmp"
+    leftover.write_text("repository,number\nacme/widgets,1\n")
+    processes.scheduler()
+    processes.crawler("crawler-a")
+    assert not leftover.exists()

@@ -40,7 +40,7 @@ def _write_old(file: IO[str]) -> None:
 
 def test_a_reader_sees_the_old_file_until_the_new_one_is_complete(tmp_path: Path):
     path = tmp_path / "acme" / "widgets.csv"
-    write_atomic(path, _write_old)
+    write_atomic(path, _write_old, tmp_path / ".staging")
     seen_during_write = []
 
     def write(file: IO[str]) -> None:
@@ -49,23 +49,24 @@ def test_a_reader_sees_the_old_file_until_the_new_one_is_complete(tmp_path: Path
         seen_during_write.append(path.read_text())
         file.write(" and complete\n")
 
-    write_atomic(path, write)
+    write_atomic(path, write, tmp_path / ".staging")
     assert seen_during_write == ["old\n"]
     assert path.read_text() == "new, partial and complete\n"
 
 
 def test_a_failed_export_leaves_the_old_file_and_no_temp_file(tmp_path: Path):
     path = tmp_path / "widgets.jsonl"
-    write_atomic(path, _write_old)
+    write_atomic(path, _write_old, tmp_path / ".staging")
 
     def fail(file: IO[str]) -> None:
         file.write("half")
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        write_atomic(path, fail)
+        write_atomic(path, fail, tmp_path / ".staging")
     assert path.read_text() == "old\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["widgets.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".staging", "widgets.jsonl"]
+    assert list((tmp_path / ".staging").iterdir()) == []
 
 
 def test_classification_row_in_seconds():

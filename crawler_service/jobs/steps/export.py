@@ -1,9 +1,11 @@
 """The `export` step: per repository, every PR with its metrics and closing links, as CSV and JSON
 Lines under the export directory (`<dir>/<owner>/<name>.csv` and `.jsonl`).
 
-Each file is written to a temporary file in the same directory and renamed over the old one, so a
-reader sees the old file or the new one, never a partial one, and a failed export leaves the old
-file intact.
+Each file is written to a temporary file in the hidden staging directory `<dir>/.staging/` (same
+file system) and renamed over the old one, so a reader sees the old file or the new one, never a
+partial one, and a failed export leaves the old file intact. Temporary files never sit beside the
+exports; those of a crawler killed mid-export are removed when a crawler starts
+(`clean_staging`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import asyncio
 import csv
 import json
 import os
+import socket
 import tempfile
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,10 +44,57 @@ def _json_value(value: Any) -> Any:
     return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
 
 
-def write_atomic(path: Path, write: Callable[[IO[str]], None]) -> None:
-    """Write `path` through `write(file)` atomically: temp file in the same directory + rename."""
+#: The export directory's hidden subdirectory holding files being written (never an owner: GitHub
+#: logins cannot start with a dot).
+STAGING = ".staging"
+#: Staged files of other hosts older than this are leftovers too (their writer cannot be asked).
+STALE_AFTER = 24 * 3600.0
+
+
+def _writer_prefix() -> str:
+    return f"{socket.gethostname()}.{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _leftover(entry: Path, host: str, now: float) -> bool:
+    """Whether staged `entry` (`<host>.<pid>.<random>.tmp`) lost its writer: a dead process of
+    this host, or (another host's) older than STALE_AFTER."""
+    writer_host, _, rest = entry.name.partition(".")
+    pid = rest.partition(".")[0]
+    if writer_host == host and pid.isdigit():
+        return int(pid) == os.getpid() or not _alive(int(pid))
+    return now - entry.stat().st_mtime > STALE_AFTER
+
+
+def clean_staging(export_dir: Path) -> list[Path]:
+    """Remove the temporary files that crawlers killed mid-export left in `export_dir`'s staging
+    directory; returns them. Files of live crawlers sharing the directory stay."""
+    staging = export_dir / STAGING
+    if not staging.is_dir():
+        return []
+    host, now, removed = socket.gethostname(), time.time(), []
+    for entry in staging.iterdir():
+        if entry.is_file() and _leftover(entry, host, now):
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def write_atomic(path: Path, write: Callable[[IO[str]], None], staging: Path) -> None:
+    """Write `path` through `write(file)` atomically: a temp file in `staging` (a directory on
+    the same file system, e.g. `<export dir>/.staging`) renamed over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    staging.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=_writer_prefix(), suffix=".tmp", dir=staging)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as file:
             write(file)
@@ -96,8 +147,9 @@ class ExportStep:
         # Not `with_suffix`: it would cut `next.js` to `next`, and two repositories share a file.
         csv_path, jsonl_path = self._inside(f"{key}.csv"), self._inside(f"{key}.jsonl")
         # File I/O off the event loop: other runs and the query API share it.
-        await asyncio.to_thread(write_atomic, csv_path, write_csv(records))
-        await asyncio.to_thread(write_atomic, jsonl_path, write_jsonl(records))
+        staging = self.export_dir.resolve() / STAGING
+        await asyncio.to_thread(write_atomic, csv_path, write_csv(records), staging)
+        await asyncio.to_thread(write_atomic, jsonl_path, write_jsonl(records), staging)
         return [str(csv_path), str(jsonl_path)]
 
     def _inside(self, relative: str) -> Path:
