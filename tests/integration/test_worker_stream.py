@@ -21,10 +21,11 @@ async def c(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scheduler_db_url: str
 ) -> AsyncIterator[Cluster]:
     monkeypatch.setenv("GHPULSE_TEST_GATES", str(tmp_path / "gates"))
-    # A lease short enough for the stale-attempt test to wait one out, a grace long enough for
-    # the reconnect test never to outlast it however loaded the machine is.
+    # A lease short enough for the stale-attempt test to wait one out, yet seconds longer than
+    # an event loop stalls on a loaded machine (a real crawler loses it only if silent that long);
+    # a grace the reconnect test never outlasts.
     async with cluster(
-        tmp_path, db=scheduler_db_url, lease_ttl=2.0, reconnect_grace=30.0
+        tmp_path, db=scheduler_db_url, lease_ttl=6.0, reconnect_grace=30.0
     ) as running:
         yield running
 
