@@ -15,6 +15,10 @@ from common.proto.ghpulse.v1 import worker_service_pb2 as wpb
 from common.proto.ghpulse.v1.worker_service_pb2_grpc import WorkerServiceStub
 from tests.support.cluster import TERMINAL, Cluster, cluster
 
+#: How long a message may take to arrive before the test fails: a bound, never a delay (a loaded
+#: machine once took over 10 s to answer a heartbeat).
+RECEIVE_BOUND = 30.0
+
 
 @pytest.fixture
 async def c(
@@ -48,7 +52,7 @@ class RawCrawler:
     async def receive(self, kind: str) -> wpb.ConnectResponse:
         """The next message of `kind`, skipping others (e.g. heartbeat acks)."""
         while True:
-            message = await asyncio.wait_for(self.call.read(), 10)
+            message = await asyncio.wait_for(self.call.read(), RECEIVE_BOUND)
             assert message is not grpc.aio.EOF, "the scheduler ended the stream"
             if message.WhichOneof("message") == kind:
                 return message  # type: ignore[no-any-return]
