@@ -17,16 +17,21 @@ from common.proto.ghpulse.v1.worker_service_pb2_grpc import WorkerServiceStub
 from tests.support.cluster import TERMINAL, Cluster, cluster
 from tests.support.impostor import EOF
 
+#: How long a message may take to arrive before the test fails: a bound, never a delay (a loaded
+#: machine once took over 10 s to answer a heartbeat).
+RECEIVE_BOUND = 30.0
+
 
 @pytest.fixture
 async def c(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scheduler_db_url: str
 ) -> AsyncIterator[Cluster]:
     monkeypatch.setenv("GHPULSE_TEST_GATES", str(tmp_path / "gates"))
-    # A lease short enough for the stale-attempt test to wait one out, a grace long enough for
-    # the reconnect test never to outlast it however loaded the machine is.
+    # A lease short enough for the stale-attempt test to wait one out, yet seconds longer than
+    # an event loop stalls on a loaded machine (a real crawler loses it only if silent that long);
+    # a grace the reconnect test never outlasts.
     async with cluster(
-        tmp_path, db=scheduler_db_url, lease_ttl=2.0, reconnect_grace=30.0
+        tmp_path, db=scheduler_db_url, lease_ttl=6.0, reconnect_grace=30.0
     ) as running:
         yield running
 
@@ -49,7 +54,7 @@ class RawCrawler:
     async def receive(self, kind: str) -> wpb.ConnectResponse:
         """The next message of `kind`, skipping others (e.g. heartbeat acks)."""
         while True:
-            message: Any = await asyncio.wait_for(self.call.read(), 10)
+            message: Any = await asyncio.wait_for(self.call.read(), RECEIVE_BOUND)
             assert message is not EOF, "the scheduler ended the stream"
             if message.WhichOneof("message") == kind:
                 return cast(wpb.ConnectResponse, message)
