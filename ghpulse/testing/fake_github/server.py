@@ -50,6 +50,8 @@ class RequestRecord(NamedTuple):
     path: str
     query: dict[str, str]
     status: int
+    #: When the request arrived, on the fake's clock.
+    at: float = 0.0
 
 
 class FakeGitHub:
@@ -76,6 +78,7 @@ class FakeGitHub:
         self.latency = latency
         self.token = token
         self.faults = Faults()
+        self.clock = clock
         self.budget = RateBudget(rate_limit, clock=clock)
         self.graphql_budget = RateBudget(graphql_rate_limit, clock=clock, resource="graphql")
         self.graphql_points: list[int] = []
@@ -147,14 +150,18 @@ class FakeGitHub:
 
     # -- request handling (called from the server's threads) -------------------------------------
 
-    def _record(self, method: str, path: str, query: dict[str, str], status: int) -> None:
+    def _record(
+        self, method: str, path: str, query: dict[str, str], status: int, at: float
+    ) -> None:
         with self._lock:
-            self._requests.append(RequestRecord(method, path, query, status))
+            self._requests.append(RequestRecord(method, path, query, status, at))
 
-    def _enter(self) -> None:
+    def _enter(self) -> float:
+        """Count a request in flight; returns when it arrived (the fake's clock)."""
         with self._lock:
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        return self.clock()
 
     def _leave(self) -> None:
         with self._lock:
@@ -208,6 +215,8 @@ class _Handler(BaseHTTPRequestHandler):
     fake: FakeGitHub
     #: The GitHub request being answered (path, query), until it is logged.
     _exchange: tuple[str, dict[str, str]] | None = None
+    #: When that request arrived (the fake's clock).
+    _received: float = 0.0
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: tests assert on `FakeGitHub.requests` instead."""
@@ -217,7 +226,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith(CONTROL_PREFIX):
             self._serve_control("GET", path)
             return
-        self.fake._enter()
+        self._received = self.fake._enter()
         self._exchange = (path, query)
         try:
             self._serve_github(path, query, prefix)
@@ -231,7 +240,7 @@ class _Handler(BaseHTTPRequestHandler):
         path, query = self._exchange
         self._exchange = None
         self.fake._leave()
-        self.fake._record(self.command, path, query, status)
+        self.fake._record(self.command, path, query, status, self._received)
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
@@ -240,7 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        self.fake._enter()
+        self._received = self.fake._enter()
         self._exchange = ("/graphql", {})
         try:
             self._serve_graphql(raw)
