@@ -180,6 +180,7 @@ class CrawlerStore(Closing):
             "skipped": [{"number": s.number, "reason": s.reason} for s in result.skipped] or None,
             "graphql_queries": result.graphql_queries,
             "graphql_points": result.graphql_points,
+            "github_owner": result.github_owner,
             "finished_at": self.clock.now(),
         }
         stmt = self._insert(conn, FetchProgress).values(**values)
@@ -208,6 +209,7 @@ class CrawlerStore(Closing):
                     tuple(SkippedPull(s["number"], s["reason"]) for s in r.skipped or ()),
                     r.graphql_queries,
                     r.graphql_points,
+                    r.github_owner,
                 )
                 for r in rows
             ]

@@ -28,6 +28,9 @@ from crawler_service.github.ratelimit import RESET_MARGIN, header_int
 log = structlog.get_logger("ghpulse.github")
 
 WaitReporter = Callable[[str], Awaitable[None]]
+#: The owner of requests without a token: GitHub limits them per IP address, so their budget is
+#: never shared through the database.
+ANONYMOUS = "anonymous"
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,7 @@ class TokenBudget:
 
     @property
     def is_shared(self) -> bool:
-        return self.shared is not None and bool(self.owner)
+        return self.shared is not None and self.owner not in ("", ANONYMOUS)
 
     async def wait_ready(self, url: str, on_wait: WaitReporter | None = None) -> None:
         """Return once no pause or spent budget of the owner (in this process or, when shared,

@@ -108,6 +108,8 @@ class GitHubClient(Closing):
         budget: TokenBudget | None = None,
     ) -> None:
         register_secret(token)
+        #: Whether requests carry a token (else GitHub limits them per IP address).
+        self.authenticated = bool(token)
         self._base = base_url.rstrip("/")
         #: The only origin the token is sent to (pagination links elsewhere are refused).
         self._origin = _origin(httpx.URL(self._base))

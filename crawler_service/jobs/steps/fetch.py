@@ -37,6 +37,7 @@ from crawler_service.errors import PermanentError, TransientError
 from crawler_service.github.client import GitHubClient
 from crawler_service.github.errors import GitHubInvalid
 from crawler_service.github.graphql import GraphQLClient
+from crawler_service.github.owner import identify
 from crawler_service.jobs.registry import Output, StepContext
 from crawler_service.jobs.steps import closing, dedupe
 from crawler_service.jobs.steps.bulk import GraphQLPulls
@@ -146,6 +147,8 @@ class FetchStep:
             "not_modified": sum(r.not_modified for r in results),
             "graphql_queries": sum(r.graphql_queries for r in results),
             "graphql_points": sum(r.graphql_points for r in results),
+            # Which rate-limit owner (a login, never a token) served each repository.
+            "github_owners": {r.full_name: r.github_owner for r in results if r.github_owner},
         }
 
     async def _fetch_repository(self, ctx: StepContext, name: str, refresh: bool) -> None:
@@ -167,6 +170,7 @@ class FetchStep:
                     not_modified=sweep.not_modified,
                     graphql_queries=sweep.graphql_queries,
                     graphql_points=sweep.graphql_points,
+                    github_owner=self.github.budget.owner or None,
                 ),
             )
         finally:
@@ -183,6 +187,7 @@ class FetchStep:
             raise TransientError(f"lost the fetch lease on {sweep.name}", code="LEASE_LOST")
 
     async def _sweep(self, sweep: Sweep) -> None:
+        owner = await identify(self.github)
         state = await self.store.sweep_state(sweep.key)
         etags = {} if sweep.refresh else dict(state.etags)
         repo = await self._repository(sweep, etags)
@@ -207,6 +212,7 @@ class FetchStep:
             skipped=tuple(sweep.skipped),
             graphql_queries=sweep.graphql_queries,
             graphql_points=sweep.graphql_points,
+            github_owner=owner,
         )
         # Keep ETags of pages this sweep did not reach: they still describe those pages. After a
         # skip, drop the list pages' ETags so the next crawl lists (and retries) the skipped PRs.

@@ -73,12 +73,15 @@ class FakeGitHub:
         graphql_rate_limit: int = 5000,
         token: str | None = None,
         clock: Callable[[], float] = time.time,
+        user_login: str = "ghpulse-fake",
     ) -> None:
         self.dataset = dataset if isinstance(dataset, Dataset) else Dataset.load(dataset)
         self.latency = latency
         self.token = token
         self.faults = Faults()
         self.clock = clock
+        #: The login `GET /user` answers for any token.
+        self.user_login = user_login
         self.budget = RateBudget(rate_limit, clock=clock)
         self.graphql_budget = RateBudget(graphql_rate_limit, clock=clock, resource="graphql")
         self.graphql_points: list[int] = []
@@ -338,7 +341,7 @@ class _Handler(BaseHTTPRequestHandler):
         rate = fake.budget.headers()
         core = {k.removeprefix("x-ratelimit-"): v for k, v in rate.items()}
         with fake.dataset.lock:
-            answer = route(fake.dataset, path, query, core)
+            answer = route(fake.dataset, path, query, core, self._user())
             body = _encode(answer.body)
         etag = '"' + hashlib.sha256(body).hexdigest()[:40] + '"'
         headers = {"ETag": etag, **self._links(answer, path, query, prefix)}
@@ -349,6 +352,13 @@ class _Handler(BaseHTTPRequestHandler):
             message = {"message": PRIMARY_MESSAGE, "documentation_url": DOCS}
             return self._send(403, message, fake.budget.headers())
         return self._send(answer.status, body, {**headers, **fake.budget.headers()})
+
+    def _user(self) -> dict[str, Any] | None:
+        """`GET /user`'s answer for the request's token (None without one)."""
+        header = self.headers.get("Authorization") or ""
+        if not header:
+            return None
+        return {"login": self.fake.user_login, "id": 1, "type": "User"}
 
     def _links(
         self, answer: Answer, path: str, query: dict[str, str], prefix: str
