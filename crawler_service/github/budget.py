@@ -44,7 +44,7 @@ class BudgetState:
     paused_until: float | None = None
 
     def delay(self, now: float) -> tuple[float, str]:
-        """Seconds to wait before the next request, and why ("" when none)."""
+        """Seconds to wait before the next request, and why (a progress message; "" for none)."""
         pause = (self.paused_until or 0.0) - now
         spent = 0.0
         if self.remaining is not None and self.remaining <= 0 and self.reset_at is not None:
@@ -52,8 +52,8 @@ class BudgetState:
         if pause <= 0 and spent <= 0:
             return 0.0, ""
         if pause >= spent:
-            return pause, "secondary rate limit"
-        return spent, "rate limited"
+            return pause, f"GitHub secondary rate limit; waiting {pause:.0f}s"
+        return spent, f"rate limited; waiting {spent:.0f}s for reset"
 
     def merge(self, other: BudgetState | None) -> BudgetState:
         """The more restrictive of two states (what the shared UPSERT keeps, too)."""
@@ -118,7 +118,7 @@ class TokenBudget:
             self.waits += 1
             log.warning("github.budget_wait", url=url, owner=self.owner, reason=reason, delay=delay)
             if on_wait is not None:
-                await on_wait(f"{reason}; waiting {delay:.0f}s (owner {self.owner or '?'})")
+                await on_wait(reason)
             await self._sleep(delay)
 
     async def pause(self, until: float) -> None:
