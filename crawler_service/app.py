@@ -112,7 +112,9 @@ class CrawlerApp(Lifecycle):
         settings = self.settings
         if settings.migrate:
             await asyncio.to_thread(migrations.upgrade, settings.db)
-        self.store = await CrawlerStore.open(settings.db)
+        self.store = await CrawlerStore.open(
+            settings.db, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+        )
         budget = self._budget(self.store)
         self.github = self._github(budget)
         self.graphql = self._graphql(budget)

@@ -54,6 +54,14 @@ class CrawlerSettings(SecuritySettings):
 
     listen: str = Field("127.0.0.1:50052", validation_alias=_env("GHPULSE_CRAWLER_LISTEN"))
     db: str = Field("sqlite:///.ghpulse/crawler.db", validation_alias=_env("GHPULSE_CRAWLER_DB"))
+    #: PostgreSQL connections of the crawler store, and how many more it may open at peaks; see
+    #: README, Connection budget.
+    db_pool_size: int = Field(
+        5, ge=1, le=200, validation_alias=_env("GHPULSE_CRAWLER_DB_POOL_SIZE")
+    )
+    db_max_overflow: int = Field(
+        5, ge=0, le=200, validation_alias=_env("GHPULSE_CRAWLER_DB_MAX_OVERFLOW")
+    )
     scheduler_addr: str = Field("127.0.0.1:50051", validation_alias=_env("GHPULSE_SCHEDULER_ADDR"))
     github_api_url: str = Field(
         "https://api.github.com", validation_alias=_env("GHPULSE_GITHUB_API_URL")

@@ -44,13 +44,12 @@ POLL_INTERVAL = 0.02
 
 
 class RequestRecord(NamedTuple):
-    """One request the fake answered (status 0: the connection was dropped)."""
+    """One request the fake answered (status 0: dropped); `at`: its arrival, fake's clock."""
 
     method: str
     path: str
     query: dict[str, str]
     status: int
-    #: When the request arrived, on the fake's clock.
     at: float = 0.0
 
 
@@ -341,7 +340,8 @@ class _Handler(BaseHTTPRequestHandler):
         rate = fake.budget.headers()
         core = {k.removeprefix("x-ratelimit-"): v for k, v in rate.items()}
         with fake.dataset.lock:
-            answer = route(fake.dataset, path, query, core, self._user())
+            user = fake.user_login if self.headers.get("Authorization") else None
+            answer = route(fake.dataset, path, query, core, user)
             body = _encode(answer.body)
         etag = '"' + hashlib.sha256(body).hexdigest()[:40] + '"'
         headers = {"ETag": etag, **self._links(answer, path, query, prefix)}
@@ -352,13 +352,6 @@ class _Handler(BaseHTTPRequestHandler):
             message = {"message": PRIMARY_MESSAGE, "documentation_url": DOCS}
             return self._send(403, message, fake.budget.headers())
         return self._send(answer.status, body, {**headers, **fake.budget.headers()})
-
-    def _user(self) -> dict[str, Any] | None:
-        """`GET /user`'s answer for the request's token (None without one)."""
-        header = self.headers.get("Authorization") or ""
-        if not header:
-            return None
-        return {"login": self.fake.user_login, "id": 1, "type": "User"}
 
     def _links(
         self, answer: Answer, path: str, query: dict[str, str], prefix: str
