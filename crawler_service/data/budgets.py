@@ -48,6 +48,19 @@ class BudgetStore:
                 stmt.on_conflict_do_update(index_elements=["owner"], set_=_merged(stmt.excluded))
             )
 
+    async def reserve_request(self, owner: str, now: float) -> bool:
+        table = GitHubBudget.__table__.c
+        async with self.engine.begin() as conn:
+            taken = await conn.execute(
+                sa.update(GitHubBudget)
+                .where(
+                    GitHubBudget.owner == owner,
+                    sa.or_(table.remaining > 0, table.reset_at <= now),
+                )
+                .values(remaining=table.remaining - 1)
+            )
+        return bool(taken.rowcount)
+
 
 def _merged(new: Any) -> dict[str, Any]:
     """`BudgetState.merge` in SQL, so that concurrent writers never loosen the stored state: the

@@ -78,6 +78,10 @@ class SharedBudget(Protocol):
     async def save_budget(self, owner: str, state: BudgetState) -> None:
         """Merge `state` into the owner's row (see `BudgetState.merge`), creating it if needed."""
 
+    async def reserve_request(self, owner: str, now: float) -> bool:
+        """Take one request off the owner's stored `remaining` (atomically, for the whole fleet);
+        False when it is 0 before the stored reset, so the request must wait for the reset."""
+
 
 class TokenBudget:
     """The budget of one owner; `owner` is set once known (see `GitHubClient.identify`)."""
@@ -113,8 +117,11 @@ class TokenBudget:
         while True:
             await self._load()
             delay, reason = self.state.delay(self._clock())
-            if delay <= 0:
+            if delay <= 0 and await self._reserved():
                 return
+            delay, reason = self.state.delay(self._clock())
+            if delay <= 0:
+                continue
             self.waits += 1
             log.warning("github.budget_wait", url=url, owner=self.owner, reason=reason, delay=delay)
             if on_wait is not None:
@@ -139,6 +146,20 @@ class TokenBudget:
         seen = BudgetState(remaining, None if reset is None else float(reset))
         self.state = seen.merge(self.state)
         await self._save(force=remaining <= self.low_water)
+
+    async def _reserved(self) -> bool:
+        """Near the end of the budget (at most `low_water` left), each request of the fleet takes
+        its unit from the shared row first: no two crawlers spend the last request."""
+        remaining, now = self.state.remaining, self._clock()
+        if not self.is_shared or remaining is None or remaining > self.low_water:
+            return True
+        if self.state.reset_at is None or self.state.reset_at + RESET_MARGIN <= now:
+            return True
+        assert self.shared is not None
+        if await self.shared.reserve_request(self.owner, now):
+            return True
+        self.state = replace(self.state, remaining=0)
+        return False
 
     async def _load(self) -> None:
         if not self.is_shared:
