@@ -86,11 +86,30 @@ class Timeouts:
         )
 
 
-def _postgres_options(kwargs: dict[str, Any], timeouts: Timeouts) -> Timeouts:
+#: A ghpulse option of PostgreSQL URLs, not libpq's: `?prepare_threshold=none` turns psycopg's
+#: server-side prepared statements off, as PgBouncer's transaction pooling needs (1.18 keeps
+#: no prepared statements across transactions); a number sets psycopg's threshold.
+PREPARE_THRESHOLD = "prepare_threshold"
+
+
+def postgres_url(url: str | URL) -> tuple[URL, dict[str, Any]]:
+    """`url` without ghpulse's own query options, and the psycopg connect arguments they ask for."""
+    parsed = make_url(url)
+    value = parsed.query.get(PREPARE_THRESHOLD)
+    if value is None:
+        return parsed, {}
+    text_value = value if isinstance(value, str) else value[-1]
+    threshold = None if text_value.lower() in ("none", "off", "") else int(text_value)
+    return parsed.difference_update_query([PREPARE_THRESHOLD]), {PREPARE_THRESHOLD: threshold}
+
+
+def _postgres_options(
+    kwargs: dict[str, Any], timeouts: Timeouts, extra: dict[str, Any]
+) -> Timeouts:
     # Hot-path engines (the run store's) pass pool_pre_ping=False and retry a transaction that
     # found its connection dead before anything was sent (see `scheduler_service.runs.sql.threads`).
     kwargs.setdefault("pool_pre_ping", True)
-    connect_args = dict(kwargs.get("connect_args") or {})
+    connect_args = {**extra, **dict(kwargs.get("connect_args") or {})}
     if timeouts.connect > 0:
         # libpq counts whole seconds, at least 2.
         connect_args.setdefault("connect_timeout", max(2, round(timeouts.connect)))
@@ -152,7 +171,8 @@ def create_async(
         engine = create_async_engine(async_url(url), **kwargs)
         configure_sqlite(engine.sync_engine, immediate=immediate)
         return engine
-    limits = _postgres_options(kwargs, timeouts or Timeouts.from_env())
+    url, extra = postgres_url(url)
+    limits = _postgres_options(kwargs, timeouts or Timeouts.from_env(), extra)
     engine = create_async_engine(async_url(url), **kwargs)
     limit_statements(engine.sync_engine, limits)
     return engine
@@ -169,7 +189,8 @@ def create_pooled(
         engine = create_engine(sync_url(url), connect_args={"check_same_thread": False}, **kwargs)
         configure_sqlite(engine, immediate=immediate)
         return engine
-    limits = _postgres_options(kwargs, timeouts or Timeouts.from_env())
+    url, extra = postgres_url(url)
+    limits = _postgres_options(kwargs, timeouts or Timeouts.from_env(), extra)
     engine = create_engine(sync_url(url), **kwargs)
     limit_statements(engine, limits)
     return engine
@@ -177,6 +198,9 @@ def create_pooled(
 
 def create_sync(url: str | URL, **kwargs: Any) -> Engine:
     ensure_sqlite_dir(url)
+    if not is_sqlite(url):
+        url, extra = postgres_url(url)
+        kwargs["connect_args"] = {**extra, **dict(kwargs.get("connect_args") or {})}
     engine = create_engine(sync_url(url), poolclass=NullPool, **kwargs)
     if is_sqlite(url):
         configure_sqlite(engine)

@@ -17,8 +17,10 @@ from common.proto.ghpulse.v1 import pull_request_service_pb2
 from crawler_service.api.backfill import BackfillStarter
 from crawler_service.api.pull_requests import PullRequestServicer, add_to_server
 from crawler_service.data import migrations
+from crawler_service.data.budgets import BudgetStore
 from crawler_service.data.queries import Queries
 from crawler_service.data.store import CrawlerStore
+from crawler_service.github.budget import TokenBudget
 from crawler_service.github.client import GitHubClient, GitHubStats
 from crawler_service.github.graphql import GraphQLClient, GraphQLStats
 from crawler_service.jobs.pipeline import build_registry
@@ -66,23 +68,31 @@ class CrawlerApp(Lifecycle):
         assert self.host is not None
         return self.host.address
 
-    def _github(self) -> GitHubClient:
+    def _github(self, budget: TokenBudget) -> GitHubClient:
         settings = self.settings
         return GitHubClient(
-            settings.github_api_url, settings.github_secret, **self._github_options()
+            settings.github_api_url, settings.github_secret, **self._github_options(budget)
         )
 
-    def _graphql(self) -> GraphQLClient | None:
+    def _graphql(self, budget: TokenBudget) -> GraphQLClient | None:
         settings = self.settings
         if not settings.uses_graphql or settings.github_secret is None:
             return None
         return GraphQLClient(
-            settings.github_api_url, settings.github_secret, **self._github_options()
+            settings.github_api_url, settings.github_secret, **self._github_options(budget)
         )
 
-    def _github_options(self) -> dict[str, Any]:
+    def _budget(self, store: CrawlerStore) -> TokenBudget:
+        """The token's budget, shared by its REST and GraphQL clients and, through the crawler
+        database, by the fleet (unless GHPULSE_GITHUB_SHARED_BUDGET is off)."""
+        settings = self.settings
+        shared = BudgetStore(store.engine) if settings.github_shared_budget else None
+        return TokenBudget(shared=shared, sync_interval=settings.github_budget_sync_interval)
+
+    def _github_options(self, budget: TokenBudget) -> dict[str, Any]:
         settings = self.settings
         return {
+            "budget": budget,
             "concurrency": settings.github_concurrency,
             "timeout": settings.github_timeout,
             "max_retries": settings.github_max_retries,
@@ -104,9 +114,12 @@ class CrawlerApp(Lifecycle):
         settings = self.settings
         if settings.migrate:
             await asyncio.to_thread(migrations.upgrade, settings.db)
-        self.store = await CrawlerStore.open(settings.db)
-        self.github = self._github()
-        self.graphql = self._graphql()
+        self.store = await CrawlerStore.open(
+            settings.db, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+        )
+        budget = self._budget(self.store)
+        self.github = self._github(budget)
+        self.graphql = self._graphql(budget)
         registry = build_registry(self.store, self.github, settings, graphql=self.graphql)
         load_plugins(registry, settings.plugins)
         self.metrics_server = await self._serve_metrics(registry)

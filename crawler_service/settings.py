@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Literal
+from pathlib import Path
+from typing import Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.auth.credentials import (
@@ -30,6 +31,20 @@ def _env(name: str) -> AliasChoices:
     return AliasChoices(name, name.lower())
 
 
+def _read_token(path: str) -> str:
+    """The token in the file at `path` (surrounding whitespace dropped); the errors never show
+    the file's content."""
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(
+            f"GITHUB_TOKEN_FILE {path}: cannot read it ({type(exc).__name__})"
+        ) from None
+    if not token or len(token.split()) != 1:
+        raise ValueError(f"GITHUB_TOKEN_FILE {path}: must hold exactly one token")
+    return token
+
+
 def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -39,11 +54,21 @@ class CrawlerSettings(SecuritySettings):
 
     listen: str = Field("127.0.0.1:50052", validation_alias=_env("GHPULSE_CRAWLER_LISTEN"))
     db: str = Field("sqlite:///.ghpulse/crawler.db", validation_alias=_env("GHPULSE_CRAWLER_DB"))
+    #: PostgreSQL connections of the crawler store, and how many more it may open at peaks; see
+    #: README, Connection budget.
+    db_pool_size: int = Field(
+        5, ge=1, le=200, validation_alias=_env("GHPULSE_CRAWLER_DB_POOL_SIZE")
+    )
+    db_max_overflow: int = Field(
+        5, ge=0, le=200, validation_alias=_env("GHPULSE_CRAWLER_DB_MAX_OVERFLOW")
+    )
     scheduler_addr: str = Field("127.0.0.1:50051", validation_alias=_env("GHPULSE_SCHEDULER_ADDR"))
     github_api_url: str = Field(
         "https://api.github.com", validation_alias=_env("GHPULSE_GITHUB_API_URL")
     )
     github_token: SecretStr | None = Field(None, validation_alias=_env("GITHUB_TOKEN"))
+    #: A file holding the GitHub token (e.g. a mounted secret); GITHUB_TOKEN wins when both are set.
+    github_token_file: str = Field("", validation_alias=_env("GITHUB_TOKEN_FILE"))
     #: How pull requests are fetched: `auto` (GraphQL behind a free conditional REST probe when a
     #: token is set, else REST), `graphql` (always GraphQL; needs a token) or `rest`.
     github_api: Literal["auto", "graphql", "rest"] = Field(
@@ -80,6 +105,14 @@ class CrawlerSettings(SecuritySettings):
     github_secondary_backoff: float = Field(
         60.0, ge=0, validation_alias=_env("GHPULSE_GITHUB_SECONDARY_BACKOFF")
     )
+    #: Share each GitHub owner's rate-limit state (remaining, reset, secondary pause) with the
+    #: other crawlers of the fleet through the crawler database (see README, GitHub budget).
+    github_shared_budget: bool = Field(True, validation_alias=_env("GHPULSE_GITHUB_SHARED_BUDGET"))
+    #: At most one write of the shared budget per this many seconds while the budget is healthy
+    #: (a secondary pause or a budget of 50 or fewer requests is written at once).
+    github_budget_sync_interval: float = Field(
+        1.0, ge=0, validation_alias=_env("GHPULSE_GITHUB_BUDGET_SYNC_INTERVAL")
+    )
 
     # Towards the scheduler (WorkerService, and TriggerRun of backfills): a `worker` token.
     token: SecretStr | None = Field(None, validation_alias=_env(TOKEN_ENV))
@@ -109,13 +142,13 @@ class CrawlerSettings(SecuritySettings):
             raise ValueError("must not contain credentials (user:token@); set GITHUB_TOKEN instead")
         return url
 
-    @field_validator("github_api")
-    @classmethod
-    def _graphql_needs_token(cls, api: str, info: ValidationInfo) -> str:
-        token = info.data.get("github_token")
-        if api == "graphql" and not (token and token.get_secret_value()):
+    @model_validator(mode="after")
+    def _read_token_file(self) -> Self:
+        if self.github_token_file and not self.github_secret:
+            self.github_token = SecretStr(_read_token(self.github_token_file))
+        if self.github_api == "graphql" and not self.github_secret:
             raise ValueError("graphql needs GITHUB_TOKEN: GitHub's GraphQL API requires one")
-        return api
+        return self
 
     @property
     def uses_graphql(self) -> bool:

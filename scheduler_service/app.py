@@ -83,7 +83,12 @@ class SchedulerApp(Lifecycle):
         self.settings = settings
         self.clock = clock or SystemClock()
         retry = RetryPolicy(_seconds(settings.retry_backoff), _seconds(settings.retry_backoff_max))
-        self.store = SqlRunStore.open(settings.db, retry)
+        self.store = SqlRunStore.open(
+            settings.db,
+            retry,
+            pool_size=settings.db_pool_size,
+            async_pool_size=settings.db_async_pool_size,
+        )
         self.orchestrator = Orchestrator(self.store, self.clock, tunables_from(settings))
         self.sweeper = Sweeper(
             self.orchestrator,

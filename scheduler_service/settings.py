@@ -26,6 +26,15 @@ class SchedulerSettings(SecuritySettings):
     #: itself or a pooler in session mode, never transaction pooling. Ignored on SQLite.
     notify_db: str = Field("", validation_alias=_env("GHPULSE_SCHEDULER_NOTIFY_DB"))
     #: How long an assignment's lease lasts without a heartbeat renewing it.
+    #: PostgreSQL connections (and database threads) of the run store; see README, Connection
+    #: budget.
+    db_pool_size: int = Field(
+        10, ge=1, le=200, validation_alias=_env("GHPULSE_SCHEDULER_DB_POOL_SIZE")
+    )
+    #: PostgreSQL connections of the async components (schedules), as many again on overflow.
+    db_async_pool_size: int = Field(
+        4, ge=1, le=200, validation_alias=_env("GHPULSE_SCHEDULER_DB_ASYNC_POOL_SIZE")
+    )
     lease_ttl: float = Field(30.0, gt=0, validation_alias=_env("GHPULSE_LEASE_TTL"))
     #: How often crawlers renew their leases (sent to them when they connect).
     heartbeat_interval: float = Field(

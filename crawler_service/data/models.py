@@ -138,7 +138,23 @@ class FetchProgress(Base):
     skipped: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     graphql_queries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     graphql_points: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: The owner of the GitHub rate limit that served the repository (a login, never a token).
+    github_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
     finished_at: Mapped[datetime]
+
+
+class GitHubBudget(Base):
+    """What the fleet knows of one GitHub owner's rate limits (see `github.budget`)."""
+
+    __tablename__ = "github_budgets"
+
+    owner: Mapped[str] = mapped_column(String(200), primary_key=True)
+    #: REST requests left until `reset_at` (epoch seconds), as the latest answers said.
+    remaining: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reset_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: No request of the owner before this time (epoch seconds): a secondary rate limit.
+    paused_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    updated_at: Mapped[datetime]
 
 
 class PullRequest(Base):

@@ -57,6 +57,8 @@ class FetchResult:
     #: GraphQL queries sent and the points of the GraphQL budget they cost.
     graphql_queries: int = 0
     graphql_points: int = 0
+    #: The owner of the GitHub rate limit that served the repository (a login, never a token).
+    github_owner: str | None = None
 
 
 @dataclass(frozen=True)

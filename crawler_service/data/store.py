@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from common.clock import Clock, SystemClock
-from common.db import create_async
+from common.db import create_async, is_sqlite
 from common.lifecycle import Closing
 from crawler_service.data import migrations
 from crawler_service.data.models import (
@@ -54,11 +54,14 @@ class CrawlerStore(Closing):
         self.clock: Clock = clock or SystemClock()
 
     @classmethod
-    async def open(cls, url: str, *, clock: Clock | None = None, migrate: bool = False) -> Self:
-        """A store on `url` (a plain SQLAlchemy URL); `migrate` first upgrades the schema."""
+    async def open(
+        cls, url: str, *, clock: Clock | None = None, migrate: bool = False, **pool: Any
+    ) -> Self:
+        """A store on `url` (a plain SQLAlchemy URL); `migrate` first upgrades the schema; `pool`
+        (`pool_size`, `max_overflow`) sizes PostgreSQL's connection pool."""
         if migrate:
             await asyncio.to_thread(migrations.upgrade, url)
-        return cls(create_async(url), clock)
+        return cls(create_async(url, **({} if is_sqlite(url) else pool)), clock)
 
     async def aclose(self) -> None:
         await self.engine.dispose()
@@ -180,6 +183,7 @@ class CrawlerStore(Closing):
             "skipped": [{"number": s.number, "reason": s.reason} for s in result.skipped] or None,
             "graphql_queries": result.graphql_queries,
             "graphql_points": result.graphql_points,
+            "github_owner": result.github_owner,
             "finished_at": self.clock.now(),
         }
         stmt = self._insert(conn, FetchProgress).values(**values)
@@ -208,6 +212,7 @@ class CrawlerStore(Closing):
                     tuple(SkippedPull(s["number"], s["reason"]) for s in r.skipped or ()),
                     r.graphql_queries,
                     r.graphql_points,
+                    r.github_owner,
                 )
                 for r in rows
             ]

@@ -22,6 +22,7 @@ import structlog
 
 from common.lifecycle import Closing
 from common.logging import register_secret
+from crawler_service.github.budget import TokenBudget, WaitReporter
 from crawler_service.github.errors import (
     GitHubForbidden,
     GitHubForeignLink,
@@ -33,14 +34,7 @@ from crawler_service.github.errors import (
     GitHubUnavailable,
     permanent_error,
 )
-from crawler_service.github.ratelimit import (
-    RESET_MARGIN,
-    Action,
-    backoff,
-    decide,
-    header_int,
-    primary_wait,
-)
+from crawler_service.github.ratelimit import Action, backoff, decide, header_int
 
 __all__ = [
     "GitHubClient",
@@ -58,7 +52,6 @@ __all__ = [
 
 log = structlog.get_logger("ghpulse.github")
 
-WaitReporter = Callable[[str], Awaitable[None]]
 Params = Mapping[str, str | int]
 
 USER_AGENT = "ghpulse/0.1 (+https://github.com/ghpulse/ghpulse)"
@@ -112,8 +105,11 @@ class GitHubClient(Closing):
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
+        budget: TokenBudget | None = None,
     ) -> None:
         register_secret(token)
+        #: Whether requests carry a token (else GitHub limits them per IP address).
+        self.authenticated = bool(token)
         self._base = base_url.rstrip("/")
         #: The only origin the token is sent to (pagination links elsewhere are refused).
         self._origin = _origin(httpx.URL(self._base))
@@ -123,8 +119,9 @@ class GitHubClient(Closing):
         self._sleep = sleep
         self._clock = clock
         self._semaphore = asyncio.Semaphore(concurrency)
-        #: Epoch seconds of the primary limit's reset once a response said the budget is spent.
-        self._reset_at: float | None = None
+        #: The owner's limits, shared with the GraphQL client of the same token (and, through
+        #: the database, with the fleet): every request waits for it in `_send`.
+        self.budget = budget or TokenBudget(sleep=sleep, clock=clock)
         self.stats = GitHubStats()
         self._http = httpx.AsyncClient(
             headers=_headers(token),
@@ -166,7 +163,6 @@ class GitHubClient(Closing):
         url = self.url(path_or_url, params)
         spent = _Spent()
         while True:
-            await self._wait_for_reset(url, on_wait)
             response = await self._try_once(url, etag, spent, on_wait)
             if response is not None:
                 return _result(url, response, etag)
@@ -259,7 +255,7 @@ class GitHubClient(Closing):
     ) -> httpx.Response | None:
         """Send once: the response if it is usable, None after waiting to try again."""
         try:
-            response = await self._send(url, etag)
+            response = await self._send(url, etag, on_wait)
         except _RETRYABLE_ERRORS as exc:
             delay = backoff(self._retry_backoff, spent.retries)
             await self._retry(url, None, type(exc).__name__, spent, delay, on_wait)
@@ -281,6 +277,8 @@ class GitHubClient(Closing):
                 raise GitHubUnavailable(url, status, "rate limit", spent.retries + 1)
             await self._wait_primary(url, status, decision.delay, on_wait)
         elif decision.action is Action.WAIT_SECONDARY:
+            # Every request of the owner pauses, not only this one (GitHub counts per owner).
+            await self.budget.pause(self._clock() + decision.delay)
             await self._retry(url, status, SECONDARY, spent, decision.delay, on_wait)
         elif decision.action is Action.RETRY:
             delay = backoff(self._retry_backoff, spent.retries)
@@ -289,35 +287,27 @@ class GitHubClient(Closing):
             raise permanent_error(url, status, _github_message(response))
         return None
 
-    async def _send(self, url: str, etag: str | None) -> httpx.Response:
+    async def _send(
+        self, url: str, etag: str | None, on_wait: WaitReporter | None
+    ) -> httpx.Response:
         headers = {"If-None-Match": etag} if etag else {}
         async with self._semaphore:
+            # Inside the slot: a request that queued for it checks the budget as it is now.
+            await self.budget.wait_ready(url, on_wait)
             self.stats.requests += 1
             response = await self._http.get(url, headers=headers)
-        self._record(response)
+        await self._record(response)
         return response
 
-    def _record(self, response: httpx.Response) -> None:
+    async def _record(self, response: httpx.Response) -> None:
         self.stats.by_status[response.status_code] += 1
         if response.status_code == 304:
             self.stats.not_modified += 1
         remaining = header_int(response.headers, "x-ratelimit-remaining")
         if remaining is not None:
             self.stats.rate_limit_remaining = remaining
-        if response.status_code < 400 and primary_wait(response.headers, 0.0) is not None:
-            # The budget is spent: the next request would fail, so it waits for the reset first.
-            self._reset_at = float(header_int(response.headers, "x-ratelimit-reset") or 0)
-
-    async def _wait_for_reset(self, url: str, on_wait: WaitReporter | None) -> None:
-        reset_at = self._reset_at
-        if reset_at is None:
-            return
-        delay = reset_at + RESET_MARGIN - self._clock()
-        if delay > 0:
-            await self._wait_primary(url, None, delay, on_wait)
-        if self._reset_at == reset_at:
-            # Waited (or the reset passed meanwhile): the budget is refilled.
-            self._reset_at = None
+        # A spent budget makes the next request wait for the reset before it is sent.
+        await self.budget.observe(response.headers)
 
     async def _wait_primary(
         self, url: str, status: int | None, delay: float, on_wait: WaitReporter | None

@@ -25,7 +25,8 @@ import structlog
 
 from common.lifecycle import Closing
 from common.logging import register_secret
-from crawler_service.github.client import USER_AGENT, WaitReporter
+from crawler_service.github.budget import TokenBudget, WaitReporter
+from crawler_service.github.client import USER_AGENT
 from crawler_service.github.errors import (
     GitHubForbidden,
     GitHubInvalid,
@@ -103,8 +104,11 @@ class GraphQLClient(Closing):
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
+        budget: TokenBudget | None = None,
     ) -> None:
         register_secret(token)
+        #: The owner's limits, shared with the REST client: secondary pauses hold for both.
+        self.budget = budget or TokenBudget(sleep=sleep, clock=clock)
         self.url = graphql_url(api_url)
         self._max_retries = max_retries
         self._retry_backoff = retry_backoff
@@ -148,7 +152,7 @@ class GraphQLClient(Closing):
         self, payload: Mapping[str, Any], spent: _Spent, on_wait: WaitReporter | None
     ) -> GraphQLAnswer | None:
         try:
-            response = await self._send(payload)
+            response = await self._send(payload, on_wait)
         except _RETRYABLE_ERRORS as exc:
             delay = backoff(self._retry_backoff, spent.retries)
             await self._retry(None, type(exc).__name__, spent, delay, on_wait)
@@ -165,6 +169,7 @@ class GraphQLClient(Closing):
         if decision.action is Action.WAIT_PRIMARY:
             await self._wait_primary(status, decision.delay, spent, on_wait)
         elif decision.action is Action.WAIT_SECONDARY:
+            await self.budget.pause(self._clock() + decision.delay)
             await self._retry(status, "secondary rate limit", spent, decision.delay, on_wait)
         elif decision.action is Action.RETRY:
             delay = backoff(self._retry_backoff, spent.retries)
@@ -197,6 +202,7 @@ class GraphQLClient(Closing):
                 if retry_after is not None
                 else self._secondary_backoff * 2**spent.retries
             )
+            await self.budget.pause(self._clock() + delay)
             await self._retry(200, "secondary rate limit", spent, delay, on_wait)
         elif problem is GraphQLProblem.TRANSIENT:
             delay = backoff(self._retry_backoff, spent.retries)
@@ -219,8 +225,11 @@ class GraphQLClient(Closing):
                 self._reset_at = _epoch(str(rate["resetAt"]))
         return GraphQLAnswer(data, cost, remaining)
 
-    async def _send(self, payload: Mapping[str, Any]) -> httpx.Response:
+    async def _send(
+        self, payload: Mapping[str, Any], on_wait: WaitReporter | None
+    ) -> httpx.Response:
         async with self._semaphore:
+            await self.budget.wait_ready(self.url, on_wait)
             self.stats.queries += 1
             response = await self._http.post(self.url, json=payload)
         self.stats.by_status[response.status_code] += 1

@@ -34,6 +34,7 @@ def summarize_crawl(_spec: JobSpec, outputs: Mapping[str, Output]) -> Output:
         "not_modified": fetch.get("not_modified", 0),
         "graphql_queries": fetch.get("graphql_queries", 0),
         "graphql_points": fetch.get("graphql_points", 0),
+        "github_owners": dict(fetch.get("github_owners", {})),
         "failed_repositories": list(fetch.get("failed_repositories", [])),
         "skipped_pull_requests": list(fetch.get("skipped_pull_requests", [])),
         "links": outputs.get("link", {}).get("links", 0),

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from common.jobs import JobSpec
 from crawler_service.data.models import ClosingLink, Commit, PullRequest, Release, Review
 from crawler_service.data.store import CrawlerStore
+from crawler_service.github.budget import TokenBudget
 from crawler_service.github.client import GitHubClient
 from crawler_service.github.graphql import GraphQLClient
 from crawler_service.jobs.pipeline import build_registry
@@ -155,7 +156,10 @@ async def instant_sleep(_seconds: float) -> None:
 
 
 def client(fake: FakeGitHub, **kwargs: Any) -> GitHubClient:
+    """A REST client for `fake`, retrying at once, that knows its owner already (as a crawler
+    does after its first crawl: `GET /user` is asked once per process)."""
     options: dict[str, Any] = {
+        "budget": TokenBudget(fake.user_login, sleep=instant_sleep),
         "retry_backoff": 0.0,
         "secondary_backoff": 0.0,
         "sleep": instant_sleep,

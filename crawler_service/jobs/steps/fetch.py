@@ -37,9 +37,11 @@ from crawler_service.errors import PermanentError, TransientError
 from crawler_service.github.client import GitHubClient
 from crawler_service.github.errors import GitHubInvalid
 from crawler_service.github.graphql import GraphQLClient
+from crawler_service.github.owner import identify
 from crawler_service.jobs.registry import Output, StepContext
 from crawler_service.jobs.steps import closing, dedupe
 from crawler_service.jobs.steps.bulk import GraphQLPulls
+from crawler_service.jobs.steps.lease import kept_alive
 from crawler_service.jobs.steps.names import checked_name, valid_names
 from crawler_service.jobs.steps.pulls import RestPulls
 from crawler_service.jobs.steps.sweep import Sweep
@@ -79,6 +81,8 @@ class FetchStep:
     #: PRs fetched at once through REST (the client bounds the requests in flight anyway).
     concurrency: int = 8
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    #: The sleep between renewals of a repository's lease (every third of `lock_ttl`).
+    lease_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     #: The GraphQL client (when a token is configured); None fetches through REST only.
     graphql: GraphQLClient | None = None
     #: GHPULSE_GITHUB_API: auto (GraphQL behind a free REST probe), graphql, or rest.
@@ -99,12 +103,17 @@ class FetchStep:
             raise PermanentError(f"fetch cannot run for a {spec.kind} job")
         names = await self._resolve(ctx, spec)
         finished = {result.repository for result in await self.store.fetch_results(ctx.run_id)}
+        # A repository another run is sweeping waits until the others are done: its wait does
+        # not hold up the repositories this run can sweep now.
+        held: list[str] = []
         for index, name in enumerate(names):
             if repo_key(name) in finished:
                 continue
             await ctx.progress(index, len(names), name)
-            with structlog.contextvars.bound_contextvars(repository=name):
-                await self._fetch_repository(ctx, name, spec.refresh)
+            if not await self._fetch_repository(ctx, name, spec.refresh, wait=False):
+                held.append(name)
+        for name in held:
+            await self._fetch_repository(ctx, name, spec.refresh, wait=True)
         await ctx.progress(len(names), len(names), "fetched")
         return await self._output(ctx, names)
 
@@ -146,13 +155,34 @@ class FetchStep:
             "not_modified": sum(r.not_modified for r in results),
             "graphql_queries": sum(r.graphql_queries for r in results),
             "graphql_points": sum(r.graphql_points for r in results),
+            # Which rate-limit owner (a login, never a token) served each repository.
+            "github_owners": {r.full_name: r.github_owner for r in results if r.github_owner},
         }
 
-    async def _fetch_repository(self, ctx: StepContext, name: str, refresh: bool) -> None:
-        sweep = Sweep(ctx, name, repo_key(name), refresh, renew=lambda: self._renew(sweep))
-        await self._lock(sweep)
+    async def _fetch_repository(
+        self, ctx: StepContext, name: str, refresh: bool, *, wait: bool
+    ) -> bool:
+        """Sweep one repository under its lease; False (nothing done) when another run holds the
+        lease and `wait` is off."""
+        with structlog.contextvars.bound_contextvars(repository=name):
+            sweep = Sweep(ctx, name, repo_key(name), refresh, renew=lambda: self._renew(sweep))
+            if not await self._lock(sweep, wait):
+                return False
+            await self._sweep_leased(sweep)
+            return True
+
+    async def _sweep_leased(self, sweep: Sweep) -> None:
+        ctx, name = sweep.ctx, sweep.name
+        holder, ttl = ctx.run_id, self.lock_ttl
+        interval = ttl.total_seconds() / 3
         try:
-            await self._sweep(sweep)
+            async with kept_alive(
+                name,
+                lambda: self.store.try_lock(sweep.key, holder, ttl),
+                interval,
+                self.lease_sleep,
+            ):
+                await self._sweep(sweep)
         except PermanentError as exc:
             ctx.log.warning("fetch.repository_failed", repository=name, code=exc.code)
             await self.store.record_fetch(
@@ -167,22 +197,34 @@ class FetchStep:
                     not_modified=sweep.not_modified,
                     graphql_queries=sweep.graphql_queries,
                     graphql_points=sweep.graphql_points,
+                    github_owner=self.github.budget.owner or None,
                 ),
             )
         finally:
             await self.store.unlock(sweep.key, ctx.run_id)
 
-    async def _lock(self, sweep: Sweep) -> None:
+    async def _lock(self, sweep: Sweep, wait: bool) -> bool:
+        """Take the lease; when another run holds it, False, or with `wait` poll for it with a
+        doubling delay (at most a tenth of the TTL)."""
         # The run id is the holder, so a retried attempt of the same run takes its lease back.
+        delay, longest = self.lock_poll, max(self.lock_poll, self.lock_ttl.total_seconds() / 10)
         while not await self.store.try_lock(sweep.key, sweep.ctx.run_id, self.lock_ttl):
-            await sweep.report(f"waiting for another run fetching {sweep.name}")
-            await self.sleep(self.lock_poll)
+            if not wait:
+                return False
+            sweep.ctx.log.info("fetch.repository_held", repository=sweep.name, retry_in=delay)
+            await sweep.report(
+                f"waiting for another run fetching {sweep.name}; next try in {delay:.0f}s"
+            )
+            await self.sleep(delay)
+            delay = min(delay * 2, longest)
+        return True
 
     async def _renew(self, sweep: Sweep) -> None:
         if not await self.store.try_lock(sweep.key, sweep.ctx.run_id, self.lock_ttl):
             raise TransientError(f"lost the fetch lease on {sweep.name}", code="LEASE_LOST")
 
     async def _sweep(self, sweep: Sweep) -> None:
+        owner = await identify(self.github)
         state = await self.store.sweep_state(sweep.key)
         etags = {} if sweep.refresh else dict(state.etags)
         repo = await self._repository(sweep, etags)
@@ -207,6 +249,7 @@ class FetchStep:
             skipped=tuple(sweep.skipped),
             graphql_queries=sweep.graphql_queries,
             graphql_points=sweep.graphql_points,
+            github_owner=owner,
         )
         # Keep ETags of pages this sweep did not reach: they still describe those pages. After a
         # skip, drop the list pages' ETags so the next crawl lists (and retries) the skipped PRs.

@@ -111,10 +111,15 @@ _REPO_ROUTES: list[tuple[re.Pattern[str], RepoEndpoint]] = [
 _ORG_REPOS = re.compile(r"^/orgs/(?P<org>[^/]+)/repos$")
 
 
-def route(dataset: Dataset, path: str, query: Query, rate: JSON) -> Answer:
-    """Answer `GET path?query`; `rate` is the `core` object of `/rate_limit`."""
+def route(dataset: Dataset, path: str, query: Query, rate: JSON, user: str | None = None) -> Answer:
+    """Answer `GET path?query`; `rate` is the `core` object of `/rate_limit`, `user` the login
+    of the authenticated user (`GET /user`; None: the request carries no token)."""
     if path.rstrip("/") == "/rate_limit":
         return Answer(200, {"resources": {"core": rate}, "rate": rate}, charged=False)
+    if path.rstrip("/") == "/user":
+        if user is None:
+            return Answer(401, {"message": "Requires authentication"})
+        return Answer(200, {"login": user, "id": 1, "type": "User"})
     match = _ORG_REPOS.match(path)
     if match:
         org = match["org"]

@@ -44,12 +44,13 @@ POLL_INTERVAL = 0.02
 
 
 class RequestRecord(NamedTuple):
-    """One request the fake answered (status 0: the connection was dropped)."""
+    """One request the fake answered (status 0: dropped); `at`: its arrival, fake's clock."""
 
     method: str
     path: str
     query: dict[str, str]
     status: int
+    at: float = 0.0
 
 
 class FakeGitHub:
@@ -71,11 +72,15 @@ class FakeGitHub:
         graphql_rate_limit: int = 5000,
         token: str | None = None,
         clock: Callable[[], float] = time.time,
+        user_login: str = "ghpulse-fake",
     ) -> None:
         self.dataset = dataset if isinstance(dataset, Dataset) else Dataset.load(dataset)
         self.latency = latency
         self.token = token
         self.faults = Faults()
+        self.clock = clock
+        #: The login `GET /user` answers for any token.
+        self.user_login = user_login
         self.budget = RateBudget(rate_limit, clock=clock)
         self.graphql_budget = RateBudget(graphql_rate_limit, clock=clock, resource="graphql")
         self.graphql_points: list[int] = []
@@ -147,14 +152,18 @@ class FakeGitHub:
 
     # -- request handling (called from the server's threads) -------------------------------------
 
-    def _record(self, method: str, path: str, query: dict[str, str], status: int) -> None:
+    def _record(
+        self, method: str, path: str, query: dict[str, str], status: int, at: float
+    ) -> None:
         with self._lock:
-            self._requests.append(RequestRecord(method, path, query, status))
+            self._requests.append(RequestRecord(method, path, query, status, at))
 
-    def _enter(self) -> None:
+    def _enter(self) -> float:
+        """Count a request in flight; returns when it arrived (the fake's clock)."""
         with self._lock:
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        return self.clock()
 
     def _leave(self) -> None:
         with self._lock:
@@ -208,6 +217,8 @@ class _Handler(BaseHTTPRequestHandler):
     fake: FakeGitHub
     #: The GitHub request being answered (path, query), until it is logged.
     _exchange: tuple[str, dict[str, str]] | None = None
+    #: When that request arrived (the fake's clock).
+    _received: float = 0.0
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: tests assert on `FakeGitHub.requests` instead."""
@@ -217,7 +228,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith(CONTROL_PREFIX):
             self._serve_control("GET", path)
             return
-        self.fake._enter()
+        self._received = self.fake._enter()
         self._exchange = (path, query)
         try:
             self._serve_github(path, query, prefix)
@@ -231,7 +242,7 @@ class _Handler(BaseHTTPRequestHandler):
         path, query = self._exchange
         self._exchange = None
         self.fake._leave()
-        self.fake._record(self.command, path, query, status)
+        self.fake._record(self.command, path, query, status, self._received)
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
@@ -240,7 +251,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        self.fake._enter()
+        self._received = self.fake._enter()
         self._exchange = ("/graphql", {})
         try:
             self._serve_graphql(raw)
@@ -329,7 +340,8 @@ class _Handler(BaseHTTPRequestHandler):
         rate = fake.budget.headers()
         core = {k.removeprefix("x-ratelimit-"): v for k, v in rate.items()}
         with fake.dataset.lock:
-            answer = route(fake.dataset, path, query, core)
+            user = fake.user_login if self.headers.get("Authorization") else None
+            answer = route(fake.dataset, path, query, core, user)
             body = _encode(answer.body)
         etag = '"' + hashlib.sha256(body).hexdigest()[:40] + '"'
         headers = {"ETag": etag, **self._links(answer, path, query, prefix)}

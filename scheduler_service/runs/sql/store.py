@@ -69,8 +69,17 @@ class SqlRunStore(RunStore):
         self.notifier = None if db.is_sqlite(self.url) else Notifier()
 
     @classmethod
-    def open(cls, url: str, retry: RetryPolicy | None = None) -> Self:
-        return cls(DatabaseThreads.open(url), retry or RetryPolicy())
+    def open(
+        cls,
+        url: str,
+        retry: RetryPolicy | None = None,
+        *,
+        pool_size: int = 10,
+        async_pool_size: int = 4,
+    ) -> Self:
+        """The store on `url`; on PostgreSQL `pool_size` connections (and threads) for the runs,
+        `async_pool_size` (+ as many on overflow) for the async components (schedules)."""
+        return cls(DatabaseThreads.open(url, pool_size, async_pool_size), retry or RetryPolicy())
 
     def async_engines(self) -> tuple[AsyncEngine, AsyncEngine]:
         """(writer, reader) async engines on the run store's database, for components with async

@@ -38,11 +38,13 @@ T = TypeVar("T")
 log = structlog.get_logger(__name__)
 RETRY_AFTER = timedelta(seconds=1)
 SQLITE_READERS = 4
+#: Defaults of GHPULSE_SCHEDULER_DB_POOL_SIZE and GHPULSE_SCHEDULER_DB_ASYNC_POOL_SIZE.
 POSTGRES_THREADS = 10
 #: Re-runs of a transaction whose connection was found dead before its COMMIT was sent.
 RECONNECTS = 2
 #: Per database thread: whether the current transaction has sent its COMMIT.
 _sent = threading.local()
+POSTGRES_ASYNC_POOL = 4
 
 
 @dataclass
@@ -55,12 +57,21 @@ class DatabaseThreads:
     reader: Engine
     write_pool: Lanes
     read_pool: Lanes
+    #: PostgreSQL: connections of the async engine (and as many more on overflow).
+    async_pool_size: int = POSTGRES_ASYNC_POOL
     _async_engines: tuple[AsyncEngine, AsyncEngine] | None = field(
         default=None, init=False, repr=False
     )
 
     @classmethod
-    def open(cls, url: str) -> DatabaseThreads:
+    def open(
+        cls,
+        url: str,
+        pool_size: int = POSTGRES_THREADS,
+        async_pool_size: int = POSTGRES_ASYNC_POOL,
+    ) -> DatabaseThreads:
+        """The engines of `url`; on PostgreSQL `pool_size` threads and connections for the run
+        store, `async_pool_size` (+ as many on overflow) for async components."""
         if db.is_sqlite(url):
             writer = db.create_pooled(url, pool_size=1, max_overflow=0)
             reader = db.create_pooled(
@@ -73,12 +84,10 @@ class DatabaseThreads:
                 Lanes(1, "ghpulse-db-writer"),
                 Lanes(SQLITE_READERS, "ghpulse-db-reader"),
             )
-        engine = db.create_pooled(
-            url, pool_size=POSTGRES_THREADS, max_overflow=0, pool_pre_ping=False
-        )
+        engine = db.create_pooled(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=False)
         _track_commits(engine)
-        pool = Lanes(POSTGRES_THREADS, "ghpulse-db")
-        return cls(url, engine, engine, pool, pool)
+        pool = Lanes(pool_size, "ghpulse-db")
+        return cls(url, engine, engine, pool, pool, async_pool_size)
 
     def async_engines(self) -> tuple[AsyncEngine, AsyncEngine]:
         """(writer, reader) async engines on the same database, created on first use; disposed
@@ -89,7 +98,8 @@ class DatabaseThreads:
                 reader = db.create_async(self.url, immediate=False, pool_size=2, max_overflow=2)
                 self._async_engines = (writer, reader)
             else:
-                engine = db.create_async(self.url, pool_size=4, max_overflow=4)
+                size = self.async_pool_size
+                engine = db.create_async(self.url, pool_size=size, max_overflow=size)
                 self._async_engines = (engine, engine)
         return self._async_engines
 
