@@ -193,6 +193,7 @@ class SqlScheduleStore(ScheduleStore):
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             )
+        claimed: list[Claimed] = []
         try:
             async with self._engine.begin() as conn:
                 rows = (await conn.execute(query)).mappings().all()
@@ -200,9 +201,25 @@ class SqlScheduleStore(ScheduleStore):
                 claimed = [c for c in claimed if not c.schedule.paused]
                 await _write_claims(conn, claimed, scheduler_id, now)
         except IntegrityError:
-            # A tick recorded outside a claim (`claim`) first: the next claim re-reads the rows.
+            # A tick was recorded without moving `last_nominal` (`claim`, or a replica of an
+            # older version during a rolling upgrade): catch up from the firings, claim again.
+            await self._catch_up([c.schedule.id for c in claimed])
             return []
         return claimed
+
+    async def _catch_up(self, schedule_ids: list[str]) -> None:
+        newest = (
+            select(func.max(firings.c.nominal_time))
+            .where(firings.c.schedule_id == schedules.c.id)
+            .scalar_subquery()
+        )
+        behind = or_(schedules.c.last_nominal.is_(None), schedules.c.last_nominal < newest)
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(schedules)
+                .where(schedules.c.id.in_(schedule_ids), behind)
+                .values(last_nominal=newest)
+            )
 
     async def claim(
         self, schedule_id: str, plan: DuePlan, scheduler_id: str, now: datetime
