@@ -22,12 +22,13 @@ from common.db import async_url
 from common.jobs import CrawlSpec
 from scheduler_service.orchestration.orchestrator import Orchestrator, Tunables
 from scheduler_service.runs.sql.store import SqlRunStore
+from scheduler_service.schedules.due import Claimed
 from scheduler_service.schedules.firing import ScheduleFirer
 from scheduler_service.schedules.model import Firing, FiringOutcome, Schedule, Template
 from scheduler_service.schedules.ops import ScheduleOps
 from scheduler_service.schedules.rows import firing_row
 from scheduler_service.schedules.rows import firings as firings_table
-from scheduler_service.schedules.store import Claimed, SqlScheduleStore
+from scheduler_service.schedules.store import SqlScheduleStore
 from scheduler_service.schedules.timer import ScheduleTimer
 from tests.support import postgres
 
