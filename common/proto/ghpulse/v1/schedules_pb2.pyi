@@ -214,7 +214,8 @@ class Schedule(_message.Message):
     @_builtins.property
     def jitter(self) -> _duration_pb2.Duration:
         """Each tick's run starts up to this much after the nominal time (the same delay on every
-        replica); the nominal time itself never moves. Default 0.
+        replica); the nominal time itself never moves. Default (unset at creation): the schedule's
+        period, at most 1 h, so that a fleet of hourly schedules spreads over the hour.
         """
 
     @_builtins.property
