@@ -23,6 +23,14 @@ class Settlement:
     next_due: datetime | None
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """A schedule as it was when claimed, and what the claim recorded of it."""
+
+    schedule: Schedule
+    settlement: Settlement
+
+
 def settled_until(schedule: Schedule) -> datetime:
     """Ticks up to this time are settled (or, before `fire_after`, never to be fired)."""
     assert schedule.fire_after is not None

@@ -18,8 +18,9 @@ from common.errors import GhpulseError
 from scheduler_service.orchestration.orchestrator import Orchestrator
 from scheduler_service.runs.model import ConflictPolicy, Disposition, Run, Trigger
 from scheduler_service.runs.trigger import TriggerCommand
+from scheduler_service.schedules.due import Claimed
 from scheduler_service.schedules.model import Firing, FiringOutcome, OverlapPolicy, Schedule
-from scheduler_service.schedules.store import Claimed, ScheduleStore
+from scheduler_service.schedules.store import ScheduleStore
 from scheduler_service.schedules.timing import DuePlan
 
 log = structlog.get_logger(__name__)

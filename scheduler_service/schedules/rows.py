@@ -1,15 +1,20 @@
-"""Schedule and firing rows <-> domain types, and the counter updates a recorded outcome makes."""
+"""Schedule and firing rows <-> domain types, and the multi-row writes of a claim and of recorded
+outcomes (a few executemany statements per batch, not a few per schedule)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import String, Table, bindparam, case, or_
+from sqlalchemy import String, Table, bindparam, case, or_, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from common.clock import utc
 from common.db import UTCDateTime
 from common.jobs import from_json, to_json
 from scheduler_service.db.models import ScheduleFiringRow, ScheduleRow
+from scheduler_service.schedules.due import Claimed
 from scheduler_service.schedules.model import (
     Firing,
     FiringOutcome,
@@ -131,3 +136,92 @@ def to_firing(row: dict[str, Any]) -> Firing:
         scheduler_id=row["scheduler_id"],
         error=row["error"],
     )
+
+
+# -- the multi-row writes of claims and records -------------------------------------------------
+
+
+async def write_claims(
+    conn: AsyncConnection, claimed: Sequence[Claimed], scheduler_id: str, now: datetime
+) -> None:
+    """The firings and schedule columns of `claimed`, in two statements (executemany)."""
+    rows = []
+    for item in claimed:
+        plan, schedule_id = item.settlement.plan, item.schedule.id
+        rows += [
+            firing_row(schedule_id, t, FiringOutcome.MISSED, scheduler_id, now) for t in plan.missed
+        ]
+        if plan.fire is not None:
+            rows.append(
+                firing_row(schedule_id, plan.fire, FiringOutcome.PENDING, scheduler_id, now)
+            )
+    if rows:
+        await conn.execute(firings.insert(), rows)
+    if not claimed:
+        return
+    await conn.execute(
+        update(schedules)
+        .where(schedules.c.id == bindparam("b_id"))
+        .values(
+            next_due_at=bindparam("b_next", type_=UTCDateTime()),
+            last_nominal=bindparam("b_last", type_=UTCDateTime()),
+            missed_count=schedules.c.missed_count + bindparam("b_missed"),
+        ),
+        [
+            {
+                "b_id": item.schedule.id,
+                "b_next": item.settlement.next_due,
+                "b_last": item.settlement.last_nominal,
+                "b_missed": len(item.settlement.plan.missed) + item.settlement.plan.uncounted,
+            }
+            for item in claimed
+        ],
+    )
+
+
+async def record_all(conn: AsyncConnection, outcomes: Sequence[Firing]) -> None:
+    """Record the outcomes of the firings still pending, in a few executemany statements."""
+    keys = [(o.schedule_id, o.nominal_time) for o in outcomes]
+    pending_query = (
+        select(firings.c.schedule_id, firings.c.nominal_time)
+        .where(
+            tuple_(firings.c.schedule_id, firings.c.nominal_time).in_(keys),
+            firings.c.outcome == FiringOutcome.PENDING.value,
+        )
+        .with_for_update()
+    )
+    pending = {(r[0], utc(r[1])) for r in await conn.execute(pending_query)}
+    todo = [o for o in outcomes if (o.schedule_id, o.nominal_time) in pending]
+    if not todo:
+        return
+    await conn.execute(
+        update(firings)
+        .where(
+            firings.c.schedule_id == bindparam("b_id"),
+            firings.c.nominal_time == bindparam("b_tick", type_=UTCDateTime()),
+        )
+        .values(
+            outcome=bindparam("b_outcome"),
+            run_id=bindparam("b_run"),
+            error=bindparam("b_error"),
+            fire_time=bindparam("b_fire", type_=UTCDateTime()),
+        ),
+        [_params(o) for o in todo],
+    )
+    groups: dict[tuple[FiringOutcome, bool], list[dict[str, Any]]] = {}
+    for o in todo:
+        groups.setdefault((o.outcome, bool(o.run_id)), []).append(_params(o))
+    for (outcome, with_run), params in groups.items():
+        statement = update(schedules).where(schedules.c.id == bindparam("b_id"))
+        await conn.execute(statement.values(**counters(outcome, with_run)), params)
+
+
+def _params(outcome: Firing) -> dict[str, Any]:
+    return {
+        "b_id": outcome.schedule_id,
+        "b_tick": outcome.nominal_time,
+        "b_outcome": outcome.outcome.value,
+        "b_run": outcome.run_id,
+        "b_error": outcome.error,
+        "b_fire": outcome.fire_time,
+    }

@@ -14,38 +14,30 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import bindparam, case, delete, func, literal, or_, select, tuple_, update
+from sqlalchemy import case, delete, func, literal, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from common.clock import utc
 from common.db import UTCDateTime
 from scheduler_service.runs.sql.store import SqlRunStore
 from scheduler_service.schedules import due
+from scheduler_service.schedules.due import Claimed
 from scheduler_service.schedules.errors import ScheduleExists, ScheduleNotFound
 from scheduler_service.schedules.model import Firing, FiringOutcome, Schedule
 from scheduler_service.schedules.rows import (
-    counters,
     firing_row,
     firings,
     from_row,
+    record_all,
     schedules,
     to_firing,
     to_row,
+    write_claims,
 )
 from scheduler_service.schedules.timing import DuePlan
-
-
-@dataclass(frozen=True)
-class Claimed:
-    """A schedule as it was when claimed, and what the claim recorded of it."""
-
-    schedule: Schedule
-    settlement: due.Settlement
 
 
 class ScheduleStore(ABC):
@@ -193,16 +185,33 @@ class SqlScheduleStore(ScheduleStore):
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             )
+        claimed: list[Claimed] = []
         try:
             async with self._engine.begin() as conn:
                 rows = (await conn.execute(query)).mappings().all()
                 claimed = [Claimed(s, due.settle(s, now)) for s in map(from_row, map(dict, rows))]
                 claimed = [c for c in claimed if not c.schedule.paused]
-                await _write_claims(conn, claimed, scheduler_id, now)
+                await write_claims(conn, claimed, scheduler_id, now)
         except IntegrityError:
-            # A tick recorded outside a claim (`claim`) first: the next claim re-reads the rows.
+            # A tick was recorded without moving `last_nominal` (`claim`, or a replica of an
+            # older version during a rolling upgrade): catch up from the firings, claim again.
+            await self._catch_up([c.schedule.id for c in claimed])
             return []
         return claimed
+
+    async def _catch_up(self, schedule_ids: list[str]) -> None:
+        newest = (
+            select(func.max(firings.c.nominal_time))
+            .where(firings.c.schedule_id == schedules.c.id)
+            .scalar_subquery()
+        )
+        behind = or_(schedules.c.last_nominal.is_(None), schedules.c.last_nominal < newest)
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(schedules)
+                .where(schedules.c.id.in_(schedule_ids), behind)
+                .values(last_nominal=newest)
+            )
 
     async def claim(
         self, schedule_id: str, plan: DuePlan, scheduler_id: str, now: datetime
@@ -255,7 +264,7 @@ class SqlScheduleStore(ScheduleStore):
                 .order_by(schedules.c.id)
                 .with_for_update()
             )
-            await _record_all(conn, outcomes)
+            await record_all(conn, outcomes)
 
     async def stale_pending(self, claimed_before: datetime) -> list[Firing]:
         statement = select(firings).where(
@@ -309,89 +318,3 @@ async def _active(conn: AsyncConnection, schedule_id: str) -> bool:
     statement = select(schedules.c.paused).where(schedules.c.id == schedule_id).with_for_update()
     paused = (await conn.execute(statement)).scalar()
     return paused is False
-
-
-async def _write_claims(
-    conn: AsyncConnection, claimed: list[Claimed], scheduler_id: str, now: datetime
-) -> None:
-    """The firings and schedule columns of `claimed`, in two statements (executemany)."""
-    rows = []
-    for item in claimed:
-        plan, schedule_id = item.settlement.plan, item.schedule.id
-        rows += [
-            firing_row(schedule_id, t, FiringOutcome.MISSED, scheduler_id, now) for t in plan.missed
-        ]
-        if plan.fire is not None:
-            rows.append(
-                firing_row(schedule_id, plan.fire, FiringOutcome.PENDING, scheduler_id, now)
-            )
-    if rows:
-        await conn.execute(firings.insert(), rows)
-    if not claimed:
-        return
-    await conn.execute(
-        update(schedules)
-        .where(schedules.c.id == bindparam("b_id"))
-        .values(
-            next_due_at=bindparam("b_next", type_=UTCDateTime()),
-            last_nominal=bindparam("b_last", type_=UTCDateTime()),
-            missed_count=schedules.c.missed_count + bindparam("b_missed"),
-        ),
-        [
-            {
-                "b_id": item.schedule.id,
-                "b_next": item.settlement.next_due,
-                "b_last": item.settlement.last_nominal,
-                "b_missed": len(item.settlement.plan.missed) + item.settlement.plan.uncounted,
-            }
-            for item in claimed
-        ],
-    )
-
-
-async def _record_all(conn: AsyncConnection, outcomes: Sequence[Firing]) -> None:
-    """Record the outcomes of the firings still pending, in a few executemany statements."""
-    keys = [(o.schedule_id, o.nominal_time) for o in outcomes]
-    pending_query = (
-        select(firings.c.schedule_id, firings.c.nominal_time)
-        .where(
-            tuple_(firings.c.schedule_id, firings.c.nominal_time).in_(keys),
-            firings.c.outcome == FiringOutcome.PENDING.value,
-        )
-        .with_for_update()
-    )
-    pending = {(r[0], utc(r[1])) for r in await conn.execute(pending_query)}
-    todo = [o for o in outcomes if (o.schedule_id, o.nominal_time) in pending]
-    if not todo:
-        return
-    await conn.execute(
-        update(firings)
-        .where(
-            firings.c.schedule_id == bindparam("b_id"),
-            firings.c.nominal_time == bindparam("b_tick", type_=UTCDateTime()),
-        )
-        .values(
-            outcome=bindparam("b_outcome"),
-            run_id=bindparam("b_run"),
-            error=bindparam("b_error"),
-            fire_time=bindparam("b_fire", type_=UTCDateTime()),
-        ),
-        [_params(o) for o in todo],
-    )
-    groups: dict[tuple[FiringOutcome, bool], list[dict[str, Any]]] = {}
-    for o in todo:
-        groups.setdefault((o.outcome, bool(o.run_id)), []).append(_params(o))
-    for (outcome, with_run), params in groups.items():
-        statement = update(schedules).where(schedules.c.id == bindparam("b_id"))
-        await conn.execute(statement.values(**counters(outcome, with_run)), params)
-
-
-def _params(outcome: Firing) -> dict[str, Any]:
-    return {
-        "b_id": outcome.schedule_id,
-        "b_tick": outcome.nominal_time,
-        "b_outcome": outcome.outcome.value,
-        "b_run": outcome.run_id,
-        "b_error": outcome.error,
-        "b_fire": outcome.fire_time,
-    }

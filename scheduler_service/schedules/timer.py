@@ -82,15 +82,16 @@ class ScheduleTimer:
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
-            claimed = 0
-            try:
-                claimed = await self.sync()
-            except Exception:
-                # A database hiccup must not kill the timer; the next pass tries again.
-                log.exception("schedules.error")
+            # Cleared before the pass: a change made during it wakes the loop again.
             self._wake.clear()
+            try:
+                delay = self._delay(await self.sync())
+            except Exception:
+                # A database hiccup must not kill the timer; the pass is tried again after `poll`.
+                log.exception("schedules.error")
+                delay = self.poll.total_seconds()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._delay(claimed))
+                await asyncio.wait_for(self._wake.wait(), delay)
 
     def _delay(self, claimed: int) -> float:
         if self.next_due is None:

@@ -23,10 +23,13 @@ from common.jobs import CrawlSpec
 from scheduler_service.orchestration.orchestrator import Orchestrator
 from scheduler_service.orchestration.tunables import Tunables
 from scheduler_service.runs.sql.store import SqlRunStore
+from scheduler_service.schedules.due import Claimed
 from scheduler_service.schedules.firing import ScheduleFirer
 from scheduler_service.schedules.model import Firing, FiringOutcome, Schedule, Template
 from scheduler_service.schedules.ops import ScheduleOps
-from scheduler_service.schedules.store import Claimed, SqlScheduleStore
+from scheduler_service.schedules.rows import firing_row
+from scheduler_service.schedules.rows import firings as firings_table
+from scheduler_service.schedules.store import SqlScheduleStore
 from scheduler_service.schedules.timer import ScheduleTimer
 from tests.support import postgres
 
@@ -90,7 +93,8 @@ def every_minute(i: int) -> Schedule:
 
 async def create_fleet(ops: ScheduleOps, count: int) -> None:
     for start in range(0, count, 50):
-        await asyncio.gather(*(ops.create(every_minute(i)) for i in range(start, start + 50)))
+        chunk = range(start, min(start + 50, count))
+        await asyncio.gather(*(ops.create(every_minute(i)) for i in chunk))
 
 
 async def all_firings(url: str) -> list[tuple[str, datetime, str, str]]:
@@ -278,3 +282,28 @@ async def test_passes_never_overlap(scheduler_db_url: str) -> None:
         await a.timer.stop()
         assert spy.most_inside == 1
         assert a.timer.passes >= 3
+
+
+async def test_a_tick_recorded_by_an_older_replica_is_not_fired_again(
+    replicas: tuple[ManualClock, list[Replica]],
+) -> None:
+    # During a rolling upgrade an older replica records firings without moving `last_nominal`.
+    clock, (a, _b) = replicas
+    await create_fleet(a.ops, 3)
+    clock.set(START + MINUTE)
+    engine = create_async_engine(async_url(a.runs.url))
+    try:
+        async with engine.begin() as conn:
+            row = firing_row("s0001", START + MINUTE, FiringOutcome.STARTED, "old", clock.now())
+            await conn.execute(firings_table.insert(), [row])
+    finally:
+        await engine.dispose()
+    assert await a.timer.sync() == 0  # the claim conflicted: caught up from the firings
+    assert await a.timer.sync() == 3
+    firings = await all_firings(a.runs.url)
+    assert Counter(schedule_id for schedule_id, *_ in firings) == {
+        "s0000": 1,
+        "s0001": 1,
+        "s0002": 1,
+    }
+    assert {s for s_id, _n, _o, s in firings if s_id == "s0001"} == {"old"}
