@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import text
@@ -20,31 +19,17 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from common.clock import ManualClock
 from common.db import async_url
 from common.jobs import CrawlSpec
-from scheduler_service.orchestration.orchestrator import Orchestrator
-from scheduler_service.orchestration.tunables import Tunables
-from scheduler_service.runs.sql.store import SqlRunStore
 from scheduler_service.schedules.due import Claimed
-from scheduler_service.schedules.firing import ScheduleFirer
 from scheduler_service.schedules.model import Firing, FiringOutcome, Schedule, Template
 from scheduler_service.schedules.ops import ScheduleOps
 from scheduler_service.schedules.rows import firing_row
 from scheduler_service.schedules.rows import firings as firings_table
 from scheduler_service.schedules.store import SqlScheduleStore
-from scheduler_service.schedules.timer import ScheduleTimer
 from tests.support import postgres
+from tests.support.schedule_replicas import START, Replica, open_replicas
 
-START = datetime(2026, 1, 1, 9, 45, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
 FLEET = 1000
-
-
-@dataclass
-class Replica:
-    runs: SqlRunStore
-    store: SqlScheduleStore
-    ops: ScheduleOps
-    firer: ScheduleFirer
-    timer: ScheduleTimer
 
 
 @pytest.fixture
@@ -57,29 +42,6 @@ def pg_url(scheduler_pg_template: str) -> Iterator[str]:
 async def replicas(scheduler_db_url: str) -> AsyncIterator[tuple[ManualClock, list[Replica]]]:
     async with open_replicas(scheduler_db_url) as opened:
         yield opened
-
-
-@asynccontextmanager
-async def open_replicas(
-    url: str, count: int = 2, store: type[SqlScheduleStore] = SqlScheduleStore
-) -> AsyncIterator[tuple[ManualClock, list[Replica]]]:
-    """`count` replicas (named a, b) on the database `url`, each with its own engines."""
-    clock = ManualClock(START)
-    replicas: list[Replica] = []
-    try:
-        for name in "ab"[:count]:
-            runs = SqlRunStore.open(url)
-            schedule_store = store(*runs.async_engines())
-            orchestrator = Orchestrator(runs, clock, Tunables())
-            firer = ScheduleFirer(schedule_store, orchestrator, clock, name)
-            timer = ScheduleTimer(schedule_store, firer, clock, timedelta(seconds=2))
-            ops = ScheduleOps(schedule_store, orchestrator, clock)
-            replicas.append(Replica(runs, schedule_store, ops, firer, timer))
-        yield clock, replicas
-    finally:
-        for replica in replicas:
-            await replica.timer.stop()
-            await replica.runs.close()
 
 
 def every_minute(i: int) -> Schedule:

@@ -18,8 +18,8 @@ from common.proto.ghpulse.v1 import schedules_pb2 as sch
 from scheduler_service.schedules.model import FiringOutcome, Schedule, Template
 from scheduler_service.schedules.timing import DuePlan
 from scheduler_service.settings import SchedulerSettings
-from tests.integration.test_schedule_claims import Replica, open_replicas
 from tests.support.cluster import Cluster, cluster
+from tests.support.schedule_replicas import Replica, open_replicas
 
 START = datetime(2026, 1, 1, 9, 45, tzinfo=UTC)
 DAY = timedelta(days=1)
