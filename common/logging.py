@@ -104,7 +104,7 @@ def _install_stdlib(renderer: Any, level: str, stream: TextIO) -> None:
 
 
 #: Loggers kept at WARNING unless the level is DEBUG.
-CHATTY_LOGGERS = ("httpx", "alembic", "apscheduler")
+CHATTY_LOGGERS = ("httpx", "alembic")
 
 
 def configure(
@@ -135,7 +135,7 @@ def configure(
     )
     _install_stdlib(renderer, level, stream)
     # Libraries that narrate at INFO (httpx: every request; Alembic: its plugins and each
-    # revision; APScheduler: every timer job) stay quiet unless debugging: the services log what
+    # revision) stay quiet unless debugging: the services log what
     # matters as events of their own (`migrations.current`, `schedules.started`, GitHub events).
     chatty = logging.getLevelName(level) > logging.DEBUG
     for name in CHATTY_LOGGERS:
