@@ -3,6 +3,9 @@ budget a fleet shares is keyed by that owner, never by the token itself."""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import structlog
 
 from crawler_service.github.budget import ANONYMOUS
@@ -10,6 +13,8 @@ from crawler_service.github.client import GitHubClient
 from crawler_service.github.errors import GitHubForbidden
 
 log = structlog.get_logger("ghpulse.github")
+#: A GitHub login (App bots end in `[bot]`); anything else from `GET /user` is not trusted as a key.
+_LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?")
 
 __all__ = ["ANONYMOUS", "identify"]
 
@@ -24,12 +29,22 @@ async def identify(github: GitHubClient) -> str:
         owner = ANONYMOUS
     else:
         try:
-            owner = str((await github.get("/user")).data["login"])
+            owner = _login((await github.get("/user")).data)
         except GitHubForbidden:
             owner = await _installation_account(github)
     github.budget.owner = owner
     log.info("github.owner", owner=owner)
     return owner
+
+
+def _login(user: Any) -> str:
+    """The user's login; an answer without a valid one (a proxy, a broken or hostile endpoint)
+    leaves the token unshared (`anonymous`: this process's own budget, as without a database)."""
+    login = user.get("login") if isinstance(user, dict) else None
+    if isinstance(login, str) and _LOGIN.fullmatch(login):
+        return login
+    log.warning("github.owner_unknown", reason="GET /user answered without a valid login")
+    return ANONYMOUS
 
 
 async def _installation_account(github: GitHubClient) -> str:

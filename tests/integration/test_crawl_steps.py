@@ -71,6 +71,8 @@ async def test_repositories_whose_names_differ_after_a_dot_get_their_own_files(
         output = await ExportStep(store, exports).run(ctx)
     expected = [str(exports / f"{name}.{ext}") for name in names for ext in ("csv", "jsonl")]
     assert output["exports"] == expected
-    assert sorted(p.relative_to(exports).as_posix() for p in exports.rglob("*.*")) == sorted(
-        f"{name}.{ext}" for name in names for ext in ("csv", "jsonl")
-    )
+    assert sorted(
+        p.relative_to(exports).as_posix()
+        for p in exports.rglob("*.*")
+        if not p.relative_to(exports).as_posix().startswith(".")
+    ) == sorted(f"{name}.{ext}" for name in names for ext in ("csv", "jsonl"))

@@ -105,6 +105,9 @@ async def _until(condition: Any) -> None:
 class Counts:
     transactions: int = 0
     statements: int = 0
+    #: PostgreSQL's cluster wake-ups (`SELECT pg_notify`, at most one per write transaction),
+    #: counted apart from the run's own statements.
+    notifies: int = 0
     open: dict[int, list[str]] = field(default_factory=dict)
     log: list[list[str]] = field(default_factory=list)
 
@@ -120,7 +123,9 @@ def counted(engine: Engine) -> Iterator[Counts]:
         counts.open[id(conn)] = []
 
     def statement(conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
-        if id(conn) in counts.open and not sql.startswith(("SET LOCAL", "BEGIN")):
+        if id(conn) in counts.open and sql.lstrip().startswith("SELECT pg_notify"):
+            counts.notifies += 1
+        elif id(conn) in counts.open and not sql.startswith(("SET LOCAL", "BEGIN")):
             counts.open[id(conn)].append(" ".join(sql.split()[:3])[:50])
 
     def commit(conn: Any) -> None:
@@ -165,6 +170,7 @@ async def test_a_one_step_run_costs_two_transactions_in_the_store(store: SqlRunS
     assert done.run is not None and done.run.steps[0].state is StepState.SUCCEEDED
     assert [e.seq for e in await store.events_after(ref.run_id, 0)] == [1, 2, 3, 4, 5]
     assert (counts.transactions, counts.statements) == (2, 12)
+    assert counts.notifies <= counts.transactions
 
 
 async def test_a_one_step_noop_run_end_to_end(
@@ -184,3 +190,4 @@ async def test_a_one_step_noop_run_end_to_end(
             done = await c.wait_for_state(run.id, *TERMINAL)
     assert done.state == runs_pb2.RUN_STATE_SUCCEEDED
     assert (counts.transactions, counts.statements) == (2, 12), counts.log
+    assert counts.notifies <= counts.transactions

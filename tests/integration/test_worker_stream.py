@@ -162,17 +162,20 @@ async def test_a_database_error_mid_stream_keeps_the_stream(
     run_id = (await c.trigger("test/plain")).run.id
     ref = (await crawler.receive("assignment")).assignment.ref
     store = c.scheduler.orchestrator.store
-    record_step = store.record_step
+    record_steps = store.record_steps
     failures: list[tuple[object, ...]] = []
+    failed = asyncio.Event()
 
     async def unavailable_once(*args: object, **kwargs: object) -> object:
         if not failures:
             failures.append(args)
+            failed.set()
             raise ConnectionError("database away")
-        return await record_step(*args, **kwargs)  # type: ignore[arg-type]
+        return await record_steps(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(store, "record_step", unavailable_once)
-    crawler.send(progress(ref))  # its write fails: logged, the report is lost
+    monkeypatch.setattr(store, "record_steps", unavailable_once)
+    crawler.send(progress(ref))  # its (batched) write fails: logged, the report is lost
+    await asyncio.wait_for(failed.wait(), RECEIVE_BOUND)
     crawler.send(wpb.ConnectRequest(heartbeat=wpb.WorkerHeartbeat(in_flight=[ref])))
     ack = (await crawler.receive("heartbeat_ack")).heartbeat_ack
     assert list(ack.renewed) == [ref] and len(failures) == 1

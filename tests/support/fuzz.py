@@ -4,7 +4,6 @@ extreme numbers, undefined enum values, unnormalized durations), nested to a bou
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -120,6 +119,13 @@ def _enum_type(field: FieldDescriptor) -> EnumDescriptor:
     return field.enum_type
 
 
+def _deferred(
+    field: FieldDescriptor, pool: Sequence[str], depth: int, hostile: bool
+) -> st.SearchStrategy[Any]:
+    """`_field`'s strategy, built when first drawn (messages nest; hypothesis wants a function)."""
+    return st.deferred(lambda: _field(field, pool, depth, hostile))
+
+
 def _is_map(field: FieldDescriptor) -> bool:
     return (
         field.type == FieldDescriptor.TYPE_MESSAGE and _message_type(field).GetOptions().map_entry
@@ -181,9 +187,7 @@ def _message(
     if depth > MAX_DEPTH:
         return st.just(GetMessageClass(descriptor)())
     fields = {
-        field.name: st.one_of(
-            st.none(), st.deferred(functools.partial(_field, field, pool, depth, hostile))
-        )
+        field.name: st.one_of(st.none(), _deferred(field, pool, depth, hostile))
         for field in descriptor.fields
     }
     return st.fixed_dictionaries(fields).map(_builder(descriptor))
