@@ -8,6 +8,7 @@ psycopg 3).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import functools
 import inspect
@@ -201,10 +202,10 @@ def run_to_end(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Corou
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
-            if not task.done():
-                # Outlive the cancellation (a second one too: `wait` leaves the task alone).
-                task.add_done_callback(_retrieve)
-                await asyncio.wait([task])
+            task.add_done_callback(_retrieve)
+            while not task.done():  # later cancellations wait too (`wait` leaves the task alone)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([task])
             raise
 
     return call
