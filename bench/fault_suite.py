@@ -75,7 +75,7 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     wall = max(part["wall_seconds"] for part in parts)
     label = parts[0]["label"]
     if len(parts) > 1:
-        label = f"Full run in {len(parts)} parts side by side (`--only`, same seed), merged"
+        label = f"{len(parts)} runs (`--only`, same seed) merged, a row run twice from the first"
     return {**parts[0], "rows": rows, "label": label, "wall_seconds": wall}
 
 
