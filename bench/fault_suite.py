@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from faults.catalog import BACKENDS, CATALOG
-from faults.report import render
+from faults.report import hand_written, render
 from faults.suite import Suite
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +49,8 @@ def main() -> None:
         results |= {"commit": commit, "label": label}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1) + "\n")
-        args.report.write_text(render(results, commit, label))
+        previous = args.report.read_text() if args.report.exists() else ""
+        args.report.write_text(render(results, commit, label) + hand_written(previous))
 
     def partial(results: dict[str, Any]) -> None:
         write(results, f"{label}, unfinished ({len(results['rows'])} rows so far)")
@@ -72,7 +73,9 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
         unique.setdefault((row["fault"], row["backend"]), row)  # a row run twice: the first
     rows = sorted(unique.values(), key=lambda r: (order[r["fault"]], r["backend"] != "sqlite"))
     wall = max(part["wall_seconds"] for part in parts)
-    label = f"Full run in {len(parts)} parts side by side (`--only`, same seed), merged"
+    label = parts[0]["label"]
+    if len(parts) > 1:
+        label = f"{len(parts)} runs (`--only`, same seed) merged, a row run twice from the first"
     return {**parts[0], "rows": rows, "label": label, "wall_seconds": wall}
 
 

@@ -7,15 +7,19 @@ psycopg 3).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import fcntl
+import functools
+import inspect
 import os
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import structlog
 from alembic import command
@@ -28,6 +32,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 log = structlog.get_logger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+C = TypeVar("C", bound=type)
 
 
 def is_sqlite(url: str | URL) -> bool:
@@ -176,6 +184,45 @@ def create_async(
     engine = create_async_engine(async_url(url), **kwargs)
     limit_statements(engine.sync_engine, limits)
     return engine
+
+
+def run_to_end(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """`method` runs in a task of its own that a cancellation of its caller does not interrupt:
+    the caller's `CancelledError` is raised once the call has ended (committed or rolled back).
+
+    Why: SQLAlchemy invalidates a connection whose statement a cancellation interrupts, closing it
+    without a rollback; SQLite then keeps the closed connection alive as a zombie (a cursor still
+    holds a statement) that keeps its write lock until the garbage collector finalizes the cursor,
+    minutes later, and every other transaction fails with "database is locked" meanwhile.
+    """
+
+    @functools.wraps(method)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        task = asyncio.ensure_future(method(*args, **kwargs))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(_retrieve)
+            while not task.done():  # later cancellations wait too (`wait` leaves the task alone)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([task])
+            raise
+
+    return call
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    # The cancelled caller no longer wants the outcome: mark a failure as seen, not as lost.
+    if not task.cancelled():
+        task.exception()
+
+
+def runs_to_end(cls: C) -> C:
+    """Every public coroutine method of `cls` (a store) gets `run_to_end`."""
+    for name, member in list(vars(cls).items()):
+        if not name.startswith("_") and inspect.iscoroutinefunction(member):
+            setattr(cls, name, run_to_end(member))
+    return cls
 
 
 def create_pooled(

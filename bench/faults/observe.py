@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from common.proto.ghpulse.v1 import runs_pb2
 from common.proto.ghpulse.v1 import scheduler_service_pb2 as spb
 from common.proto.ghpulse.v1.scheduler_service_pb2_grpc import SchedulerServiceStub
+from faults.cluster import while_pg_is_full
 
 TERMINAL = {runs_pb2.RUN_STATE_SUCCEEDED, runs_pb2.RUN_STATE_FAILED, runs_pb2.RUN_STATE_CANCELLED}
 #: Crawled tables compared with the fault-free crawl, less the columns recording when (not what)
@@ -105,10 +106,14 @@ def crawled_rows(db_url: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every crawled table as sorted rows (when-computed columns left out)."""
     engine = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://", 1))
     try:
-        meta = sa.MetaData()
-        meta.reflect(engine, only=TABLES)
-        with engine.connect() as conn:
-            return {name: _rows(conn, meta.tables[name]) for name in TABLES}
+
+        def read() -> dict[str, list[tuple[Any, ...]]]:
+            meta = sa.MetaData()
+            meta.reflect(engine, only=TABLES)
+            with engine.connect() as conn:
+                return {name: _rows(conn, meta.tables[name]) for name in TABLES}
+
+        return while_pg_is_full(read)
     finally:
         engine.dispose()
 

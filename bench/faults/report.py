@@ -31,6 +31,17 @@ file). A try survives when every check holds.
 """
 
 
+#: RELIABILITY.md below this line is written by hand (diagnoses, the stress loops): kept when the
+#: suite rewrites the file.
+KEEP = "<!-- Written by hand below this line: bench/fault_suite.py keeps it. -->"
+
+
+def hand_written(previous: str) -> str:
+    """The hand-written tail of a previous RELIABILITY.md (from `KEEP` on), or ""."""
+    at = previous.find(KEEP)
+    return "" if at < 0 else "\n" + previous[at:]
+
+
 def render(results: dict[str, Any], commit: str, label: str) -> str:
     lines = [
         HEADER,

@@ -11,10 +11,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.clock import Clock, SystemClock
+from common.db import runs_to_end
 from crawler_service.data.models import GitHubBudget
 from crawler_service.github.budget import BudgetState
 
 
+@runs_to_end
 class BudgetStore:
     """`SharedBudget` on the crawler database (SQLite for one crawler, PostgreSQL for a fleet)."""
 

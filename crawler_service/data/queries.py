@@ -21,6 +21,7 @@ from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from common.clock import utc
+from common.db import runs_to_end
 from common.errors import FieldViolation, InvalidArgument, NotFound
 from crawler_service.data.cycle_times import SizeClass, percentile
 from crawler_service.data.models import ClosingLink, PullRequest, Repository, repo_key
@@ -179,6 +180,7 @@ def weekly_counts(merged: Iterable[datetime]) -> tuple[tuple[datetime, int], ...
     return tuple(weeks)
 
 
+@runs_to_end
 class Queries:
     """The read side of the crawler's data store."""
 

@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from common.clock import Clock, SystemClock
-from common.db import create_async, is_sqlite
+from common.db import create_async, is_sqlite, runs_to_end
 from common.lifecycle import Closing
 from crawler_service.data import migrations
 from crawler_service.data.models import (
@@ -46,6 +46,7 @@ from crawler_service.data.records import (
 Ts = TypeVarTuple("Ts")
 
 
+@runs_to_end
 class CrawlerStore(Closing):
     """Async access to the crawler database. Open with `await CrawlerStore.open(url)`."""
 
