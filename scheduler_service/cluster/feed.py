@@ -5,11 +5,12 @@
 - A running run's cancellation was requested: the cancels of local crawlers' runs are pushed.
 - Events were appended to a run watched here: they are read once (whatever the number of local
   watchers) and published to the broker, which fans them out to the watchers' mailboxes.
+- A schedule was created or changed: the schedule timer re-reads when the first one is due.
 
 After every (re)connection of the listener the dispatcher claims once, pending cancels are pushed
 and every watcher re-reads the log after its last seq, so a notice missed while not listening
 delays nothing. While the listener is down the broker is not `live`: watchers poll slowly on their
-own and the sweep looks for cancels.
+own, the sweep looks for cancels and the schedule timer re-reads at its normal poll.
 """
 
 from __future__ import annotations
@@ -40,12 +41,14 @@ class ClusterFeed:
         kick: Callable[[], None],
         wake_at: Callable[[datetime], None],
         push_cancels: Callable[[], Awaitable[None]],
+        schedules_changed: Callable[[], None] = lambda: None,
     ) -> None:
         self._broker = broker
         self._read_events = read_events
         self._kick = kick
         self._wake_at = wake_at
         self._push_cancels = push_cancels
+        self._schedules_changed = schedules_changed
         #: run id -> the highest seq a notice announced, for runs being read now.
         self._wanted: dict[str, int] = {}
         self._reading: set[asyncio.Task[None]] = set()
@@ -59,6 +62,8 @@ class ClusterFeed:
             self._broker.poke_all()
         if notice.cancels:
             self._spawn(self._cancels(), "cluster-cancels")
+        if notice.schedules:
+            self._schedules_changed()
         for run_id, (first, last) in notice.events.items():
             self._announced(run_id, first, last)
 
@@ -67,6 +72,7 @@ class ClusterFeed:
         self._kick()
         self._broker.poke_all()
         self._spawn(self._cancels(), "cluster-cancels")
+        self._schedules_changed()
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(work, name=name)
@@ -82,8 +88,9 @@ class ClusterFeed:
 
     def lost(self) -> None:
         self._broker.live = False
-        # Watchers waiting without a timeout start their slow poll.
+        # Watchers waiting without a timeout start their slow poll; the timer its normal one.
         self._broker.poke_all()
+        self._schedules_changed()
 
     def _announced(self, run_id: str, first: int, last: int) -> None:
         if not self._broker.watched(run_id):

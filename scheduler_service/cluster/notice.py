@@ -4,9 +4,10 @@ commit order).
 
 The payload is compact JSON: the sending process (a replica ignores its own notices: it already
 acted on the transition in process), whether a run became dispatchable, the earliest retry time
-set, whether a running run's cancellation was requested, and the (run, first seq, last seq) of the
-events appended. A payload that would pass PostgreSQL's 8000-byte limit drops the events and says
-so (`overflow`): listeners then catch up every watched run from the log.
+set, whether a running run's cancellation was requested, whether a schedule was created or changed
+(other replicas' schedule timers re-read when the first one is due), and the (run, first seq, last
+seq) of the events appended. A payload that would pass PostgreSQL's 8000-byte limit drops the
+events and says so (`overflow`): listeners then catch up every watched run from the log.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from scheduler_service.runs.model import EventKind, RunEvent
 
@@ -38,11 +40,18 @@ class Notice:
     overflow: bool = False
     #: A running run's cancellation was requested: its crawler's replica pushes the cancel.
     cancels: bool = False
+    #: A schedule was created or changed: its next due time may now be the earliest.
+    schedules: bool = False
 
     @property
     def empty(self) -> bool:
         return not (
-            self.dispatchable or self.wake_at or self.events or self.overflow or self.cancels
+            self.dispatchable
+            or self.wake_at
+            or self.events
+            or self.overflow
+            or self.cancels
+            or self.schedules
         )
 
     def encode(self) -> str:
@@ -55,6 +64,8 @@ class Notice:
             payload["o"] = 1
         if self.cancels:
             payload["c"] = 1
+        if self.schedules:
+            payload["h"] = 1
         if self.events:
             payload["e"] = [[run, first, last] for run, (first, last) in self.events.items()]
         encoded = json.dumps(payload, separators=(",", ":"))
@@ -77,9 +88,10 @@ class Notice:
                 events={str(r): (int(f), int(last)) for r, f, last in data.get("e", ())},
                 overflow=bool(data.get("o")),
                 cancels=bool(data.get("c")),
+                schedules=bool(data.get("h")),
             )
         except (ValueError, KeyError, TypeError):
-            return cls(sender="", dispatchable=True, overflow=True, cancels=True)
+            return cls(sender="", dispatchable=True, overflow=True, cancels=True, schedules=True)
 
 
 def of_transaction(
@@ -112,3 +124,8 @@ class Notifier:
         notice = of_transaction(self.sender, events, dispatchable, cancels)
         if not notice.empty:
             conn.execute(_NOTIFY, {"channel": CHANNEL, "payload": notice.encode()})
+
+    async def schedules_changed(self, conn: AsyncConnection) -> None:
+        """The NOTIFY of a transaction on `conn` that created or changed a schedule."""
+        payload = Notice(self.sender, schedules=True).encode()
+        await conn.execute(_NOTIFY, {"channel": CHANNEL, "payload": payload})
