@@ -1,6 +1,6 @@
 """The run store's hot queries against a long history, on PostgreSQL.
 
-    .venv/bin/python bench/explain_hot_queries.py [--finished 1000000] [--reps 5]
+    .venv/bin/python bench/bench_hot_queries.py [--finished 1000000] [--reps 5]
 
 In two throw-away databases (`--db-name` + `_empty` / `_history`, dropped at the end) migrated
 to head, the second with `--finished` finished runs (INSERT … SELECT generate_series, a label
@@ -13,7 +13,7 @@ each):
    database with history.
 The bench's sessions commit with synchronous_commit=off (PGOPTIONS): the WAL flush costs the same
 with or without history and, on a shared disk, drowns what the history changes.
-Writes bench/results/hot_queries.json and prints the plans.
+Prints a markdown summary (the full plans go to stderr) and writes bench/results/hot_queries.json.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -37,6 +39,8 @@ from scheduler_service.runs.sql.store import SqlRunStore
 
 RESULTS = Path(__file__).resolve().parent / "results" / "hot_queries.json"
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+#: The run of `bench/all.py` (its registry): most of its ~6 min here is filling 1M runs.
+QUICK_ARGS = ("--finished", "1000000", "--claims", "300", "--reps", "3")
 
 
 async def handout_rate(store: SqlRunStore, claims: int) -> float:
@@ -93,6 +97,44 @@ async def bench(urls: tuple[str, str], args: argparse.Namespace) -> dict[str, ob
     }
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """The hand-out rates against their target, then each hot query's plan in one line."""
+    empty, full = result["handout_per_s_empty"], result["handout_per_s_with_history"]
+    reached = "yes" if result["reached"] else "**no**"
+    lines = [
+        f"{result['finished_runs']:,} finished runs (filled in {result['fill_seconds']:g} s); "
+        f"{result['claims_per_rep']} sequential claims per repetition, {len(empty)} repetitions.",
+        "",
+        "| metric | median | repetitions | target | reached |",
+        "|---|---:|---|---|:---:|",
+        f"| hand-out rate, empty table | {statistics.median(empty):g}/s "
+        f"| {' · '.join(map(str, empty))} | | |",
+        f"| hand-out rate, with history | {statistics.median(full):g}/s "
+        f"| {' · '.join(map(str, full))} | | |",
+        f"| with history / empty | {result['handout_ratio_median']:.2f} | "
+        f"| ≥ {result['target_ratio']} | {reached} |",
+        "",
+        "| hot query (with history) | plan's top node | execution time |",
+        "|---|---|---:|",
+    ]
+    for name, plan in dict(result["plans"]).items():
+        lines.append(f"| {name} | {_top_node(plan)} | {_execution_time(plan)} |")
+    return "\n".join(lines)
+
+
+def _top_node(plan: str) -> str:
+    nodes = [line.strip().removeprefix("->").strip() for line in plan.splitlines()]
+    scans = [n for n in nodes if "Scan" in n] or nodes
+    return scans[0].split("  (")[0].replace("|", "\\|") if scans else ""
+
+
+def _execution_time(plan: str) -> str:
+    for line in plan.splitlines():
+        if "Execution Time" in line:
+            return line.split(":", 1)[1].strip()
+    return ""
+
+
 def _commit() -> str:
     return subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
@@ -125,9 +167,8 @@ def main() -> None:
     finally:
         _recreate(names, create=False)
     for name, plan in dict(result["plans"]).items():  # type: ignore[call-overload]
-        print(f"-- {name}\n{plan}\n")
-    summary = {k: v for k, v in result.items() if k != "plans"}
-    print(json.dumps(summary, indent=2))
+        print(f"-- {name}\n{plan}\n", file=sys.stderr)
+    print(markdown(result))
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
 
