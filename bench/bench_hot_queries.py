@@ -6,7 +6,7 @@ In two throw-away databases (`--db-name` + `_empty` / `_history`, dropped at the
 to head, the second with `--finished` finished runs (INSERT … SELECT generate_series, a label
 each):
 1. hand-out rate, `--reps` times alternating between the two databases (so a busy machine slows
-   both alike): `--pending` pending runs are added and ANALYZEd (as autovacuum would), then
+   both alike; which goes first alternates too): `--pending` pending runs are added and ANALYZEd (as autovacuum would), then
    `--claims` sequential `SqlRunStore.claim` calls (one transaction each: FOR UPDATE SKIP LOCKED
    on the oldest dispatchable run);
 2. EXPLAIN (ANALYZE, BUFFERS) of each hot query of `scheduler_service.runs.sql.hot_queries` on the
@@ -74,8 +74,12 @@ async def bench(urls: tuple[str, str], args: argparse.Namespace) -> dict[str, ob
         filled_in = time.perf_counter() - started
         measured: tuple[list[float], list[float]] = ([], [])
         for rep in range(args.reps):
-            measured[0].append(await one_rep(empty, args, f"r{rep}_"))
-            measured[1].append(await one_rep(full, args, f"r{rep}_"))
+            # Which database goes first alternates: a load that changes within a pair favours
+            # neither.
+            order = (0, 1) if rep % 2 == 0 else (1, 0)
+            for which in order:
+                store = (empty, full)[which]
+                measured[which].append(await one_rep(store, args, f"r{rep}_"))
         plans = {}
         with full.threads.reader.connect() as conn:
             for query in hot_queries(datetime.now(UTC)):
