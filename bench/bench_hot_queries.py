@@ -7,8 +7,8 @@ to head, the second with `--finished` finished runs (INSERT … SELECT generate_
 each):
 1. hand-out rate, `--reps` times alternating between the two databases (so a busy machine slows
    both alike; which goes first alternates too): `--pending` pending runs are added and ANALYZEd
-   (as autovacuum would), then `--claims` sequential `SqlRunStore.claim` calls (one transaction each: FOR UPDATE SKIP LOCKED
-   on the oldest dispatchable run);
+   (as autovacuum would), then `--claims` sequential `SqlRunStore.claim` calls (one transaction
+   each: FOR UPDATE SKIP LOCKED on the oldest dispatchable run);
 2. EXPLAIN (ANALYZE, BUFFERS) of each hot query of `scheduler_service.runs.sql.hot_queries` on the
    database with history.
 The bench's sessions commit with synchronous_commit=off (PGOPTIONS): the WAL flush costs the same
