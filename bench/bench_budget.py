@@ -51,6 +51,9 @@ LIMIT = 600
 RETRY_AFTER = 2
 STARTING_BUDGET = 120
 
+#: The run of `bench/all.py` (its registry): one run of both modes, ~1 min here.
+QUICK_ARGS = ("--runs", "1")
+
 
 class Sends(httpx.AsyncHTTPTransport):
     """Records when each request starts (wall clock), shared by every client of a run."""

@@ -42,6 +42,10 @@ REPO = "bench/big"
 MODES = ("full", "no-change incremental")
 #: A rate budget above the crawl's requests: this measures the crawl, not rate-limit waits.
 BUDGET = 100_000
+#: The crawl's token; the replay sends it too (the crawl's `GET /user`, which finds the budget's
+#: owner, answers 401 without it, and the replay would not be the same requests).
+TOKEN = "bench-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def generate(prs: int) -> Dataset:
@@ -117,7 +121,7 @@ async def crawl(
 ) -> dict[str, float]:
     """Seconds per step of one crawl run (all steps, in order)."""
     settings = CrawlerSettings(export_dir=tempfile.mkdtemp(), github_concurrency=concurrency)
-    async with GitHubClient(fake.url, "bench-token", concurrency=concurrency) as github:
+    async with GitHubClient(fake.url, TOKEN, concurrency=concurrency) as github:
         spec = CrawlSpec((REPO,))
         job = build_registry(store, github, settings).get(spec.kind)
         outputs: dict[str, dict[str, object]] = {}
@@ -140,14 +144,14 @@ def _url(fake: FakeGitHub, record: RequestRecord) -> str:
 
 async def _current_etags(urls: Sequence[str]) -> dict[str, str]:
     """The ETag of each URL, so the replay gets a 304 wherever the crawl got one (not timed)."""
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=AUTH) as http:
         return {url: (await http.get(url)).headers["etag"] for url in urls}
 
 
 async def _get_all(urls: Sequence[str], etags: dict[str, str], concurrency: int) -> float:
     """Seconds for a fresh bare client to GET `urls`, `concurrency` at a time, in any order."""
     semaphore = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=AUTH) as http:
 
         async def get(url: str) -> None:
             headers = {"If-None-Match": etags[url]} if url in etags else {}

@@ -44,6 +44,12 @@ from common.proto.ghpulse.v1 import scheduler_service_pb2_grpc as sched_grpc
 THREADS = 32
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
+#: The runs of `bench/all.py` (its registry): one repetition per backend, ~1 min each here.
+QUICK_ARGS = (
+    ("--backend", "sqlite", "--reps", "1"),
+    ("--backend", "postgresql", "--reps", "1"),
+)
+
 
 def _database(backend: str, tmp: Path) -> str:
     if backend == "sqlite":

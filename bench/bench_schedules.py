@@ -57,6 +57,9 @@ STATS_SETTLE = 11.0
 #: Generous time to create one schedule over gRPC (the first tick is planned after them all).
 CREATE_SECONDS = 0.03
 
+#: The run of `bench/all.py` (its registry): 200 schedules, 2 measured ticks, ~1 min here.
+QUICK_ARGS = ("--schedules", "200", "--interval", "10", "--ticks", "2", "--reps", "1")
+
 
 def _admin(sql: str, *params: Any) -> list[tuple[Any, ...]]:
     with psycopg.connect(f"{ADMIN}/postgres", autocommit=True) as conn:

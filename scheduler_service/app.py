@@ -132,6 +132,7 @@ class SchedulerApp(Lifecycle):
             orchestrator.dispatcher.kick,
             orchestrator.wake_at,
             orchestrator.push_cancels,
+            self.schedules.timer.changed,
         )
         url = self.settings.notify_db or self.settings.db
         return feed, Listener(url, notifier.sender, feed)

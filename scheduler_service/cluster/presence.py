@@ -81,8 +81,8 @@ class Presence:
 
     async def refresh_once(self) -> None:
         now = self._clock.now()
-        await self.registry.refresh([self.entry(conn, now) for conn in self._connections()])
-        purged = await self.registry.purge(self.stale_before)
+        entries = [self.entry(conn, now) for conn in self._connections()]
+        purged = await self.registry.refresh(entries, self.stale_before)
         if purged:
             log.info("workers.purged", rows=purged)
 

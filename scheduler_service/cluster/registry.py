@@ -9,7 +9,8 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from scheduler_service.db.models import WorkerRow
@@ -43,9 +44,13 @@ class WorkerRegistry(ABC):
         row another replica may still hold for it: the crawler moved)."""
 
     @abstractmethod
-    async def refresh(self, entries: Sequence[WorkerEntry]) -> None:
+    async def refresh(
+        self, entries: Sequence[WorkerEntry], purge_before: datetime | None = None
+    ) -> int:
         """Renew these crawlers' rows, all of one replica; a row that moved to another replica
-        meanwhile is left alone, a missing one is written again."""
+        meanwhile is left alone, a missing one is written again. With `purge_before`, also
+        delete rows last written before it (as `purge`), in the same transaction: one
+        transaction per refresh interval, however many crawlers. How many rows were deleted."""
 
     @abstractmethod
     async def disconnected(self, worker_id: str, replica_id: str) -> None:
@@ -71,13 +76,18 @@ class SqlWorkerRegistry(WorkerRegistry):
             await conn.execute(delete(workers).where(workers.c.worker_id == entry.worker_id))
             await conn.execute(workers.insert().values(**_to_row(entry)))
 
-    async def refresh(self, entries: Sequence[WorkerEntry]) -> None:
-        for entry in entries:
-            try:
-                async with self._engine.begin() as conn:
-                    await _refresh_one(conn, entry)
-            except IntegrityError:
-                pass  # another replica wrote the crawler's row first: it moved there
+    async def refresh(
+        self, entries: Sequence[WorkerEntry], purge_before: datetime | None = None
+    ) -> int:
+        async with self._engine.begin() as conn:
+            for entry in entries:
+                await _refresh_one(conn, entry)
+            if purge_before is None:
+                return 0
+            result = await conn.execute(
+                delete(workers).where(workers.c.heartbeat_at < purge_before)
+            )
+        return int(result.rowcount)
 
     async def disconnected(self, worker_id: str, replica_id: str) -> None:
         statement = delete(workers).where(
@@ -109,9 +119,10 @@ async def _refresh_one(conn: AsyncConnection, entry: WorkerEntry) -> None:
     )
     if result.rowcount:
         return
-    holder = select(workers.c.replica_id).where(workers.c.worker_id == entry.worker_id)
-    if await conn.scalar(holder) is None:
-        await conn.execute(workers.insert().values(**_to_row(entry)))
+    # Missing: written again, unless another replica wrote the crawler's row meanwhile (it moved
+    # there). ON CONFLICT rather than a caught IntegrityError: the transaction goes on.
+    insert = sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert
+    await conn.execute(insert(workers).values(**_to_row(entry)).on_conflict_do_nothing())
 
 
 def _to_row(entry: WorkerEntry) -> dict[str, Any]:

@@ -29,8 +29,11 @@ class Sweeper:
         self._retention = retention
         self._last_purge = clock.now() - PURGE_EVERY
         self._stopping = asyncio.Event()
+        #: Sweeps done so far (for tests and operators).
+        self.sweeps = 0
 
     async def sweep_once(self) -> None:
+        self.sweeps += 1
         await self._orchestrator.sweep()
         now = self._clock.now()
         if now - self._last_purge >= PURGE_EVERY:

@@ -42,6 +42,8 @@ class Schedules:
             clock,
             timedelta(seconds=settings.schedule_poll),
             timedelta(seconds=settings.schedule_firing_retention),
+            # Live: other replicas' schedule changes arrive by notice (`cluster.feed`).
+            live=lambda: orchestrator.broker.live,
         )
         on_change = self.timer.changed if settings.schedules_enabled else _ignore
         self.ops = ScheduleOps(self.store, orchestrator, clock, on_change)

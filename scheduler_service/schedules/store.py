@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from common.db import UTCDateTime
+from scheduler_service.cluster.notice import Notifier
 from scheduler_service.runs.sql.store import SqlRunStore
 from scheduler_service.schedules import due
 from scheduler_service.schedules.due import Claimed
@@ -110,14 +111,18 @@ class ScheduleStore(ABC):
 
 
 class SqlScheduleStore(ScheduleStore):
-    def __init__(self, engine: AsyncEngine, reader: AsyncEngine) -> None:
+    def __init__(
+        self, engine: AsyncEngine, reader: AsyncEngine, notifier: Notifier | None = None
+    ) -> None:
         self._engine = engine
         self._reader = reader
+        #: Tells other replicas' timers about created and changed schedules (PostgreSQL).
+        self._notifier = notifier
 
     @classmethod
     def beside(cls, runs: SqlRunStore) -> SqlScheduleStore:
         """A schedule store sharing the run store's engines (SQLite has one writer connection)."""
-        return cls(*runs.async_engines())
+        return cls(*runs.async_engines(), runs.notifier)
 
     async def create(self, schedule: Schedule, now: datetime) -> Schedule:
         schedule = replace(
@@ -133,6 +138,7 @@ class SqlScheduleStore(ScheduleStore):
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(schedules.insert().values(**to_row(schedule)))
+                await self._changed(conn)
         except IntegrityError:
             raise ScheduleExists(schedule.id) from None
         return schedule
@@ -164,7 +170,12 @@ class SqlScheduleStore(ScheduleStore):
             await conn.execute(
                 update(schedules).where(schedules.c.id == schedule_id).values(**to_row(changed))
             )
+            await self._changed(conn)
         return changed
+
+    async def _changed(self, conn: AsyncConnection) -> None:
+        if self._notifier is not None:
+            await self._notifier.schedules_changed(conn)
 
     async def delete(self, schedule_id: str) -> None:
         async with self._engine.begin() as conn:

@@ -5,13 +5,18 @@ claim_and_fire`, with SKIP LOCKED: replicas waking together split the work, each
 processed once) and then reads one value, the earliest `next_due` of all schedules, to know when
 to wake next. A pass never re-reads the schedules that are not due, and passes never overlap.
 A change made through this process wakes the loop at once (`changed`); one made through another
-replica is seen at the next wake-up, at most `poll` later.
+replica arrives by its notice on PostgreSQL (`cluster.feed` calls `changed` too) or is seen at the
+next wake-up, at most `poll` later. While notices arrive (`live`), that read is only the safety
+net and happens every `LIVE_POLL_EVERY` polls; a pass that wakes with nothing due and nothing
+changed reads one value (the earliest `next_due`) and claims only if that is due: an idle replica's
+timer costs one short read transaction per wake-up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import structlog
@@ -31,6 +36,9 @@ PURGE_BATCH = 10_000
 CLAIM_BATCH = 100
 #: The pause before claiming again when due schedules were all held by other replicas.
 HELD_PAUSE = 0.05
+#: While other replicas' schedule changes arrive by notice, every how many polls the timer looks
+#: for changes all the same (the safety net for a lost notice).
+LIVE_POLL_EVERY = 10
 
 
 class ScheduleTimer:
@@ -43,12 +51,16 @@ class ScheduleTimer:
         clock: Clock,
         poll: timedelta,
         retention: timedelta = timedelta(days=7),
+        live: Callable[[], bool] = lambda: False,
     ) -> None:
         self.store = store
         self.firer = firer
         self.clock = clock
         self.poll = poll
         self.retention = retention
+        self._live = live
+        #: Something changed since the last claim (or none was made yet): the next pass claims.
+        self._changed = True
         #: When the first schedule is due (None: none is), as of the last pass.
         self.next_due: datetime | None = None
         self.passes = 0
@@ -75,9 +87,11 @@ class ScheduleTimer:
         await asyncio.gather(self._task, return_exceptions=True)
         self._task = None
 
-    def changed(self, schedule_id: str) -> None:
-        """A schedule changed through this process: wake the loop rather than wait for `poll`."""
+    def changed(self, schedule_id: str = "") -> None:
+        """A schedule changed (through this process, or another replica's notice said so), or
+        notices may have been missed: wake the loop for a pass that claims, rather than wait."""
         del schedule_id  # the pass reads the due time of every schedule anyway
+        self._changed = True
         self._wake.set()
 
     async def _run(self) -> None:
@@ -94,12 +108,16 @@ class ScheduleTimer:
                 await asyncio.wait_for(self._wake.wait(), delay)
 
     def _delay(self, claimed: int) -> float:
+        poll = self.poll.total_seconds() * (LIVE_POLL_EVERY if self._live() else 1)
         if self.next_due is None:
-            return self.poll.total_seconds()
+            return poll
         until_due = (self.next_due - self.clock.now()).total_seconds()
         if until_due <= 0 and not claimed:
             return HELD_PAUSE  # due, but held by another replica's claim: it commits shortly
-        return min(self.poll.total_seconds(), max(0.0, until_due))
+        return min(poll, max(0.0, until_due))
+
+    def _due(self) -> bool:
+        return self.next_due is not None and self.next_due <= self.clock.now()
 
     async def sync(self) -> int:
         """One pass: claim and fire every due schedule, recover abandoned firings and purge old
@@ -107,16 +125,26 @@ class ScheduleTimer:
         pass asked for while another runs waits for it. How many schedules were claimed."""
         async with self._pass_lock:
             self.passes += 1
-            claimed = await self._claim_and_fire()
-            now = self.clock.now()
-            if _time_for(self._last_recover, RECOVER_EVERY, now):
-                self._last_recover = now
-                await self.firer.recover(PENDING_TIMEOUT)
-            if _time_for(self._last_purge, PURGE_EVERY, now):
-                self._last_purge = now
-                await self.purge(now)
-            self.next_due = await self.store.next_due()
+            fresh = not (self._changed or self._due())
+            if fresh:
+                # Woken by the poll: claim only if a change made elsewhere made something due.
+                self.next_due = await self.store.next_due()
+            claimed = 0
+            if self._changed or self._due():
+                self._changed, fresh = False, False
+                claimed = await self._claim_and_fire()
+            await self._upkeep(self.clock.now())
+            if not fresh:
+                self.next_due = await self.store.next_due()
             return claimed
+
+    async def _upkeep(self, now: datetime) -> None:
+        if _time_for(self._last_recover, RECOVER_EVERY, now):
+            self._last_recover = now
+            await self.firer.recover(PENDING_TIMEOUT)
+        if _time_for(self._last_purge, PURGE_EVERY, now):
+            self._last_purge = now
+            await self.purge(now)
 
     async def _claim_and_fire(self) -> int:
         # Each batch fires while the next is claimed: the first runs start at once, and two

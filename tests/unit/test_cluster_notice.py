@@ -25,7 +25,22 @@ def test_a_transaction_notice_carries_each_runs_seq_span_and_the_earliest_retry(
         _event("run_b", 2, EventKind.STATE_CHANGED, state="pending", retry_at=sooner.isoformat()),
     ]
     notice = Notice.decode(of_transaction("me", events, dispatchable=True).encode())
-    assert notice == Notice("me", True, sooner, {"run_a": (4, 5), "run_b": (2, 2)})
+    spans = {"run_a": (4, 5), "run_b": (2, 2)}
+    assert notice == Notice("me", True, sooner, spans, inline=tuple(events))
+
+
+def test_events_too_big_to_carry_are_announced_by_their_spans() -> None:
+    events = [_event("run_a", seq, message="x" * 500) for seq in range(1, 31)]
+    encoded = of_transaction("me", events, dispatchable=False).encode()
+    assert len(encoded.encode()) <= MAX_PAYLOAD
+    notice = Notice.decode(encoded)
+    assert (notice.inline, notice.events, notice.overflow) == ((), {"run_a": (1, 30)}, False)
+
+
+def test_a_schedule_change_is_a_notice_of_its_own() -> None:
+    notice = Notice.decode(Notice("me", schedules=True).encode())
+    assert notice == Notice("me", schedules=True)
+    assert not notice.empty
 
 
 def test_a_transaction_that_changed_nothing_watched_sends_nothing() -> None:

@@ -1,6 +1,6 @@
 """The run store's queries that run all the time, each with the index that keeps it as cheap with
 a million finished runs as with none (migration 0004). Checked by a test (the PostgreSQL plan of
-each uses its index) and printed by `bench/explain_hot_queries.py`."""
+each uses its index) and printed by `bench/bench_hot_queries.py`."""
 
 from __future__ import annotations
 
