@@ -91,6 +91,11 @@ class CrawlerSettings(SecuritySettings):
     plugins: str = Field("", validation_alias=_env("GHPULSE_CRAWLER_PLUGINS"))
     metrics_listen: str = Field("", validation_alias=_env("GHPULSE_CRAWLER_METRICS_LISTEN"))
     migrate: bool = Field(True, validation_alias=_env("GHPULSE_CRAWLER_MIGRATE"))
+    #: Seconds before a crawl handed back because another run is fetching one of its
+    #: repositories is dispatched again (it holds no crawler slot meanwhile).
+    fetch_busy_retry: float = Field(
+        15.0, gt=0, le=3600, validation_alias=_env("GHPULSE_FETCH_BUSY_RETRY")
+    )
     # GitHub client tunables.
     github_concurrency: int = Field(
         4, ge=1, le=64, validation_alias=_env("GHPULSE_GITHUB_CONCURRENCY")

@@ -64,6 +64,7 @@ def build_registry(
         concurrency=max(2 * settings.github_concurrency, 1),
         graphql=graphql,
         api=settings.github_api,
+        busy_retry=settings.fetch_busy_retry,
     )
     upsert, link = UpsertStep(store), LinkStep(store)
     classify, export = ClassifyStep(store), ExportStep(store, Path(settings.export_dir))

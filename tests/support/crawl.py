@@ -3,6 +3,7 @@ runner, a snapshot of what a crawl stored."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,7 +18,8 @@ from crawler_service.github.budget import TokenBudget
 from crawler_service.github.client import GitHubClient
 from crawler_service.github.graphql import GraphQLClient
 from crawler_service.jobs.pipeline import build_registry
-from crawler_service.jobs.registry import JobRegistry, Output, StepContext
+from crawler_service.errors import HandBack
+from crawler_service.jobs.registry import JobRegistry, Output, Step, StepContext
 from crawler_service.jobs.steps.fetch import FetchStep
 from crawler_service.settings import CrawlerSettings
 from ghpulse.testing.fake_github import Dataset, FakeGitHub, shapes
@@ -185,6 +187,8 @@ class Runner:
 
     registry: JobRegistry
     progress: list[tuple[str, int, int, str]] = field(default_factory=list)
+    #: How many times a step handed its run back.
+    handed_back: int = 0
 
     async def sink(self, step: str, current: int, total: int, message: str) -> None:
         self.progress.append((step, current, total, message))
@@ -201,16 +205,29 @@ class Runner:
         for step in job.steps_for(spec):
             if step.name in done:
                 continue
-            ctx = StepContext(run_id, attempt, spec, step.name, dict(done), self.sink)
-            done[step.name] = await step.run(ctx)
+            done[step.name] = await self._step(step, spec, run_id, attempt, done)
         return job.summarize(spec, done)
+
+    async def _step(
+        self, step: Step, spec: JobSpec, run_id: str, attempt: int, done: dict[str, Output]
+    ) -> Output:
+        """Run `step`; handed back (a repository another run fetches), run it again the way the
+        scheduler would, as the next attempt, without waiting `retry_after`."""
+        while True:
+            ctx = StepContext(run_id, attempt, spec, step.name, dict(done), self.sink)
+            try:
+                return await step.run(ctx)
+            except HandBack:
+                self.handed_back += 1
+                attempt += 1
+                await asyncio.sleep(0.01)
 
 
 def make_runner(
     store: CrawlerStore, github: GitHubClient, export_dir: Path, **fetch: Any
 ) -> Runner:
     settings = CrawlerSettings(export_dir=str(export_dir))
-    step = FetchStep(store, github, lock_poll=0.001, **fetch)
+    step = FetchStep(store, github, **fetch)
     return Runner(build_registry(store, github, settings, fetch=step))
 
 

@@ -1,7 +1,9 @@
 """The `fetch` step: incremental sweeps of each repository's pull requests into raw items.
 
 Per repository, under its lease (`repository_locks`, so concurrent runs and replicas never sweep the
-same repository at once): the repository object; the new or changed pull requests, most recently
+same repository at once; a repository whose lease another run holds is left for later, and once the
+others are swept the run is handed back, `HandBack`, to be dispatched again after `busy_retry`
+without holding a crawler slot meanwhile): the repository object; the new or changed pull requests, most recently
 updated first, down to the watermark of the last complete sweep minus `overlap` — through REST
 (`pulls`: list pages, then detail, reviews and commits per PR) or through GraphQL (`bulk`: pages of
 PRs with their reviews and commits, after a free conditional probe of the first REST list page);
@@ -33,7 +35,7 @@ from common.jobs import CrawlSpec
 from crawler_service.data.models import RAW_RELEASE, RAW_REPOSITORY, repo_key
 from crawler_service.data.records import FetchResult, RawRecord
 from crawler_service.data.store import CrawlerStore
-from crawler_service.errors import PermanentError, TransientError
+from crawler_service.errors import HandBack, PermanentError, TransientError
 from crawler_service.github.client import GitHubClient
 from crawler_service.github.errors import GitHubInvalid
 from crawler_service.github.graphql import GraphQLClient
@@ -76,11 +78,11 @@ class FetchStep:
     #: How far below the watermark the PR listing still reads (GitHub's updated_at is not atomic).
     overlap: timedelta = timedelta(minutes=5)
     lock_ttl: timedelta = timedelta(minutes=5)
-    #: Seconds between attempts to take a repository lease another run holds.
-    lock_poll: float = 1.0
+    #: Seconds before a run handed back because another run holds one of its repositories is
+    #: dispatched again (GHPULSE_FETCH_BUSY_RETRY).
+    busy_retry: float = 15.0
     #: PRs fetched at once through REST (the client bounds the requests in flight anyway).
     concurrency: int = 8
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     #: The sleep between renewals of a repository's lease (every third of `lock_ttl`).
     lease_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     #: The GraphQL client (when a token is configured); None fetches through REST only.
@@ -103,17 +105,18 @@ class FetchStep:
             raise PermanentError(f"fetch cannot run for a {spec.kind} job")
         names = await self._resolve(ctx, spec)
         finished = {result.repository for result in await self.store.fetch_results(ctx.run_id)}
-        # A repository another run is sweeping waits until the others are done: its wait does
-        # not hold up the repositories this run can sweep now.
+        # A repository another run is sweeping does not hold up the others; once they are done,
+        # the run is handed back rather than wait in a crawler slot (the next attempt skips the
+        # repositories finished here).
         held: list[str] = []
         for index, name in enumerate(names):
             if repo_key(name) in finished:
                 continue
             await ctx.progress(index, len(names), name)
-            if not await self._fetch_repository(ctx, name, spec.refresh, wait=False):
+            if not await self._fetch_repository(ctx, name, spec.refresh):
                 held.append(name)
-        for name in held:
-            await self._fetch_repository(ctx, name, spec.refresh, wait=True)
+        if held:
+            raise self._busy(ctx, held)
         await ctx.progress(len(names), len(names), "fetched")
         return await self._output(ctx, names)
 
@@ -159,14 +162,22 @@ class FetchStep:
             "github_owners": {r.full_name: r.github_owner for r in results if r.github_owner},
         }
 
-    async def _fetch_repository(
-        self, ctx: StepContext, name: str, refresh: bool, *, wait: bool
-    ) -> bool:
-        """Sweep one repository under its lease; False (nothing done) when another run holds the
-        lease and `wait` is off."""
+    def _busy(self, ctx: StepContext, held: list[str]) -> HandBack:
+        ctx.log.info("fetch.repositories_held", repositories=held, retry_after=self.busy_retry)
+        return HandBack(
+            f"another run is fetching {', '.join(held)}; trying again in {self.busy_retry:g}s",
+            retry_after=self.busy_retry,
+            code="REPOSITORY_BUSY",
+            repositories=", ".join(held),
+        )
+
+    async def _fetch_repository(self, ctx: StepContext, name: str, refresh: bool) -> bool:
+        """Sweep one repository under its lease; False (nothing done) when another run holds
+        the lease."""
         with structlog.contextvars.bound_contextvars(repository=name):
             sweep = Sweep(ctx, name, repo_key(name), refresh, renew=lambda: self._renew(sweep))
-            if not await self._lock(sweep, wait):
+            # The run id is the holder, so a retried attempt of the same run takes it back.
+            if not await self.store.try_lock(sweep.key, ctx.run_id, self.lock_ttl):
                 return False
             await self._sweep_leased(sweep)
             return True
@@ -202,22 +213,6 @@ class FetchStep:
             )
         finally:
             await self.store.unlock(sweep.key, ctx.run_id)
-
-    async def _lock(self, sweep: Sweep, wait: bool) -> bool:
-        """Take the lease; when another run holds it, False, or with `wait` poll for it with a
-        doubling delay (at most a tenth of the TTL)."""
-        # The run id is the holder, so a retried attempt of the same run takes its lease back.
-        delay, longest = self.lock_poll, max(self.lock_poll, self.lock_ttl.total_seconds() / 10)
-        while not await self.store.try_lock(sweep.key, sweep.ctx.run_id, self.lock_ttl):
-            if not wait:
-                return False
-            sweep.ctx.log.info("fetch.repository_held", repository=sweep.name, retry_in=delay)
-            await sweep.report(
-                f"waiting for another run fetching {sweep.name}; next try in {delay:.0f}s"
-            )
-            await self.sleep(delay)
-            delay = min(delay * 2, longest)
-        return True
 
     async def _renew(self, sweep: Sweep) -> None:
         if not await self.store.try_lock(sweep.key, sweep.ctx.run_id, self.lock_ttl):
