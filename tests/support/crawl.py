@@ -14,11 +14,11 @@ import sqlalchemy as sa
 from common.jobs import JobSpec
 from crawler_service.data.models import ClosingLink, Commit, PullRequest, Release, Review
 from crawler_service.data.store import CrawlerStore
+from crawler_service.errors import HandBack
 from crawler_service.github.budget import TokenBudget
 from crawler_service.github.client import GitHubClient
 from crawler_service.github.graphql import GraphQLClient
 from crawler_service.jobs.pipeline import build_registry
-from crawler_service.errors import HandBack
 from crawler_service.jobs.registry import JobRegistry, Output, Step, StepContext
 from crawler_service.jobs.steps.fetch import FetchStep
 from crawler_service.settings import CrawlerSettings
@@ -228,7 +228,7 @@ def make_runner(
 ) -> Runner:
     settings = CrawlerSettings(export_dir=str(export_dir))
     step = FetchStep(store, github, **fetch)
-    return Runner(build_registry(store, github, settings, fetch=step))
+    return Runner(build_registry(store, step.tokens, settings, fetch=step))
 
 
 async def snapshot(store: CrawlerStore) -> dict[str, list[tuple[Any, ...]]]:
