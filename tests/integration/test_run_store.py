@@ -307,3 +307,40 @@ async def test_a_trigger_can_dispatch_in_its_own_transaction(store: SqlRunStore)
     assert newer.claimed is not None
     assert newer.claimed.id == backlog.run.id
     assert newer.transition.dispatchable
+
+
+async def test_create_runs_in_one_transaction_each_trigger_failing_alone(
+    store: SqlRunStore,
+) -> None:
+    active = await store.create_run(new_run("octo/busy"), T0, DAY)
+    await store.create_run(new_run("octo/keyed", request_id="k", payload_hash="h1"), T0, DAY)
+
+    results = await store.create_runs(
+        [
+            new_run("octo/a", request_id="a", payload_hash="h"),
+            new_run("octo/busy", policy=ConflictPolicy.REJECT),
+            new_run("octo/keyed", request_id="k", payload_hash="other"),
+            new_run("octo/busy"),
+            new_run("octo/a", request_id="a2", payload_hash="h"),
+        ],
+        T0,
+        DAY,
+    )
+
+    created, rejected, mismatch, joined, joined_batch = results
+    assert not isinstance(created, Exception) and created.disposition is Disposition.CREATED
+    assert isinstance(rejected, RunConflict) and rejected.active_run_id == active.run.id
+    assert isinstance(mismatch, IdempotencyMismatch)
+    assert not isinstance(joined, Exception) and joined.run.id == active.run.id
+    # A later trigger of the batch sees what an earlier one created.
+    assert not isinstance(joined_batch, Exception)
+    assert (joined_batch.disposition, joined_batch.run.id) == (Disposition.JOINED, created.run.id)
+    # Each result carries its own events; the created run is stored with its first event.
+    assert [e.run_id for e in created.transition.events] == [created.run.id]
+    assert created.transition.dispatchable and not joined.transition.events
+    stored = await store.get_run(created.run.id)
+    assert stored.state is RunState.PENDING
+    assert [e.seq for e in await store.events_after(created.run.id, 0)] == [1]
+    repeat = await store.create_runs([new_run("octo/a", request_id="a", payload_hash="h")], T0, DAY)
+    assert not isinstance(repeat[0], Exception)
+    assert (repeat[0].disposition, repeat[0].run.id) == (Disposition.IDEMPOTENT, created.run.id)

@@ -3,12 +3,15 @@ concurrency key's slots, and the new run's rows."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 
+from common.errors import GhpulseError, Unavailable
 from common.jobs import to_json
 from scheduler_service.db.models import ACTIVE_SLOT, QUEUED_SLOT, IdempotencyRow, RunLabelRow
 from scheduler_service.errors import IdempotencyMismatch, RunConflict, RunNotFound
@@ -34,6 +37,7 @@ _FIND_KEY = select(idempotency).where(idempotency.c.request_id == bindparam("w_i
 _DELETE_KEY = delete(idempotency).where(idempotency.c.request_id == bindparam("w_id"))
 #: Passes over a slot freed between the INSERT and the read of its holder.
 _FREED_RETRIES = 3
+_CONTENDED = timedelta(seconds=1)
 
 
 def create(tx: t.Tx, new: NewRun, ttl: timedelta) -> Created:
@@ -58,6 +62,39 @@ def create(tx: t.Tx, new: NewRun, ttl: timedelta) -> Created:
     # A run inserted by this transaction is known without reading it back (it has no steps).
     run = reads.to_run(inserted, []) if inserted else reads.load(tx.conn, run_id)
     return Created(run, disposition, tx.transition(run))
+
+
+def create_many(tx: t.Tx, news: Sequence[NewRun], ttl: timedelta) -> list[Created | GhpulseError]:
+    """`create` for each of `news`, each in a savepoint of the one transaction: a trigger that
+    fails (a conflict, an idempotency mismatch) rolls back alone and is returned as its error."""
+    results: list[Created | GhpulseError] = []
+    dispatchable = False
+    for new in news:
+        results.append(_create_alone(tx, new, ttl))
+        dispatchable = dispatchable or tx.dispatchable
+    tx.dispatchable = dispatchable
+    return results
+
+
+def _create_alone(tx: t.Tx, new: NewRun, ttl: timedelta) -> Created | GhpulseError:
+    """One trigger of a batch in its own savepoint; its transition holds only its own events."""
+    for _ in range(_FREED_RETRIES):
+        events, unwritten = len(tx.events), len(tx.unwritten)
+        tx.dispatchable = False
+        try:
+            with tx.conn.begin_nested():
+                created = create(tx, new, ttl)
+        except (GhpulseError, IntegrityError) as exc:
+            del tx.events[events:], tx.unwritten[unwritten:]
+            tx.dispatchable = False
+            if isinstance(exc, GhpulseError):
+                return exc
+            continue  # another replica won a race on the key or request id: read it now
+        transition = Transition(created.run, tx.events[events:], dispatchable=tx.dispatchable)
+        return replace(created, transition=transition)
+    return Unavailable(
+        "too much contention creating the run; retry", retry_after=timedelta(seconds=1)
+    )
 
 
 def _idempotent(tx: t.Tx, new: NewRun) -> Created | None:

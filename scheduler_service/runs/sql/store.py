@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common import db
-from common.errors import Unavailable
+from common.errors import GhpulseError, Unavailable
 from scheduler_service.cluster.notice import Notifier
 from scheduler_service.db.models import ACTIVE_SLOT
 from scheduler_service.errors import RunConflict, RunFinished, RunNotFound, RunNotRetryable
@@ -146,6 +146,13 @@ class SqlRunStore(RunStore):
         raise Unavailable(
             "too much contention creating the run; retry", retry_after=timedelta(seconds=1)
         )
+
+    @on_writer
+    def create_runs(
+        self, news: Sequence[NewRun], now: datetime, idempotency_ttl: timedelta
+    ) -> list[Created | GhpulseError]:
+        with self._tx(now) as tx:
+            return creation.create_many(tx, news, idempotency_ttl)
 
     @on_urgent_writer
     def claim(self, worker_id: str, now: datetime, lease_ttl: timedelta) -> Transition:
