@@ -83,7 +83,13 @@ class CrawlerApp(Lifecycle):
         unless GHPULSE_GITHUB_SHARED_BUDGET is off)."""
         settings = self.settings
         shared = BudgetStore(store.engine) if settings.github_shared_budget else None
-        budget = TokenBudget(shared=shared, sync_interval=settings.github_budget_sync_interval)
+        budget = TokenBudget(
+            shared=shared,
+            sync_interval=settings.github_budget_sync_interval,
+            fleet_concurrency=settings.github_fleet_concurrency,
+            # A slot outlives the longest request; a crashed crawler's slots free themselves then.
+            slot_ttl=settings.github_timeout + 30.0,
+        )
         options = self._github_options(budget)
         github = GitHubClient(settings.github_api_url, token, **options)
         if not settings.uses_graphql or token is None:

@@ -129,6 +129,12 @@ class CrawlerSettings(SecuritySettings):
         1.0, ge=0, validation_alias=_env("GHPULSE_GITHUB_BUDGET_SYNC_INTERVAL")
     )
 
+    #: The most requests of one GitHub owner in flight across the whole fleet, counted through
+    #: the crawler database (0: no fleet-wide bound, only GHPULSE_GITHUB_CONCURRENCY per crawler).
+    github_fleet_concurrency: int = Field(
+        0, ge=0, le=1000, validation_alias=_env("GHPULSE_GITHUB_FLEET_CONCURRENCY")
+    )
+
     # Towards the scheduler (WorkerService, and TriggerRun of backfills): a `worker` token.
     token: SecretStr | None = Field(None, validation_alias=_env(TOKEN_ENV))
     token_file: str = Field("", validation_alias=_env(TOKEN_FILE_ENV))

@@ -54,6 +54,8 @@ class RequestRecord(NamedTuple):
     at: float = 0.0
     #: The login of the token that sent it ("" without a token or with the fake's own).
     login: str = ""
+    #: When its answer left (the fake's clock): [at, done] is the time it was in flight.
+    done: float = 0.0
 
 
 class FakeGitHub:
@@ -161,8 +163,9 @@ class FakeGitHub:
     def _record(
         self, method: str, path: str, query: dict[str, str], status: int, at: float, login: str
     ) -> None:
+        done = self.clock()
         with self._lock:
-            self._requests.append(RequestRecord(method, path, query, status, at, login))
+            self._requests.append(RequestRecord(method, path, query, status, at, login, done))
 
     def _enter(self) -> float:
         """Count a request in flight; returns when it arrived (the fake's clock)."""
