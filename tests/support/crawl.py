@@ -157,7 +157,7 @@ async def instant_sleep(_seconds: float) -> None:
     return None
 
 
-def client(fake: FakeGitHub, **kwargs: Any) -> GitHubClient:
+def client(fake: FakeGitHub, token: str = "ghp_secret_token_123", **kwargs: Any) -> GitHubClient:
     """A REST client for `fake`, retrying at once, that knows its owner already (as a crawler
     does after its first crawl: `GET /user` is asked once per process)."""
     options: dict[str, Any] = {
@@ -167,10 +167,12 @@ def client(fake: FakeGitHub, **kwargs: Any) -> GitHubClient:
         "sleep": instant_sleep,
         "max_retries": 4,
     }
-    return GitHubClient(fake.url, "ghp_secret_token_123", **{**options, **kwargs})
+    return GitHubClient(fake.url, token, **{**options, **kwargs})
 
 
-def graphql_client(fake: FakeGitHub, **kwargs: Any) -> GraphQLClient:
+def graphql_client(
+    fake: FakeGitHub, token: str = "ghp_secret_token_123", **kwargs: Any
+) -> GraphQLClient:
     """A GraphQL client for `fake`, retrying at once (like `client`)."""
     options: dict[str, Any] = {
         "retry_backoff": 0.0,
@@ -178,7 +180,7 @@ def graphql_client(fake: FakeGitHub, **kwargs: Any) -> GraphQLClient:
         "sleep": instant_sleep,
         "max_retries": 4,
     }
-    return GraphQLClient(fake.url, "ghp_secret_token_123", **{**options, **kwargs})
+    return GraphQLClient(fake.url, token, **{**options, **kwargs})
 
 
 @dataclass
