@@ -189,7 +189,7 @@ class TokenBudget:
             if slot is not None:
                 return slot
             if poll == SLOT_POLL:
-                log.info("github.fleet_slots_busy", url=url, owner=self.owner)
+                log.debug("github.fleet_slots_busy", url=url, owner=self.owner)
                 if on_wait is not None:
                     await on_wait(f"{self.fleet_concurrency} requests in flight across the fleet")
             # Jittered, so that waiting crawlers do not ask all at once.
