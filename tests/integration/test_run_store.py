@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
@@ -344,3 +345,33 @@ async def test_create_runs_in_one_transaction_each_trigger_failing_alone(
     repeat = await store.create_runs([new_run("octo/a", request_id="a", payload_hash="h")], T0, DAY)
     assert not isinstance(repeat[0], Exception)
     assert (repeat[0].disposition, repeat[0].run.id) == (Disposition.IDEMPOTENT, created.run.id)
+
+
+async def test_create_runs_after_a_lost_race_creates_each_run_once(
+    store: SqlRunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    from scheduler_service.runs.sql import creation
+
+    real = creation.create
+    raised: list[bool] = []
+
+    def racing(tx: Any, new: Any, ttl: timedelta) -> Any:
+        # The second trigger loses a race once (as to another replica's INSERT on PostgreSQL).
+        if new.concurrency_key.endswith("octo/b") and not raised:
+            real(tx, new, ttl)
+            raised.append(True)
+            raise IntegrityError("INSERT", {}, Exception("duplicate key"))
+        return real(tx, new, ttl)
+
+    monkeypatch.setattr(creation, "create", racing)
+    results = await store.create_runs([new_run("octo/a"), new_run("octo/b")], T0, DAY)
+
+    assert raised == [True]
+    assert [r.disposition for r in results if not isinstance(r, Exception)] == [
+        Disposition.CREATED,
+        Disposition.CREATED,
+    ]
+    stored = await store.list_runs(RunQuery(page_size=10))
+    assert len(stored) == 2

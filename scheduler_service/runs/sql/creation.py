@@ -64,37 +64,50 @@ def create(tx: t.Tx, new: NewRun, ttl: timedelta) -> Created:
     return Created(run, disposition, tx.transition(run))
 
 
-def create_many(tx: t.Tx, news: Sequence[NewRun], ttl: timedelta) -> list[Created | GhpulseError]:
-    """`create` for each of `news`, each in a savepoint of the one transaction: a trigger that
-    fails (a conflict, an idempotency mismatch) rolls back alone and is returned as its error."""
+def create_many(
+    tx: t.Tx, news: Sequence[NewRun], ttl: timedelta, *, isolated: bool
+) -> list[Created | GhpulseError]:
+    """`create` for each of `news` in the one transaction; a trigger refused (a conflict, an
+    idempotency mismatch: refusals write nothing that matters) is returned as its error.
+
+    Not `isolated`, a database error (PostgreSQL: another process won a race on a key or a
+    request id) aborts the transaction, and the caller runs the batch again `isolated`: each
+    trigger in a savepoint of its own, retried alone. Savepoints cost two statements per trigger,
+    so the common case goes without."""
     results: list[Created | GhpulseError] = []
     dispatchable = False
     for new in news:
-        results.append(_create_alone(tx, new, ttl))
+        results.append(_create_alone(tx, new, ttl) if isolated else _create_one(tx, new, ttl))
         dispatchable = dispatchable or tx.dispatchable
     tx.dispatchable = dispatchable
     return results
 
 
+def _create_one(tx: t.Tx, new: NewRun, ttl: timedelta) -> Created | GhpulseError:
+    """One trigger of a batch; its transition holds only its own events."""
+    events, unwritten = len(tx.events), len(tx.unwritten)
+    tx.dispatchable = False
+    try:
+        created = create(tx, new, ttl)
+    except GhpulseError as exc:
+        del tx.events[events:], tx.unwritten[unwritten:]
+        tx.dispatchable = False
+        return exc
+    transition = Transition(created.run, tx.events[events:], dispatchable=tx.dispatchable)
+    return replace(created, transition=transition)
+
+
 def _create_alone(tx: t.Tx, new: NewRun, ttl: timedelta) -> Created | GhpulseError:
-    """One trigger of a batch in its own savepoint; its transition holds only its own events."""
+    """`_create_one` in a savepoint, retried when the database refuses it."""
     for _ in range(_FREED_RETRIES):
         events, unwritten = len(tx.events), len(tx.unwritten)
-        tx.dispatchable = False
         try:
             with tx.conn.begin_nested():
-                created = create(tx, new, ttl)
-        except (GhpulseError, IntegrityError) as exc:
+                return _create_one(tx, new, ttl)
+        except IntegrityError:
             del tx.events[events:], tx.unwritten[unwritten:]
             tx.dispatchable = False
-            if isinstance(exc, GhpulseError):
-                return exc
-            continue  # another replica won a race on the key or request id: read it now
-        transition = Transition(created.run, tx.events[events:], dispatchable=tx.dispatchable)
-        return replace(created, transition=transition)
-    return Unavailable(
-        "too much contention creating the run; retry", retry_after=timedelta(seconds=1)
-    )
+    return Unavailable("too much contention creating the run; retry", retry_after=_CONTENDED)
 
 
 def _idempotent(tx: t.Tx, new: NewRun) -> Created | None:

@@ -151,8 +151,13 @@ class SqlRunStore(RunStore):
     def create_runs(
         self, news: Sequence[NewRun], now: datetime, idempotency_ttl: timedelta
     ) -> list[Created | GhpulseError]:
-        with self._tx(now) as tx:
-            return creation.create_many(tx, news, idempotency_ttl)
+        try:
+            with self._tx(now) as tx:
+                return creation.create_many(tx, news, idempotency_ttl, isolated=False)
+        except IntegrityError:
+            # A race lost to another process (PostgreSQL): again, each trigger on its own.
+            with self._tx(now) as tx:
+                return creation.create_many(tx, news, idempotency_ttl, isolated=True)
 
     @on_urgent_writer
     def claim(self, worker_id: str, now: datetime, lease_ttl: timedelta) -> Transition:
