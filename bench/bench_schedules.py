@@ -56,6 +56,7 @@ ANCHOR = datetime(2026, 1, 1, tzinfo=UTC)
 STATS_SETTLE = 11.0
 #: Generous time to create one schedule over gRPC (the first tick is planned after them all).
 CREATE_SECONDS = 0.03
+QUICK_ARGS = ("--schedules", "300", "--interval", "20", "--ticks", "1", "--reps", "1")
 
 
 def _admin(sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -299,6 +300,12 @@ def main() -> None:
     )
     medians = {k: statistics.median(r[k] for r in reps) for k in keys}
     print(json.dumps({"label": args.label, "medians": medians}, indent=1))
+    print(f"\n{args.schedules} schedules, 2 replicas, every {args.interval} s, {args.reps} reps\n")
+    print("| metric | median | repetitions |")
+    print("|---|---:|---|")
+    for key in keys:
+        each = " · ".join(f"{r[key]:.3g}" for r in reps)
+        print(f"| {key} | {medians[key]:.3g} | {each} |")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"schedules-{args.label}.json"
     out.write_text(
