@@ -354,24 +354,25 @@ async def test_create_runs_after_a_lost_race_creates_each_run_once(
 
     from scheduler_service.runs.sql import creation
 
-    real = creation.create
+    real = creation.Keys.write
     raised: list[bool] = []
 
-    def racing(tx: Any, new: Any, ttl: timedelta) -> Any:
-        # The second trigger loses a race once (as to another replica's INSERT on PostgreSQL).
-        if new.concurrency_key.endswith("octo/b") and not raised:
-            real(tx, new, ttl)
+    def racing(keys: creation.Keys, tx: Any) -> None:
+        # The batch's request ids lose a race once (another replica's INSERT on PostgreSQL).
+        real(keys, tx)
+        if not raised:
             raised.append(True)
             raise IntegrityError("INSERT", {}, Exception("duplicate key"))
-        return real(tx, new, ttl)
 
-    monkeypatch.setattr(creation, "create", racing)
-    results = await store.create_runs([new_run("octo/a"), new_run("octo/b")], T0, DAY)
+    monkeypatch.setattr(creation.Keys, "write", racing)
+    news = [new_run("octo/a", request_id="a", payload_hash="h"), new_run("octo/b")]
+    results = await store.create_runs(news, T0, DAY)
 
     assert raised == [True]
     assert [r.disposition for r in results if not isinstance(r, Exception)] == [
         Disposition.CREATED,
         Disposition.CREATED,
     ]
-    stored = await store.list_runs(RunQuery(page_size=10))
-    assert len(stored) == 2
+    assert len(await store.list_runs(RunQuery(page_size=10))) == 2
+    repeat = await store.create_run(new_run("octo/a", request_id="a", payload_hash="h"), T0, DAY)
+    assert repeat.disposition is Disposition.IDEMPOTENT

@@ -36,7 +36,7 @@ from scheduler_service.runs.model import (
     StepReport,
 )
 from scheduler_service.runs.retries import RetryPolicy
-from scheduler_service.runs.sql import creation, reads
+from scheduler_service.runs.sql import batch, creation, reads
 from scheduler_service.runs.sql import statements as q
 from scheduler_service.runs.sql import transitions as t
 from scheduler_service.runs.sql.threads import (
@@ -153,11 +153,11 @@ class SqlRunStore(RunStore):
     ) -> list[Created | GhpulseError]:
         try:
             with self._tx(now) as tx:
-                return creation.create_many(tx, news, idempotency_ttl, isolated=False)
+                return batch.create_many(tx, news, idempotency_ttl, isolated=False)
         except IntegrityError:
             # A race lost to another process (PostgreSQL): again, each trigger on its own.
             with self._tx(now) as tx:
-                return creation.create_many(tx, news, idempotency_ttl, isolated=True)
+                return batch.create_many(tx, news, idempotency_ttl, isolated=True)
 
     @on_urgent_writer
     def claim(self, worker_id: str, now: datetime, lease_ttl: timedelta) -> Transition:
