@@ -34,6 +34,7 @@ from crawler_service.data.models import ClosingLink, Commit, PullRequest, Releas
 from crawler_service.data.store import CrawlerStore
 from crawler_service.github.client import GitHubClient
 from crawler_service.github.graphql import GraphQLClient
+from crawler_service.github.tokens import Credential, Credentials
 from crawler_service.jobs.pipeline import build_registry
 from crawler_service.jobs.registry import StepContext
 from crawler_service.settings import CrawlerSettings
@@ -92,9 +93,8 @@ async def crawl(fake: FakeGitHub, url: str, api: str, repository: str, run_id: s
         GitHubClient(fake.url, TOKEN, concurrency=CONCURRENCY) as github,
         GraphQLClient(fake.url, TOKEN, concurrency=CONCURRENCY) as graphql,
     ):
-        registry = build_registry(
-            store, github, settings, graphql=graphql if settings.uses_graphql else None
-        )
+        credential = Credential(github, graphql if settings.uses_graphql else None)
+        registry = build_registry(store, Credentials([credential]), settings)
         spec = CrawlSpec((repository,))
         outputs: dict[str, Any] = {}
         for step in registry.get(spec.kind).steps_for(spec):

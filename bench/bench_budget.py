@@ -14,8 +14,11 @@ and HTTP pool, concurrency 4, four loops of `GET /repos/o/r/pulls/N` each) then:
   any client started after that pause was recorded and before it passed.
 
 `shared` is the shipped behaviour; `local` turns the shared row off (GHPULSE_GITHUB_SHARED_BUDGET
-=false: each client knows only its own answers, as before issue 10). Raw numbers go to
-bench/results/budget.json; the table holds medians over the runs.
+=false: each client knows only its own answers, as before issue 10); `bounded` is `shared` with
+GHPULSE_GITHUB_FLEET_CONCURRENCY=4 (the fleet's requests in flight bounded through the database).
+Every answer takes LATENCY seconds, so that requests overlap; `max_in_flight` is the most the fake
+answered at once. Raw numbers go to bench/results/budget.json; the table holds medians over the
+runs.
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ CRAWLERS, CONCURRENCY, LOOPS = 4, 4, 4
 LIMIT = 600
 RETRY_AFTER = 2
 STARTING_BUDGET = 120
+LATENCY = 0.02
+QUICK_ARGS = ("--runs", "1")
+FLEET_BOUND = 4
+MODES = ("local", "shared", "bounded")
 
 #: The run of `bench/all.py` (its registry): one run of both modes, ~1 min here.
 QUICK_ARGS = ("--runs", "1")
@@ -100,7 +107,7 @@ async def _fleet(
     stack: AsyncExitStack,
     url: str,
     fake: FakeGitHub,
-    shared: bool,
+    mode: str,
     starts: list[float],
     owner: str,
 ) -> tuple[list[GitHubClient], Moments]:
@@ -108,7 +115,9 @@ async def _fleet(
     clients = []
     for _ in range(CRAWLERS):
         store = await stack.enter_async_context(await CrawlerStore.open(url))
-        budget = Watched(owner, shared=BudgetStore(store.engine) if shared else None)
+        shared = BudgetStore(store.engine) if mode != "local" else None
+        bound = FLEET_BOUND if mode == "bounded" else 0
+        budget = Watched(owner, shared=shared, fleet_concurrency=bound)
         budget.moments = moments
         github = GitHubClient(
             fake.url,
@@ -139,11 +148,12 @@ async def _hammer(clients: list[GitHubClient], until: Any) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def primary(url: str, shared: bool) -> dict[str, Any]:
+async def primary(url: str, mode: str) -> dict[str, Any]:
     starts: list[float] = []
-    with FakeGitHub(Dataset.load(SAMPLE_DIR), rate_limit=LIMIT, token=TOKEN) as fake:
+    dataset = Dataset.load(SAMPLE_DIR)
+    with FakeGitHub(dataset, rate_limit=LIMIT, token=TOKEN, latency=LATENCY) as fake:
         async with AsyncExitStack() as stack:
-            clients, moments = await _fleet(stack, url, fake, shared, starts, "owner-primary")
+            clients, moments = await _fleet(stack, url, fake, mode, starts, "owner-primary")
             # The hour's last STARTING_BUDGET requests of the 600: the run ends in seconds.
             fake.budget.set(STARTING_BUDGET)
             began = time.time()
@@ -163,14 +173,15 @@ async def primary(url: str, shared: bool) -> dict[str, Any]:
         "spend_seconds": round(spent_at - began, 3),
         "sent_after_spent": sum(1 for t in starts if t > spent_at),
         "refused_403": refused,
+        "max_in_flight": fake.max_in_flight,
     }
 
 
-async def secondary(url: str, shared: bool) -> dict[str, Any]:
+async def secondary(url: str, mode: str) -> dict[str, Any]:
     starts: list[float] = []
-    with FakeGitHub(Dataset.load(SAMPLE_DIR), token=TOKEN) as fake:
+    with FakeGitHub(Dataset.load(SAMPLE_DIR), token=TOKEN, latency=LATENCY) as fake:
         async with AsyncExitStack() as stack:
-            clients, moments = await _fleet(stack, url, fake, shared, starts, "owner-secondary")
+            clients, moments = await _fleet(stack, url, fake, mode, starts, "owner-secondary")
             fake.faults.secondary_limit(r"/pulls/50$", retry_after=RETRY_AFTER)
 
             def done() -> bool:
@@ -182,20 +193,21 @@ async def secondary(url: str, shared: bool) -> dict[str, Any]:
     return {
         "requests": len(starts),
         "sent_during_pause": sum(1 for t in starts if known < t < until),
+        "max_in_flight": fake.max_in_flight,
     }
 
 
 async def one_run(prefix: str) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    for mode in ("local", "shared"):
+    for mode in MODES:
         name = f"{prefix}_{uuid.uuid4().hex[:8]}"
         _admin(f'CREATE DATABASE "{name}"')
         url = f"postgresql://postgres@127.0.0.1:5432/{name}"
         try:
             upgrade(url)
             results[mode] = {
-                "primary": await primary(url, mode == "shared"),
-                "secondary": await secondary(url, mode == "shared"),
+                "primary": await primary(url, mode),
+                "secondary": await secondary(url, mode),
             }
         finally:
             _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -220,15 +232,17 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"commit": commit, "runs": runs}, indent=1) + "\n")
     print(f"commit {commit}, {args.runs} runs, medians; raw: {out.relative_to(ROOT)}")
-    print("| metric | local (baseline) | shared | target |")
-    print("|---|---|---|---|")
+    print("| metric | local (baseline) | shared | bounded (4) | target |")
+    print("|---|---|---|---|---|")
     for part, key, target in (
         ("primary", "sent_after_spent", "0"),
         ("primary", "refused_403", "-"),
+        ("primary", "max_in_flight", f"<= {FLEET_BOUND} bounded"),
         ("secondary", "sent_during_pause", "0"),
+        ("secondary", "max_in_flight", f"<= {FLEET_BOUND} bounded"),
     ):
-        local, shared = (_median(runs, m, part, key) for m in ("local", "shared"))
-        print(f"| {part}: {key} | {local:g} | {shared:g} | {target} |")
+        figures = " | ".join(f"{_median(runs, m, part, key):g}" for m in MODES)
+        print(f"| {part}: {key} | {figures} | {target} |")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from common.jobs import CrawlSpec
 from common.logging import configure
 from crawler_service.data.store import CrawlerStore
 from crawler_service.github.client import GitHubClient
+from crawler_service.github.tokens import Credential, Credentials
 from crawler_service.jobs.pipeline import build_registry
 from crawler_service.jobs.registry import StepContext
 from crawler_service.settings import CrawlerSettings
@@ -123,7 +124,7 @@ async def crawl(
     settings = CrawlerSettings(export_dir=tempfile.mkdtemp(), github_concurrency=concurrency)
     async with GitHubClient(fake.url, TOKEN, concurrency=concurrency) as github:
         spec = CrawlSpec((REPO,))
-        job = build_registry(store, github, settings).get(spec.kind)
+        job = build_registry(store, Credentials([Credential(github)]), settings).get(spec.kind)
         outputs: dict[str, dict[str, object]] = {}
         seconds: dict[str, float] = {}
         for step in job.steps_for(spec):

@@ -56,6 +56,7 @@ ANCHOR = datetime(2026, 1, 1, tzinfo=UTC)
 STATS_SETTLE = 11.0
 #: Generous time to create one schedule over gRPC (the first tick is planned after them all).
 CREATE_SECONDS = 0.03
+QUICK_ARGS = ("--schedules", "300", "--interval", "20", "--ticks", "1", "--reps", "1")
 
 #: The run of `bench/all.py` (its registry): 200 schedules, 2 measured ticks, ~1 min here.
 QUICK_ARGS = ("--schedules", "200", "--interval", "10", "--ticks", "2", "--reps", "1")
@@ -143,6 +144,21 @@ def _settled(url: str, tick: datetime) -> int:
     return int(row[0]) if row else 0
 
 
+def _tick(url: str, tick: datetime, args: argparse.Namespace) -> None:
+    """Wait for `tick` and for its firings to settle; with `--finish-runs`, then end every run
+    (as a fleet that crawled them would), so that the next tick creates runs again."""
+    _sleep_until(tick)
+    deadline = time.monotonic() + args.settle_timeout
+    while _settled(url, tick) < args.schedules and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if args.finish_runs:
+        with psycopg.connect(url) as conn:
+            conn.execute(
+                "UPDATE runs SET state = 'succeeded', slot = NULL, finished_at = now() "
+                "WHERE slot IS NOT NULL"
+            )
+
+
 def _firings(url: str, first: datetime, last: datetime) -> list[tuple[Any, ...]]:
     with psycopg.connect(url) as conn:
         return conn.execute(
@@ -192,12 +208,11 @@ def repetition(args: argparse.Namespace) -> dict[str, Any]:
             if datetime.now(UTC) > warm - timedelta(seconds=STATS_SETTLE):
                 raise RuntimeError("creating the schedules took too long; raise CREATE_SECONDS")
             ticks = [warm + timedelta(seconds=args.interval * k) for k in range(args.ticks + 1)]
+            _tick(url, ticks[0], args)
             _sleep_until(ticks[1] - timedelta(seconds=args.interval / 2))
             before, deadlocks_before = _stats(db)
-            _sleep_until(ticks[-1])
-            deadline = time.monotonic() + args.settle_timeout
-            while _settled(url, ticks[-1]) < args.schedules and time.monotonic() < deadline:
-                time.sleep(0.2)
+            for tick in ticks[1:]:
+                _tick(url, tick, args)
             for service in services:
                 service.stop()
             logs = "".join(s.log.read_text(errors="replace") for s in services)
@@ -262,6 +277,13 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=4)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--settle-timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--finish-runs",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="end every run once a tick settled, so that each tick creates its runs (else the "
+        "measured ticks only join the warm-up tick's runs)",
+    )
     parser.add_argument("--code", default="", help="run the processes from this source tree")
     parser.add_argument("--label", default="hs")
     args = parser.parse_args()
@@ -281,6 +303,12 @@ def main() -> None:
     )
     medians = {k: statistics.median(r[k] for r in reps) for k in keys}
     print(json.dumps({"label": args.label, "medians": medians}, indent=1))
+    print(f"\n{args.schedules} schedules, 2 replicas, every {args.interval} s, {args.reps} reps\n")
+    print("| metric | median | repetitions |")
+    print("|---|---:|---|")
+    for key in keys:
+        each = " · ".join(f"{r[key]:.3g}" for r in reps)
+        print(f"| {key} | {medians[key]:.3g} | {each} |")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"schedules-{args.label}.json"
     out.write_text(

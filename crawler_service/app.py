@@ -23,6 +23,7 @@ from crawler_service.data.store import CrawlerStore
 from crawler_service.github.budget import TokenBudget
 from crawler_service.github.client import GitHubClient, GitHubStats
 from crawler_service.github.graphql import GraphQLClient, GraphQLStats
+from crawler_service.github.tokens import Credential, Credentials
 from crawler_service.jobs.pipeline import build_registry
 from crawler_service.jobs.registry import JobRegistry
 from crawler_service.jobs.steps.export import clean_staging
@@ -54,9 +55,9 @@ class CrawlerApp(Lifecycle):
         if settings.token is not None:
             register_secret(settings.token.get_secret_value())
         self.store: CrawlerStore | None = None
-        self.github: GitHubClient | None = None
-        #: Only when the crawl fetches through GraphQL (a token, GHPULSE_GITHUB_API not `rest`).
-        self.graphql: GraphQLClient | None = None
+        #: One per configured token (GITHUB_TOKEN, GITHUB_TOKENS, GITHUB_TOKEN_FILE), or one
+        #: without a token; each has a GraphQL client when the crawl fetches through GraphQL.
+        self.credentials: Credentials | None = None
         self.worker: Worker | None = None
         self.security = settings.server_security()
         self.backfill = BackfillStarter(settings.scheduler_addr, settings.scheduler_credentials())
@@ -68,26 +69,32 @@ class CrawlerApp(Lifecycle):
         assert self.host is not None
         return self.host.address
 
-    def _github(self, budget: TokenBudget) -> GitHubClient:
-        settings = self.settings
-        return GitHubClient(
-            settings.github_api_url, settings.github_secret, **self._github_options(budget)
-        )
+    @property
+    def github(self) -> GitHubClient | None:
+        """The first token's REST client."""
+        return self.credentials.first.github if self.credentials is not None else None
 
-    def _graphql(self, budget: TokenBudget) -> GraphQLClient | None:
-        settings = self.settings
-        if not settings.uses_graphql or settings.github_secret is None:
-            return None
-        return GraphQLClient(
-            settings.github_api_url, settings.github_secret, **self._github_options(budget)
-        )
+    def _credentials(self, store: CrawlerStore) -> Credentials:
+        tokens: list[str | None] = list(self.settings.github_secrets) or [None]
+        return Credentials([self._credential(store, token) for token in tokens])
 
-    def _budget(self, store: CrawlerStore) -> TokenBudget:
-        """The token's budget, shared by its REST and GraphQL clients and, through the crawler
-        database, by the fleet (unless GHPULSE_GITHUB_SHARED_BUDGET is off)."""
+    def _credential(self, store: CrawlerStore, token: str | None) -> Credential:
+        """A token's clients, sharing its budget (and, through the crawler database, the fleet's,
+        unless GHPULSE_GITHUB_SHARED_BUDGET is off)."""
         settings = self.settings
         shared = BudgetStore(store.engine) if settings.github_shared_budget else None
-        return TokenBudget(shared=shared, sync_interval=settings.github_budget_sync_interval)
+        budget = TokenBudget(
+            shared=shared,
+            sync_interval=settings.github_budget_sync_interval,
+            fleet_concurrency=settings.github_fleet_concurrency,
+            # A slot outlives the longest request; a crashed crawler's slots free themselves then.
+            slot_ttl=settings.github_timeout + 30.0,
+        )
+        options = self._github_options(budget)
+        github = GitHubClient(settings.github_api_url, token, **options)
+        if not settings.uses_graphql or token is None:
+            return Credential(github)
+        return Credential(github, GraphQLClient(settings.github_api_url, token, **options))
 
     def _github_options(self, budget: TokenBudget) -> dict[str, Any]:
         settings = self.settings
@@ -117,10 +124,8 @@ class CrawlerApp(Lifecycle):
         self.store = await CrawlerStore.open(
             settings.db, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
         )
-        budget = self._budget(self.store)
-        self.github = self._github(budget)
-        self.graphql = self._graphql(budget)
-        registry = build_registry(self.store, self.github, settings, graphql=self.graphql)
+        self.credentials = self._credentials(self.store)
+        registry = build_registry(self.store, self.credentials, settings)
         load_plugins(registry, settings.plugins)
         self.metrics_server = await self._serve_metrics(registry)
         leftovers = await asyncio.to_thread(clean_staging, Path(settings.export_dir))
@@ -151,10 +156,10 @@ class CrawlerApp(Lifecycle):
         return await serve(metrics.registry, listen)
 
     def _github_stats(self) -> GitHubStats | None:
-        return self.github.stats if self.github is not None else None
+        return self.credentials.rest_stats() if self.credentials is not None else None
 
     def _graphql_stats(self) -> GraphQLStats | None:
-        return self.graphql.stats if self.graphql is not None else None
+        return self.credentials.graphql_stats() if self.credentials is not None else None
 
     def _running_attempts(self) -> int:
         return len(self.worker.running()) if self.worker is not None else 0
@@ -168,10 +173,8 @@ class CrawlerApp(Lifecycle):
         if self.host is not None:
             await self.host.stop()
         await self.backfill.aclose()
-        if self.github is not None:
-            await self.github.aclose()
-        if self.graphql is not None:
-            await self.graphql.aclose()
+        if self.credentials is not None:
+            await self.credentials.aclose()
         if self.store is not None:
             await self.store.aclose()
         if self.metrics_server is not None:

@@ -47,6 +47,20 @@ class PermanentError(StepFailed):
         super().__init__(message, retryable=False, code=code, **metadata)
 
 
+class HandBack(CrawlerError):
+    """The attempt cannot go on now: the run is handed back, to be dispatched again after
+    `retry_after` seconds, without using up an attempt (its finished work is kept)."""
+
+    reason = "HAND_BACK"
+
+    def __init__(
+        self, message: str | None = None, *, retry_after: float, code: str, **metadata: object
+    ) -> None:
+        self.retry_after = retry_after
+        self.code = code
+        super().__init__(message, retry_after=retry_after, **metadata)
+
+
 class UnknownJob(CrawlerError, NotFound):
     """This crawler has no job of that kind."""
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.auth.credentials import (
@@ -31,18 +31,23 @@ def _env(name: str) -> AliasChoices:
     return AliasChoices(name, name.lower())
 
 
-def _read_token(path: str) -> str:
-    """The token in the file at `path` (surrounding whitespace dropped); the errors never show
+def _read_tokens(path: str) -> list[str]:
+    """The tokens in the file at `path`, one a line (blank lines ignored); the errors never show
     the file's content."""
     try:
-        token = Path(path).read_text(encoding="utf-8").strip()
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(
             f"GITHUB_TOKEN_FILE {path}: cannot read it ({type(exc).__name__})"
         ) from None
-    if not token or len(token.split()) != 1:
-        raise ValueError(f"GITHUB_TOKEN_FILE {path}: must hold exactly one token")
-    return token
+    tokens = [line.strip() for line in lines if line.strip()]
+    if not tokens or any(len(token.split()) != 1 for token in tokens):
+        raise ValueError(f"GITHUB_TOKEN_FILE {path}: must hold one token a line, at least one")
+    return tokens
+
+
+def _distinct(tokens: list[str]) -> list[str]:
+    return list(dict.fromkeys(token for token in tokens if token))
 
 
 def _default_worker_id() -> str:
@@ -51,6 +56,7 @@ def _default_worker_id() -> str:
 
 class CrawlerSettings(SecuritySettings):
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore")
+    _file_tokens: list[str] = PrivateAttr(default_factory=list)
 
     listen: str = Field("127.0.0.1:50052", validation_alias=_env("GHPULSE_CRAWLER_LISTEN"))
     db: str = Field("sqlite:///.ghpulse/crawler.db", validation_alias=_env("GHPULSE_CRAWLER_DB"))
@@ -67,7 +73,11 @@ class CrawlerSettings(SecuritySettings):
         "https://api.github.com", validation_alias=_env("GHPULSE_GITHUB_API_URL")
     )
     github_token: SecretStr | None = Field(None, validation_alias=_env("GITHUB_TOKEN"))
-    #: A file holding the GitHub token (e.g. a mounted secret); GITHUB_TOKEN wins when both are set.
+    #: More tokens (of other users or App installations), comma-separated: each repository is
+    #: served by the first that can see it (README, Several tokens).
+    github_tokens: SecretStr | None = Field(None, validation_alias=_env("GITHUB_TOKENS"))
+    #: A file holding the GitHub token(s), one a line (e.g. a mounted secret); read only when
+    #: neither GITHUB_TOKEN nor GITHUB_TOKENS is set.
     github_token_file: str = Field("", validation_alias=_env("GITHUB_TOKEN_FILE"))
     #: How pull requests are fetched: `auto` (GraphQL behind a free conditional REST probe when a
     #: token is set, else REST), `graphql` (always GraphQL; needs a token) or `rest`.
@@ -91,6 +101,11 @@ class CrawlerSettings(SecuritySettings):
     plugins: str = Field("", validation_alias=_env("GHPULSE_CRAWLER_PLUGINS"))
     metrics_listen: str = Field("", validation_alias=_env("GHPULSE_CRAWLER_METRICS_LISTEN"))
     migrate: bool = Field(True, validation_alias=_env("GHPULSE_CRAWLER_MIGRATE"))
+    #: Seconds before a crawl handed back because another run is fetching one of its
+    #: repositories is dispatched again (it holds no crawler slot meanwhile).
+    fetch_busy_retry: float = Field(
+        15.0, gt=0, le=3600, validation_alias=_env("GHPULSE_FETCH_BUSY_RETRY")
+    )
     # GitHub client tunables.
     github_concurrency: int = Field(
         4, ge=1, le=64, validation_alias=_env("GHPULSE_GITHUB_CONCURRENCY")
@@ -112,6 +127,12 @@ class CrawlerSettings(SecuritySettings):
     #: (a secondary pause or a budget of 50 or fewer requests is written at once).
     github_budget_sync_interval: float = Field(
         1.0, ge=0, validation_alias=_env("GHPULSE_GITHUB_BUDGET_SYNC_INTERVAL")
+    )
+
+    #: The most requests of one GitHub owner in flight across the whole fleet, counted through
+    #: the crawler database (0: no fleet-wide bound, only GHPULSE_GITHUB_CONCURRENCY per crawler).
+    github_fleet_concurrency: int = Field(
+        0, ge=0, le=1000, validation_alias=_env("GHPULSE_GITHUB_FLEET_CONCURRENCY")
     )
 
     # Towards the scheduler (WorkerService, and TriggerRun of backfills): a `worker` token.
@@ -144,8 +165,8 @@ class CrawlerSettings(SecuritySettings):
 
     @model_validator(mode="after")
     def _read_token_file(self) -> Self:
-        if self.github_token_file and not self.github_secret:
-            self.github_token = SecretStr(_read_token(self.github_token_file))
+        if self.github_token_file and not self.github_secrets:
+            self._file_tokens = _read_tokens(self.github_token_file)
         if self.github_api == "graphql" and not self.github_secret:
             raise ValueError("graphql needs GITHUB_TOKEN: GitHub's GraphQL API requires one")
         return self
@@ -156,6 +177,15 @@ class CrawlerSettings(SecuritySettings):
         return self.github_api != "rest" and self.github_secret is not None
 
     @property
+    def github_secrets(self) -> list[str]:
+        """Every configured GitHub token, in order, each once: GITHUB_TOKEN, then GITHUB_TOKENS;
+        when neither is set, the lines of GITHUB_TOKEN_FILE."""
+        tokens = [self.github_token.get_secret_value() if self.github_token else ""]
+        if self.github_tokens is not None:
+            tokens += [t.strip() for t in self.github_tokens.get_secret_value().split(",")]
+        return _distinct(tokens) or list(self._file_tokens)
+
+    @property
     def github_secret(self) -> str | None:
-        """The GitHub token, None when unset or empty."""
-        return self.github_token.get_secret_value() or None if self.github_token else None
+        """The first GitHub token, None when none is set."""
+        return next(iter(self.github_secrets), None)

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.clock import Clock, SystemClock
 from common.db import runs_to_end
-from crawler_service.data.models import GitHubBudget
+from crawler_service.data.models import GitHubBudget, GitHubSlot
 from crawler_service.github.budget import BudgetState
 
 
@@ -23,6 +23,8 @@ class BudgetStore:
     def __init__(self, engine: AsyncEngine, clock: Clock | None = None) -> None:
         self.engine = engine
         self.clock: Clock = clock or SystemClock()
+        #: The owners whose slot rows this process made, and how many.
+        self._slots_made: dict[str, int] = {}
 
     async def load_budget(self, owner: str) -> BudgetState | None:
         async with self.engine.connect() as conn:
@@ -62,6 +64,53 @@ class BudgetStore:
                 .values(remaining=table.remaining - 1)
             )
         return bool(taken.rowcount)
+
+    async def acquire_slot(
+        self, owner: str, limit: int, holder: str, now: float, ttl: float
+    ) -> int | None:
+        slots = GitHubSlot.__table__.c
+        free = (
+            sa.select(slots.slot)
+            .where(
+                slots.owner == owner,
+                slots.slot < limit,
+                sa.or_(slots.holder.is_(None), slots.expires_at <= now),
+            )
+            .order_by(slots.slot)
+            .limit(1)
+            # PostgreSQL: crawlers taking slots at once take different ones, none waits; SQLite
+            # serializes the writers anyway (the clause is not rendered there).
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        async with self.engine.begin() as conn:
+            if owner not in self._slots_made or self._slots_made[owner] < limit:
+                await self._make_slots(conn, owner, limit)
+            taken = await conn.execute(
+                sa.update(GitHubSlot)
+                .where(slots.owner == owner, slots.slot == free)
+                .values(holder=holder, expires_at=now + ttl)
+                .returning(slots.slot)
+            )
+            slot = taken.scalar()
+        return None if slot is None else int(slot)
+
+    async def release_slot(self, owner: str, slot: int, holder: str) -> None:
+        slots = GitHubSlot.__table__.c
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                sa.update(GitHubSlot)
+                .where(slots.owner == owner, slots.slot == slot, slots.holder == holder)
+                .values(holder=None, expires_at=None)
+            )
+
+    async def _make_slots(self, conn: Any, owner: str, limit: int) -> None:
+        """The owner's slot rows 0..limit-1, once per process (a larger limit elsewhere in the
+        fleet adds rows this crawler never takes: it counts only `slot < limit`)."""
+        insert: Any = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        rows = [{"owner": owner, "slot": slot} for slot in range(limit)]
+        await conn.execute(insert(GitHubSlot).values(rows).on_conflict_do_nothing())
+        self._slots_made[owner] = limit
 
 
 def _merged(new: Any) -> dict[str, Any]:

@@ -157,6 +157,18 @@ class GitHubBudget(Base):
     updated_at: Mapped[datetime]
 
 
+class GitHubSlot(Base):
+    """One of the `GHPULSE_GITHUB_FLEET_CONCURRENCY` requests an owner may have in flight across
+    the fleet; free when `holder` is NULL or `expires_at` (epoch seconds) has passed."""
+
+    __tablename__ = "github_slots"
+
+    owner: Mapped[str] = mapped_column(String(200), primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
 class PullRequest(Base):
     """A pull request with its size class and cycle times (seconds; NULL when not applicable)."""
 

@@ -3,21 +3,28 @@
 GitHub counts its limits per owner, not per request stream: a secondary limit one request gets
 applies to every request of the owner, and the primary budget (`x-ratelimit-remaining`, refilled at
 `x-ratelimit-reset`) is spent by every client using it. So the REST and GraphQL clients of a token
-share one `TokenBudget`, and every request first waits in `wait_ready` until neither a secondary
+share one `TokenBudget`, and every request is sent inside `sending`, once neither a secondary
 pause nor a spent primary budget stands in its way.
 
 With a `SharedBudget` (the crawler database, which the crawlers of a fleet share), the budget is
-also the fleet's: `wait_ready` reads the owner's row before every request (one primary-key read),
+also the fleet's: `sending` reads the owner's row before every request (one primary-key read),
 and what the answers say is written back with an UPSERT that keeps the most restrictive state —
 at once when it matters (a secondary pause, a budget at or below `low_water`), else at most every
 `sync_interval` seconds, so that a healthy crawl adds no database write per request.
+
+With `fleet_concurrency` (GHPULSE_GITHUB_FLEET_CONCURRENCY) the fleet also bounds the owner's
+requests in flight: each request holds one of the owner's `github_slots` rows while it is sent
+(two more short writes per request), and waits while all are held.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -31,6 +38,8 @@ WaitReporter = Callable[[str], Awaitable[None]]
 #: The owner of requests without a token: GitHub limits them per IP address, so their budget is
 #: never shared through the database.
 ANONYMOUS = "anonymous"
+#: The first and the longest pause between attempts to take a fleet slot (seconds).
+SLOT_POLL, SLOT_POLL_MAX = 0.02, 0.5
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,15 @@ class SharedBudget(Protocol):
         """Take one request off the owner's stored `remaining` (atomically, for the whole fleet);
         False when it is 0 before the stored reset, so the request must wait for the reset."""
 
+    async def acquire_slot(
+        self, owner: str, limit: int, holder: str, now: float, ttl: float
+    ) -> int | None:
+        """Take one of the owner's `limit` in-flight slots for `holder` until `now + ttl` (a
+        crashed holder's slot frees itself then): its number, or None when all are held."""
+
+    async def release_slot(self, owner: str, slot: int, holder: str) -> None:
+        """Free `slot` if `holder` still holds it."""
+
 
 class TokenBudget:
     """The budget of one owner; `owner` is set once known (see `GitHubClient.identify`)."""
@@ -93,6 +111,8 @@ class TokenBudget:
         shared: SharedBudget | None = None,
         sync_interval: float = 1.0,
         low_water: int = 50,
+        fleet_concurrency: int = 0,
+        slot_ttl: float = 60.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -100,6 +120,11 @@ class TokenBudget:
         self.shared = shared
         self.sync_interval = sync_interval
         self.low_water = low_water
+        #: The most requests of the owner in flight across the fleet (0: no fleet-wide bound).
+        self.fleet_concurrency = fleet_concurrency
+        #: How long a slot stays taken by a holder that never frees it (a crashed crawler).
+        self.slot_ttl = slot_ttl
+        self._holder = uuid.uuid4().hex
         self._sleep = sleep
         self._clock = clock
         self.state = BudgetState()
@@ -111,22 +136,65 @@ class TokenBudget:
     def is_shared(self) -> bool:
         return self.shared is not None and self.owner not in ("", ANONYMOUS)
 
-    async def wait_ready(self, url: str, on_wait: WaitReporter | None = None) -> None:
-        """Return once no pause or spent budget of the owner (in this process or, when shared,
-        anywhere in the fleet) forbids a request now."""
+    @asynccontextmanager
+    async def sending(self, url: str, on_wait: WaitReporter | None = None) -> AsyncIterator[None]:
+        """Enter once no pause or spent budget of the owner (in this process or, when shared,
+        anywhere in the fleet) forbids a request now and, with a fleet-wide bound, once one of
+        the owner's slots is taken; send the request inside."""
+        slot = await self._ready(url, on_wait)
+        try:
+            yield
+        finally:
+            if slot is not None:
+                assert self.shared is not None
+                await self.shared.release_slot(self.owner, slot, self._holder)
+
+    async def _ready(self, url: str, on_wait: WaitReporter | None) -> int | None:
+        """The slot taken (None: no fleet-wide bound) once nothing forbids sending now. The
+        budget is read after the slot is taken, so the check is as fresh as can be; a wait for
+        the budget gives the slot back first."""
         while True:
-            await self._load()
-            delay, reason = self.state.delay(self._clock())
-            if delay <= 0 and await self._reserved():
-                return
-            delay, reason = self.state.delay(self._clock())
+            slot = await self._take_slot(url, on_wait)
+            delay, reason = await self._delay()
             if delay <= 0:
-                continue
+                return slot
+            if slot is not None:
+                assert self.shared is not None
+                await self.shared.release_slot(self.owner, slot, self._holder)
             self.waits += 1
             log.warning("github.budget_wait", url=url, owner=self.owner, reason=reason, delay=delay)
             if on_wait is not None:
                 await on_wait(reason)
             await self._sleep(delay)
+
+    async def _delay(self) -> tuple[float, str]:
+        await self._load()
+        delay, reason = self.state.delay(self._clock())
+        if delay > 0 or await self._reserved():
+            return delay, reason
+        # The fleet spent the last request first: `_reserved` marked the budget spent.
+        delay, reason = self.state.delay(self._clock())
+        return max(delay, SLOT_POLL), reason or "rate limited; waiting for reset"
+
+    async def _take_slot(self, url: str, on_wait: WaitReporter | None) -> int | None:
+        if not self.fleet_concurrency or not self.is_shared:
+            return None
+        assert self.shared is not None
+        poll = SLOT_POLL
+        while True:
+            now = self._clock()
+            slot = await self.shared.acquire_slot(
+                self.owner, self.fleet_concurrency, self._holder, now, self.slot_ttl
+            )
+            if slot is not None:
+                return slot
+            if poll == SLOT_POLL:
+                log.debug("github.fleet_slots_busy", url=url, owner=self.owner)
+                if on_wait is not None:
+                    await on_wait(f"{self.fleet_concurrency} requests in flight across the fleet")
+            # Jittered, so that waiting crawlers do not ask all at once.
+            await self._sleep(poll * (0.5 + random.random()))
+            poll = min(poll * 2, SLOT_POLL_MAX)
 
     async def pause(self, until: float) -> None:
         """A secondary limit: no request of the owner before `until` (shared at once)."""

@@ -291,12 +291,12 @@ class GitHubClient(Closing):
         self, url: str, etag: str | None, on_wait: WaitReporter | None
     ) -> httpx.Response:
         headers = {"If-None-Match": etag} if etag else {}
-        async with self._semaphore:
-            # Inside the slot: a request that queued for it checks the budget as it is now.
-            await self.budget.wait_ready(url, on_wait)
+        # Inside the semaphore: a request that queued for it checks the budget as it is now. The
+        # answer is recorded before the fleet slot is given back: the next holder sees it.
+        async with self._semaphore, self.budget.sending(url, on_wait):
             self.stats.requests += 1
             response = await self._http.get(url, headers=headers)
-        await self._record(response)
+            await self._record(response)
         return response
 
     async def _record(self, response: httpx.Response) -> None:

@@ -228,8 +228,7 @@ class GraphQLClient(Closing):
     async def _send(
         self, payload: Mapping[str, Any], on_wait: WaitReporter | None
     ) -> httpx.Response:
-        async with self._semaphore:
-            await self.budget.wait_ready(self.url, on_wait)
+        async with self._semaphore, self.budget.sending(self.url, on_wait):
             self.stats.queries += 1
             response = await self._http.post(self.url, json=payload)
         self.stats.by_status[response.status_code] += 1

@@ -13,8 +13,7 @@ from pathlib import Path
 
 from common.jobs import JobKind, JobSpec
 from crawler_service.data.store import CrawlerStore
-from crawler_service.github.client import GitHubClient
-from crawler_service.github.graphql import GraphQLClient
+from crawler_service.github.tokens import Credentials
 from crawler_service.jobs.registry import Job, JobRegistry, Output
 from crawler_service.jobs.steps.classify import ClassifyStep
 from crawler_service.jobs.steps.export import ExportStep
@@ -49,21 +48,22 @@ def summarize_recalculate(_spec: JobSpec, outputs: Mapping[str, Output]) -> Outp
 
 def build_registry(
     store: CrawlerStore,
-    github: GitHubClient,
+    credentials: Credentials,
     settings: CrawlerSettings,
     *,
-    graphql: GraphQLClient | None = None,
     fetch: FetchStep | None = None,
 ) -> JobRegistry:
-    """A registry with the crawl, recalculate and backfill_links jobs. The crawl fetches through
-    `graphql` as `settings.github_api` says when it is given; `fetch` overrides the fetch step's
-    tuning, e.g. in tests."""
+    """A registry with the crawl, recalculate and backfill_links jobs. The crawl fetches with the
+    configured tokens' clients (through GraphQL as `settings.github_api` says, for the tokens
+    with a GraphQL client); `fetch` overrides the fetch step's tuning, e.g. in tests."""
     fetch = fetch or FetchStep(
         store,
-        github,
+        credentials.first.github,
         concurrency=max(2 * settings.github_concurrency, 1),
-        graphql=graphql,
+        graphql=credentials.first.graphql,
         api=settings.github_api,
+        busy_retry=settings.fetch_busy_retry,
+        credentials=credentials,
     )
     upsert, link = UpsertStep(store), LinkStep(store)
     classify, export = ClassifyStep(store), ExportStep(store, Path(settings.export_dir))

@@ -7,6 +7,7 @@ are redacted from messages, outputs and errors before they reach the scheduler's
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
@@ -130,4 +131,6 @@ def result(
         message.error.CopyFrom(
             runs_pb2.RunError(code=error.code, message=text, retryable=error.retryable)
         )
+        if outcome is AttemptOutcome.RELEASED and error.retry_after is not None:
+            message.retry_after.FromTimedelta(timedelta(seconds=error.retry_after))
     return pb.ConnectRequest(result=message)

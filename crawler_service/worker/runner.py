@@ -19,7 +19,7 @@ import structlog
 from sqlalchemy.exc import OperationalError
 
 from common.jobs import JobSpec
-from crawler_service.errors import AttemptStopped, StepFailed, UnknownJob
+from crawler_service.errors import AttemptStopped, HandBack, StepFailed, UnknownJob
 from crawler_service.jobs.registry import JobRegistry, Output, Step, StepContext
 
 log = structlog.get_logger(__name__)
@@ -46,7 +46,7 @@ class AttemptOutcome(Enum):
     FAILED = "failed"
     #: Stopped because the scheduler cancelled it.
     CANCELLED = "cancelled"
-    #: Handed back unfinished because the crawler is draining.
+    #: Handed back unfinished: the crawler is draining, or the run must wait (`HandBack`).
     RELEASED = "released"
 
 
@@ -62,6 +62,8 @@ class AttemptError:
     code: str
     message: str
     retryable: bool
+    #: With a RELEASED result: dispatch the run again no sooner than this many seconds.
+    retry_after: float | None = None
 
 
 class StopSignal:
@@ -139,6 +141,8 @@ class AttemptRunner:
             self._reporter.result(AttemptOutcome.SUCCEEDED, output, None)
         except AttemptStopped:
             self._stopped()
+        except HandBack as exc:
+            self._handed_back(exc)
         except Exception as exc:
             self._failed(exc)
         else:
@@ -193,6 +197,19 @@ class AttemptRunner:
                 self._reporter.finished(self._current, StepOutcome.CANCELLED, None, "cancelled")
         self._reporter.result(outcome, None, None)
         log.info("attempt.finished", outcome=outcome.value, step=self._current)
+
+    def _handed_back(self, exc: HandBack) -> None:
+        error = AttemptError(exc.code, exc.message, retryable=True, retry_after=exc.retry_after)
+        if self._current is not None:
+            self._reporter.finished(self._current, StepOutcome.CANCELLED, None, exc.message)
+        self._reporter.result(AttemptOutcome.RELEASED, None, error)
+        log.info(
+            "attempt.finished",
+            outcome=AttemptOutcome.RELEASED.value,
+            step=self._current,
+            code=exc.code,
+            retry_after=exc.retry_after,
+        )
 
     def _failed(self, exc: Exception) -> None:
         error = attempt_error(exc)

@@ -31,6 +31,8 @@ MIN_PROTOCOL_VERSION = 1
 #: What a hello without `protocol_version` speaks: the first protocol (wave 1), whose crawlers
 #: may not set the field.
 UNVERSIONED_PROTOCOL = 1
+#: The longest a crawler may ask a released run to wait (AttemptResult.retry_after).
+MAX_RETRY_AFTER = timedelta(days=1)
 ATTEMPT_OUTCOMES = {
     worker_service_pb2.ATTEMPT_OUTCOME_SUCCEEDED: Outcome.SUCCEEDED,
     worker_service_pb2.ATTEMPT_OUTCOME_FAILED: Outcome.FAILED,
@@ -84,7 +86,11 @@ def result_from_pb(message: worker_service_pb2.AttemptResult) -> AttemptResult:
     if message.HasField("error"):
         error = RunError(message.error.code, message.error.message, message.error.retryable)
     output = pb.from_struct(message.output) if message.HasField("output") else None
-    return AttemptResult(outcome, output, error)
+    retry_after = None
+    if outcome is Outcome.RELEASED and message.HasField("retry_after"):
+        # Bounded: a crawler cannot park a run for longer than a day.
+        retry_after = min(max(message.retry_after.ToTimedelta(), timedelta(0)), MAX_RETRY_AFTER)
+    return AttemptResult(outcome, output, error, retry_after)
 
 
 def _assignment(run: Run) -> worker_service_pb2.Assignment:

@@ -4,13 +4,14 @@ and crawler stops are told about every change after it is durable."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from datetime import datetime
 from typing import TypeVar
 
 import structlog
 
 from common.clock import Clock
+from common.errors import GhpulseError
 from scheduler_service.errors import StaleAttempt
 from scheduler_service.orchestration.batching import StepBatches
 from scheduler_service.orchestration.broker import EventBroker, Mailbox
@@ -31,7 +32,7 @@ from scheduler_service.runs.model import (
     RunState,
     StepReport,
 )
-from scheduler_service.runs.store import Claim, RunStore, StopKind, StopRequest, Transition
+from scheduler_service.runs.store import Claim, Created, RunStore, StopKind, StopRequest, Transition
 from scheduler_service.runs.trigger import TriggerCommand, to_new_run
 
 log = structlog.get_logger(__name__)
@@ -121,9 +122,31 @@ class Orchestrator:
             # With a free crawler slot, the trigger's own transaction also dispatches.
             claim = Claim(conn.id, self.tunables.lease_ttl) if conn is not None else None
             created = await self.store.create_run(new, now, self.tunables.idempotency_ttl, claim)
-        self.apply(created.transition)
         if conn is not None and created.claimed is not None:
             self.dispatcher.assign(conn, created.claimed)
+        return self._triggered(new, created)
+
+    async def trigger_many(
+        self, commands: Sequence[TriggerCommand]
+    ) -> list[tuple[Run, Disposition] | GhpulseError]:
+        """`trigger` for each of `commands` in one transaction (a schedule tick's runs, see
+        `RunStore.create_runs`): per command its run and disposition, or the error it alone
+        failed with. Shielded like `trigger`: what the transaction did is always applied."""
+        now, tunables = self.clock.now(), self.tunables
+        limits = (tunables.default_max_attempts, tunables.default_deadline)
+        news = [to_new_run(command, now, *limits) for command in commands]
+
+        async def create() -> list[tuple[Run, Disposition] | GhpulseError]:
+            results = await self.store.create_runs(news, now, tunables.idempotency_ttl)
+            return [
+                r if isinstance(r, GhpulseError) else self._triggered(new, r)
+                for new, r in zip(news, results, strict=True)
+            ]
+
+        return await asyncio.shield(asyncio.ensure_future(create()))
+
+    def _triggered(self, new: NewRun, created: Created) -> tuple[Run, Disposition]:
+        self.apply(created.transition)
         self.metrics.triggered_run(new.spec.job_kind.value, created.disposition.value)
         log.info(
             "run.triggered",

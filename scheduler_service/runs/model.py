@@ -231,6 +231,9 @@ class AttemptResult:
     outcome: Outcome
     output: JSON | None = None
     error: RunError | None = None
+    #: RELEASED only: the run is dispatched again no sooner than this (None: at once); `error`
+    #: says why (e.g. REPOSITORY_BUSY).
+    retry_after: timedelta | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output", redact_value(self.output))

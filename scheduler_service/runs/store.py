@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from common.errors import GhpulseError
 from scheduler_service.runs.model import (
     AttemptRef,
     AttemptResult,
@@ -111,6 +112,14 @@ class RunStore(ABC):
         creates the one queued run of the key (`QUEUED`) or returns it (`JOINED`); REJECT raises
         `RunConflict` carrying the active run's id.
         """
+
+    @abstractmethod
+    async def create_runs(
+        self, news: Sequence[NewRun], now: datetime, idempotency_ttl: timedelta
+    ) -> list[Created | GhpulseError]:
+        """`create_run` for each of `news` (without `claim`), in one transaction: the results in
+        order, each the run created (or resolved) or the error that trigger alone failed with
+        (its changes undone, the others' kept). A schedule tick's runs are created this way."""
 
     @abstractmethod
     async def get_run(self, run_id: str) -> Run:

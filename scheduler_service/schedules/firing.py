@@ -6,7 +6,6 @@ number of scheduler processes; the store's claim decides which process fires whi
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -127,9 +126,9 @@ class ScheduleFirer:
         for item in claimed:
             self._report_missed(item.schedule, item.settlement.plan)
         due = [(c.schedule, c.settlement.plan.fire) for c in claimed if c.settlement.plan.fire]
-        # The runs are created concurrently (the run store's threads bound how many at once);
-        # their outcomes are recorded together, in one transaction.
-        outcomes = await asyncio.gather(*(self._trigger(s, nominal) for s, nominal in due))
+        # The runs of the batch are created in one transaction, and their outcomes recorded
+        # together in another: two transactions per batch, not one per schedule.
+        outcomes = await self._trigger_all(due)
         await self.store.record(outcomes)
         for outcome in outcomes:
             self.metrics.firings.labels(outcome.outcome.value).inc()
@@ -154,26 +153,45 @@ class ScheduleFirer:
         self.metrics.firings.labels(outcome.outcome.value).inc()
         return outcome.outcome
 
+    async def _trigger_all(self, due: list[tuple[Schedule, datetime]]) -> list[Firing]:
+        """Trigger the runs of the ticks `due` in one transaction: the firings' outcomes."""
+        if not due:
+            return []
+        commands = [trigger_command(s, n, firing_request_id(s.id, n)) for s, n in due]
+        results: list[tuple[Run, Disposition] | GhpulseError]
+        try:
+            results = await self.orchestrator.trigger_many(commands)
+        except GhpulseError as exc:
+            results = [exc] * len(due)
+        return [self._firing(s, n, result) for (s, n), result in zip(due, results, strict=True)]
+
     async def _trigger(self, schedule: Schedule, nominal: datetime) -> Firing:
         """Trigger the run of tick `nominal`: the firing's outcome, to record."""
         command = trigger_command(schedule, nominal, firing_request_id(schedule.id, nominal))
         try:
-            run, disposition = await self.orchestrator.trigger(command)
+            return self._firing(schedule, nominal, await self.orchestrator.trigger(command))
         except GhpulseError as exc:
+            return self._firing(schedule, nominal, exc)
+
+    def _firing(
+        self, schedule: Schedule, nominal: datetime, result: tuple[Run, Disposition] | GhpulseError
+    ) -> Firing:
+        if isinstance(result, GhpulseError):
             log.error(
                 "schedule.fire_failed",
                 schedule_id=schedule.id,
                 nominal_time=nominal.isoformat(),
-                reason=exc.reason,
-                error=exc.message,
+                reason=result.reason,
+                error=result.message,
             )
             return Firing(
                 schedule.id,
                 nominal,
                 FiringOutcome.MISSED,
                 fire_time=self.clock.now(),
-                error=exc.message,
+                error=result.message,
             )
+        run, disposition = result
         outcome = outcome_of(schedule, nominal, run, disposition)
         log.info(
             "schedule.fired",

@@ -32,7 +32,7 @@ async def _crawl_with_progress(
         await CrawlerStore.open(f"sqlite:///{tmp_path}/c.db", migrate=True) as store,
         GitHubClient(url, TOKEN, sleep=clock.sleep, clock=clock) as github,
     ):
-        await FetchStep(store, github, sleep=clock.sleep).run(ctx)
+        await FetchStep(store, github).run(ctx)
     return messages
 
 

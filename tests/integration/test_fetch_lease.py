@@ -1,5 +1,6 @@
 """The fetch lease of a repository outlives any wait of its sweep (it is renewed in the
-background), and a repository another run holds waits until the others are swept."""
+background), and a repository another run holds is left until the others are swept, then the run is handed
+back (it does not wait in a crawler slot)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from common.jobs import CrawlSpec
 from crawler_service.data.store import CrawlerStore
+from crawler_service.errors import HandBack
 from crawler_service.jobs.registry import StepContext
 from crawler_service.jobs.steps.fetch import FetchStep
 from ghpulse.testing.fake_github import FakeGitHub
@@ -97,22 +99,25 @@ async def test_the_lease_outlives_a_rate_limit_wait_longer_than_its_ttl(store, f
     assert output["failed_repositories"] == []
 
 
-async def test_a_held_repository_waits_until_the_others_are_swept(store, fake, time):
+async def test_a_held_repository_hands_the_run_back_once_the_others_are_swept(store, fake, time):
     assert await store.try_lock(WIDGETS, "run-other", TTL)
-    polls: list[float] = []
-
-    async def poll_sleep(seconds: float) -> None:
-        polls.append(seconds)
-        if len(polls) == 2:
-            await store.unlock(WIDGETS, "run-other")
-
     messages: list[str] = []
     async with client(fake, clock=time) as github:
-        step = FetchStep(store, github, lock_ttl=TTL, sleep=poll_sleep, api="rest")
+        step = FetchStep(store, github, lock_ttl=TTL, busy_retry=20.0, api="rest")
+        with pytest.raises(HandBack) as handed:
+            await step.run(context(CrawlSpec((WIDGETS, GADGETS)), messages))
+
+        assert handed.value.code == "REPOSITORY_BUSY"
+        assert handed.value.retry_after == 20.0
+        assert WIDGETS in handed.value.message
+        # The repository it could sweep is done and recorded; the held one is untouched.
+        assert [r.repository for r in await store.fetch_results("run-1")] == [GADGETS]
+        assert not await store.try_lock(WIDGETS, "run-1", TTL)
+
+        # The next attempt, once the other run is done, sweeps only what is left.
+        await store.unlock(WIDGETS, "run-other")
+        fake.reset_requests()
         output = await step.run(context(CrawlSpec((WIDGETS, GADGETS)), messages))
 
-    assert [r.repository for r in await store.fetch_results("run-1")] == [GADGETS, WIDGETS]
+    assert {r.path.split("/")[3] for r in fake.requests} == {WIDGETS.split("/")[1]}
     assert output["repositories"] == [GADGETS, WIDGETS]
-    # The poll backs off instead of asking every second.
-    assert polls == [1.0, 2.0]
-    assert f"waiting for another run fetching {WIDGETS}; next try in 1s" in messages

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
@@ -307,3 +308,71 @@ async def test_a_trigger_can_dispatch_in_its_own_transaction(store: SqlRunStore)
     assert newer.claimed is not None
     assert newer.claimed.id == backlog.run.id
     assert newer.transition.dispatchable
+
+
+async def test_create_runs_in_one_transaction_each_trigger_failing_alone(
+    store: SqlRunStore,
+) -> None:
+    active = await store.create_run(new_run("octo/busy"), T0, DAY)
+    await store.create_run(new_run("octo/keyed", request_id="k", payload_hash="h1"), T0, DAY)
+
+    results = await store.create_runs(
+        [
+            new_run("octo/a", request_id="a", payload_hash="h"),
+            new_run("octo/busy", policy=ConflictPolicy.REJECT),
+            new_run("octo/keyed", request_id="k", payload_hash="other"),
+            new_run("octo/busy"),
+            new_run("octo/a", request_id="a2", payload_hash="h"),
+        ],
+        T0,
+        DAY,
+    )
+
+    created, rejected, mismatch, joined, joined_batch = results
+    assert not isinstance(created, Exception) and created.disposition is Disposition.CREATED
+    assert isinstance(rejected, RunConflict) and rejected.active_run_id == active.run.id
+    assert isinstance(mismatch, IdempotencyMismatch)
+    assert not isinstance(joined, Exception) and joined.run.id == active.run.id
+    # A later trigger of the batch sees what an earlier one created.
+    assert not isinstance(joined_batch, Exception)
+    assert (joined_batch.disposition, joined_batch.run.id) == (Disposition.JOINED, created.run.id)
+    # Each result carries its own events; the created run is stored with its first event.
+    assert [e.run_id for e in created.transition.events] == [created.run.id]
+    assert created.transition.dispatchable and not joined.transition.events
+    stored = await store.get_run(created.run.id)
+    assert stored.state is RunState.PENDING
+    assert [e.seq for e in await store.events_after(created.run.id, 0)] == [1]
+    repeat = await store.create_runs([new_run("octo/a", request_id="a", payload_hash="h")], T0, DAY)
+    assert not isinstance(repeat[0], Exception)
+    assert (repeat[0].disposition, repeat[0].run.id) == (Disposition.IDEMPOTENT, created.run.id)
+
+
+async def test_create_runs_after_a_lost_race_creates_each_run_once(
+    store: SqlRunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    from scheduler_service.runs.sql import creation
+
+    real = creation.Keys.write
+    raised: list[bool] = []
+
+    def racing(keys: creation.Keys, tx: Any) -> None:
+        # The batch's request ids lose a race once (another replica's INSERT on PostgreSQL).
+        real(keys, tx)
+        if not raised:
+            raised.append(True)
+            raise IntegrityError("INSERT", {}, Exception("duplicate key"))
+
+    monkeypatch.setattr(creation.Keys, "write", racing)
+    news = [new_run("octo/a", request_id="a", payload_hash="h"), new_run("octo/b")]
+    results = await store.create_runs(news, T0, DAY)
+
+    assert raised == [True]
+    assert [r.disposition for r in results if not isinstance(r, Exception)] == [
+        Disposition.CREATED,
+        Disposition.CREATED,
+    ]
+    assert len(await store.list_runs(RunQuery(page_size=10))) == 2
+    repeat = await store.create_run(new_run("octo/a", request_id="a", payload_hash="h"), T0, DAY)
+    assert repeat.disposition is Disposition.IDEMPOTENT

@@ -1,13 +1,17 @@
 """The `fetch` step: incremental sweeps of each repository's pull requests into raw items.
 
 Per repository, under its lease (`repository_locks`, so concurrent runs and replicas never sweep the
-same repository at once): the repository object; the new or changed pull requests, most recently
-updated first, down to the watermark of the last complete sweep minus `overlap` — through REST
-(`pulls`: list pages, then detail, reviews and commits per PR) or through GraphQL (`bulk`: pages of
-PRs with their reviews and commits, after a free conditional probe of the first REST list page);
-the releases. The watermark and the ETags of this sweep are stored together, forward only, and only
-once everything is stored — a retry must never get a 304 for a page it did not process. A refresh
-ignores both.
+same repository at once), with the configured token that can see it (`Credentials.serve`): the
+repository object; the new or changed pull requests, most recently updated first, down to the
+watermark of the last complete sweep minus `overlap` — through REST (`pulls`: list pages, then
+detail, reviews and commits per PR) or through GraphQL (`bulk`: pages of PRs with their reviews and
+commits, after a free conditional probe of the first REST list page); the releases. The watermark
+and the ETags of this sweep are stored together, forward only, and only once everything is stored —
+a retry must never get a 304 for a page it did not process. A refresh ignores both.
+
+A repository whose lease another run holds is left for later; once the others are swept, the run
+is handed back (`HandBack`), to be dispatched again after `busy_retry` seconds: it does not wait in
+a crawler slot.
 
 A pull request listed but gone (404) by the time its detail, reviews or commits are asked for is
 skipped, not fatal: what the list gave is stored, the skip is reported in the output, and the next
@@ -33,11 +37,11 @@ from common.jobs import CrawlSpec
 from crawler_service.data.models import RAW_RELEASE, RAW_REPOSITORY, repo_key
 from crawler_service.data.records import FetchResult, RawRecord
 from crawler_service.data.store import CrawlerStore
-from crawler_service.errors import PermanentError, TransientError
+from crawler_service.errors import HandBack, PermanentError, TransientError
 from crawler_service.github.client import GitHubClient
 from crawler_service.github.errors import GitHubInvalid
 from crawler_service.github.graphql import GraphQLClient
-from crawler_service.github.owner import identify
+from crawler_service.github.tokens import Credential, Credentials
 from crawler_service.jobs.registry import Output, StepContext
 from crawler_service.jobs.steps import closing, dedupe
 from crawler_service.jobs.steps.bulk import GraphQLPulls
@@ -76,26 +80,32 @@ class FetchStep:
     #: How far below the watermark the PR listing still reads (GitHub's updated_at is not atomic).
     overlap: timedelta = timedelta(minutes=5)
     lock_ttl: timedelta = timedelta(minutes=5)
-    #: Seconds between attempts to take a repository lease another run holds.
-    lock_poll: float = 1.0
+    #: Seconds before a run handed back because another run holds one of its repositories is
+    #: dispatched again (GHPULSE_FETCH_BUSY_RETRY).
+    busy_retry: float = 15.0
     #: PRs fetched at once through REST (the client bounds the requests in flight anyway).
     concurrency: int = 8
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     #: The sleep between renewals of a repository's lease (every third of `lock_ttl`).
     lease_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     #: The GraphQL client (when a token is configured); None fetches through REST only.
     graphql: GraphQLClient | None = None
     #: GHPULSE_GITHUB_API: auto (GraphQL behind a free REST probe), graphql, or rest.
     api: str = API_AUTO
+    #: Every configured token (`github` and `graphql` are the first's); None: only that one.
+    credentials: Credentials | None = None
     name: str = "fetch"
-    pulls: PullFetcher = field(init=False)
+    tokens: Credentials = field(init=False)
+    _pulls: dict[Credential, PullFetcher] = field(init=False)
 
     def __post_init__(self) -> None:
-        rest = RestPulls(self.store, self.github, self.concurrency)
-        if self.graphql is None or self.api == API_REST:
-            self.pulls = rest
-        else:
-            self.pulls = GraphQLPulls(self.store, rest, self.graphql, probe=self.api == API_AUTO)
+        self.tokens = self.credentials or Credentials([Credential(self.github, self.graphql)])
+        self._pulls = {credential: self._fetcher(credential) for credential in self.tokens.all}
+
+    def _fetcher(self, credential: Credential) -> PullFetcher:
+        rest = RestPulls(self.store, credential.github, self.concurrency)
+        if credential.graphql is None or self.api == API_REST:
+            return rest
+        return GraphQLPulls(self.store, rest, credential.graphql, probe=self.api == API_AUTO)
 
     async def run(self, ctx: StepContext) -> Output:
         spec = ctx.spec
@@ -103,17 +113,18 @@ class FetchStep:
             raise PermanentError(f"fetch cannot run for a {spec.kind} job")
         names = await self._resolve(ctx, spec)
         finished = {result.repository for result in await self.store.fetch_results(ctx.run_id)}
-        # A repository another run is sweeping waits until the others are done: its wait does
-        # not hold up the repositories this run can sweep now.
+        # A repository another run is sweeping does not hold up the others; once they are done,
+        # the run is handed back rather than wait in a crawler slot (the next attempt skips the
+        # repositories finished here).
         held: list[str] = []
         for index, name in enumerate(names):
             if repo_key(name) in finished:
                 continue
             await ctx.progress(index, len(names), name)
-            if not await self._fetch_repository(ctx, name, spec.refresh, wait=False):
+            if not await self._fetch_repository(ctx, name, spec.refresh):
                 held.append(name)
-        for name in held:
-            await self._fetch_repository(ctx, name, spec.refresh, wait=True)
+        if held:
+            raise self._busy(ctx, held)
         await ctx.progress(len(names), len(names), "fetched")
         return await self._output(ctx, names)
 
@@ -124,9 +135,13 @@ class FetchStep:
             async def on_wait(message: str) -> None:
                 await ctx.progress(0, 0, message)
 
-            repos_of = self.github.org_repositories(spec.organization, on_wait=on_wait)
-            async with closing(repos_of) as repos:
-                listed = [repo async for repo in repos if not repo.get("archived")]
+            async def listing(credential: Credential) -> list[dict[str, Any]]:
+                github = credential.github
+                repos_of = github.org_repositories(spec.organization, on_wait=on_wait)
+                async with closing(repos_of) as repos:
+                    return [repo async for repo in repos if not repo.get("archived")]
+
+            _credential, listed = await self.tokens.serve(spec.organization, listing)
             names += valid_names(ctx, [str(repo.get("full_name", "")) for repo in listed])
         return dedupe(names)
 
@@ -159,14 +174,22 @@ class FetchStep:
             "github_owners": {r.full_name: r.github_owner for r in results if r.github_owner},
         }
 
-    async def _fetch_repository(
-        self, ctx: StepContext, name: str, refresh: bool, *, wait: bool
-    ) -> bool:
-        """Sweep one repository under its lease; False (nothing done) when another run holds the
-        lease and `wait` is off."""
+    def _busy(self, ctx: StepContext, held: list[str]) -> HandBack:
+        ctx.log.info("fetch.repositories_held", repositories=held, retry_after=self.busy_retry)
+        return HandBack(
+            f"another run is fetching {', '.join(held)}; trying again in {self.busy_retry:g}s",
+            retry_after=self.busy_retry,
+            code="REPOSITORY_BUSY",
+            repositories=", ".join(held),
+        )
+
+    async def _fetch_repository(self, ctx: StepContext, name: str, refresh: bool) -> bool:
+        """Sweep one repository under its lease; False (nothing done) when another run holds
+        the lease."""
         with structlog.contextvars.bound_contextvars(repository=name):
             sweep = Sweep(ctx, name, repo_key(name), refresh, renew=lambda: self._renew(sweep))
-            if not await self._lock(sweep, wait):
+            # The run id is the holder, so a retried attempt of the same run takes it back.
+            if not await self.store.try_lock(sweep.key, ctx.run_id, self.lock_ttl):
                 return False
             await self._sweep_leased(sweep)
             return True
@@ -197,45 +220,31 @@ class FetchStep:
                     not_modified=sweep.not_modified,
                     graphql_queries=sweep.graphql_queries,
                     graphql_points=sweep.graphql_points,
-                    github_owner=self.github.budget.owner or None,
+                    github_owner=sweep.github_owner or self.tokens.first.owner or None,
                 ),
             )
         finally:
             await self.store.unlock(sweep.key, ctx.run_id)
-
-    async def _lock(self, sweep: Sweep, wait: bool) -> bool:
-        """Take the lease; when another run holds it, False, or with `wait` poll for it with a
-        doubling delay (at most a tenth of the TTL)."""
-        # The run id is the holder, so a retried attempt of the same run takes its lease back.
-        delay, longest = self.lock_poll, max(self.lock_poll, self.lock_ttl.total_seconds() / 10)
-        while not await self.store.try_lock(sweep.key, sweep.ctx.run_id, self.lock_ttl):
-            if not wait:
-                return False
-            sweep.ctx.log.info("fetch.repository_held", repository=sweep.name, retry_in=delay)
-            await sweep.report(
-                f"waiting for another run fetching {sweep.name}; next try in {delay:.0f}s"
-            )
-            await self.sleep(delay)
-            delay = min(delay * 2, longest)
-        return True
 
     async def _renew(self, sweep: Sweep) -> None:
         if not await self.store.try_lock(sweep.key, sweep.ctx.run_id, self.lock_ttl):
             raise TransientError(f"lost the fetch lease on {sweep.name}", code="LEASE_LOST")
 
     async def _sweep(self, sweep: Sweep) -> None:
-        owner = await identify(self.github)
         state = await self.store.sweep_state(sweep.key)
         etags = {} if sweep.refresh else dict(state.etags)
-        repo = await self._repository(sweep, etags)
+        credential, repo = await self.tokens.serve(
+            sweep.name, lambda credential: self._repository(credential.github, sweep, etags)
+        )
+        owner = sweep.github_owner = credential.owner
         if repo.get("archived"):
             raise RepositoryArchived(sweep.name)
         sweep.name = checked_name(repo.get("full_name"), sweep.name)
         cutoff = (
             None if sweep.refresh or state.watermark is None else state.watermark - self.overlap
         )
-        prs_updated, newest = await self._pulls(sweep, etags, cutoff)
-        await self._releases(sweep, etags)
+        prs_updated, newest = await self._fetch_pulls(credential, sweep, etags, cutoff)
+        await self._releases(credential.github, sweep, etags)
         if sweep.skipped_since is not None:
             newest = min(t for t in (newest, sweep.skipped_since) if t is not None)
         watermark = max((t for t in (newest, state.watermark) if t is not None), default=None)
@@ -268,16 +277,17 @@ class FetchStep:
             graphql_points=sweep.graphql_points,
         )
 
-    async def _pulls(
-        self, sweep: Sweep, etags: dict[str, str], cutoff: datetime | None
+    async def _fetch_pulls(
+        self, credential: Credential, sweep: Sweep, etags: dict[str, str], cutoff: datetime | None
     ) -> tuple[int, datetime | None]:
+        pulls = self._pulls[credential]
         try:
-            return await self.pulls.fetch(sweep, etags, cutoff)
+            return await pulls.fetch(sweep, etags, cutoff)
         except GitHubInvalid as exc:
             # `auto` falls back to REST when GitHub refuses the query itself (an older GitHub
             # Enterprise without a field we ask for, say); `graphql` was asked for explicitly.
-            pulls = self.pulls
-            refused = self.graphql is not None and exc.url == self.graphql.url
+            graphql = credential.graphql
+            refused = graphql is not None and exc.url == graphql.url
             if not (refused and self.api == API_AUTO and isinstance(pulls, GraphQLPulls)):
                 raise
             sweep.ctx.log.warning(
@@ -285,11 +295,11 @@ class FetchStep:
             )
             return await pulls.rest.fetch(sweep, etags, cutoff)
 
-    async def _repository(self, sweep: Sweep, etags: dict[str, str]) -> dict[str, Any]:
-        url = self.github.url(f"/repos/{sweep.name}")
-        response = sweep.count(
-            await self.github.get(url, etag=etags.get(url), on_wait=sweep.report)
-        )
+    async def _repository(
+        self, github: GitHubClient, sweep: Sweep, etags: dict[str, str]
+    ) -> dict[str, Any]:
+        url = github.url(f"/repos/{sweep.name}")
+        response = sweep.count(await github.get(url, etag=etags.get(url), on_wait=sweep.report))
         if response.status != 304:
             await self.store.put_raw(sweep.key, [RawRecord(RAW_REPOSITORY, "", response.data)])
             return dict(response.data)
@@ -297,12 +307,10 @@ class FetchStep:
         if stored:
             return dict(stored[0].data)
         etags.pop(url, None)
-        return await self._repository(sweep, etags)
+        return await self._repository(github, sweep, etags)
 
-    async def _releases(self, sweep: Sweep, etags: dict[str, str]) -> None:
-        pages = self.github.paginate(
-            f"/repos/{sweep.name}/releases", etags=etags, on_wait=sweep.report
-        )
+    async def _releases(self, github: GitHubClient, sweep: Sweep, etags: dict[str, str]) -> None:
+        pages = github.paginate(f"/repos/{sweep.name}/releases", etags=etags, on_wait=sweep.report)
         async with closing(pages) as listing:
             async for response in listing:
                 page = sweep.count(response)

@@ -33,6 +33,8 @@ class Sweep:
     skipped: list[SkippedPull] = field(default_factory=list)
     #: The oldest `updated_at` among skipped PRs: the watermark must not pass it.
     skipped_since: datetime | None = None
+    #: The rate-limit owner of the token serving the repository (a login, never a token).
+    github_owner: str = ""
 
     def count(self, response: GitHubResponse) -> GitHubResponse:
         """Count a REST answer and keep its ETag (a 304 keeps the stored one)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ghpulse.testing.fake_github.accounts import Account, account
 from ghpulse.testing.fake_github.dataset import Dataset, RepoData
 from ghpulse.testing.fake_github.faults import Fault, FaultKind, Faults, RateBudget
 from ghpulse.testing.fake_github.server import FakeGitHub, RequestRecord
@@ -13,6 +14,7 @@ SAMPLE_DIR = Path(__file__).parent / "sample"
 
 __all__ = [
     "SAMPLE_DIR",
+    "Account",
     "Dataset",
     "FakeGitHub",
     "Fault",
@@ -21,4 +23,5 @@ __all__ = [
     "RateBudget",
     "RepoData",
     "RequestRecord",
+    "account",
 ]

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from ghpulse.testing.fake_github import shapes
 from ghpulse.testing.fake_github.dataset import Dataset, RepoData
@@ -134,3 +135,20 @@ def route(dataset: Dataset, path: str, query: Query, rate: JSON, user: str | Non
             repo = dataset.repo(f"{match['owner']}/{match['name']}")
             return endpoint(repo, query, match) if repo is not None else not_found()
     return not_found()
+
+
+def link_header(answer: Answer, base: str, query: Mapping[str, str]) -> dict[str, str]:
+    """The `Link` header of a page of a listing at `base` (scheme, host and path), if paged."""
+    if answer.last_page is None or (answer.last_page <= 1 and answer.page <= 1):
+        return {}
+
+    def page_url(page: int) -> str:
+        rest = {k: v for k, v in query.items() if k != "page"}
+        return base + "?" + urlencode({**rest, "page": page})
+
+    rels = []
+    if answer.page < answer.last_page:
+        rels += [("next", answer.page + 1), ("last", answer.last_page)]
+    if answer.page > 1:
+        rels += [("prev", min(answer.page - 1, answer.last_page)), ("first", 1)]
+    return {"Link": ", ".join(f'<{page_url(page)}>; rel="{rel}"' for rel, page in rels)}

@@ -16,13 +16,14 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
+from ghpulse.testing.fake_github.accounts import Account, Accounts
 from ghpulse.testing.fake_github.dataset import Dataset
 from ghpulse.testing.fake_github.faults import (
     DOCS,
@@ -34,7 +35,7 @@ from ghpulse.testing.fake_github.faults import (
 )
 from ghpulse.testing.fake_github.graphql_api import DOCS as GRAPHQL_DOCS
 from ghpulse.testing.fake_github.graphql_api import answer as graphql_answer
-from ghpulse.testing.fake_github.routes import Answer, route
+from ghpulse.testing.fake_github.routes import link_header, route
 
 ENTERPRISE_PREFIX = "/api/v3"
 GRAPHQL_PATHS = ("/graphql", "/api/graphql")
@@ -51,6 +52,10 @@ class RequestRecord(NamedTuple):
     query: dict[str, str]
     status: int
     at: float = 0.0
+    #: The login of the token that sent it ("" without a token or with the fake's own).
+    login: str = ""
+    #: When its answer left (the fake's clock): [at, done] is the time it was in flight.
+    done: float = 0.0
 
 
 class FakeGitHub:
@@ -73,10 +78,13 @@ class FakeGitHub:
         token: str | None = None,
         clock: Callable[[], float] = time.time,
         user_login: str = "ghpulse-fake",
+        accounts: Mapping[str, Account] | None = None,
     ) -> None:
         self.dataset = dataset if isinstance(dataset, Dataset) else Dataset.load(dataset)
         self.latency = latency
         self.token = token
+        #: Tokens besides `token`, each with its own login and repositories (see `accounts`).
+        self.accounts = Accounts(token, accounts)
         self.faults = Faults()
         self.clock = clock
         #: The login `GET /user` answers for any token.
@@ -153,10 +161,11 @@ class FakeGitHub:
     # -- request handling (called from the server's threads) -------------------------------------
 
     def _record(
-        self, method: str, path: str, query: dict[str, str], status: int, at: float
+        self, method: str, path: str, query: dict[str, str], status: int, at: float, login: str
     ) -> None:
+        done = self.clock()
         with self._lock:
-            self._requests.append(RequestRecord(method, path, query, status, at))
+            self._requests.append(RequestRecord(method, path, query, status, at, login, done))
 
     def _enter(self) -> float:
         """Count a request in flight; returns when it arrived (the fake's clock)."""
@@ -168,9 +177,6 @@ class FakeGitHub:
     def _leave(self) -> None:
         with self._lock:
             self._in_flight -= 1
-
-    def _authorized(self, header: str | None) -> bool:
-        return self.token is None or header in (f"Bearer {self.token}", f"token {self.token}")
 
     def _control(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         name = path[len(CONTROL_PREFIX) :].strip("/")
@@ -242,7 +248,9 @@ class _Handler(BaseHTTPRequestHandler):
         path, query = self._exchange
         self._exchange = None
         self.fake._leave()
-        self.fake._record(self.command, path, query, status, self._received)
+        account = self.fake.accounts.of(self.headers.get("Authorization"))
+        login = account.login if account is not None else ""
+        self.fake._record(self.command, path, query, status, self._received, login)
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
@@ -273,12 +281,16 @@ class _Handler(BaseHTTPRequestHandler):
             if early is not None:
                 return early
         header = self.headers.get("Authorization")
-        if header is None or not fake._authorized(header):
+        account = fake.accounts.of(header)
+        if header is None or account is None:
             message = {
                 "message": "This endpoint requires you to be authenticated.",
                 "documentation_url": GRAPHQL_DOCS,
             }
             return self._send(401, message, {})
+        hidden = fake.accounts.refuses_graphql(account, raw)
+        if hidden is not None:
+            return self._send(200, hidden, fake.graphql_budget.headers())
         reply = graphql_answer(fake.dataset, fake.graphql_budget, raw, partial_error=partial)
         if reply.cost:
             with fake._lock:
@@ -313,9 +325,15 @@ class _Handler(BaseHTTPRequestHandler):
             early = self._apply_fault(fault, fake.budget)
             if early is not None:
                 return early
-        if not fake._authorized(self.headers.get("Authorization")):
+        account = fake.accounts.of(self.headers.get("Authorization"))
+        if account is None:
             return self._send(401, {"message": "Bad credentials", "documentation_url": DOCS}, {})
-        return self._answer(path, query, prefix)
+        if fake.accounts.refuses_rest(account, path) and fake.budget.charge():
+            # GitHub's answer to a repository the token cannot see (and it costs a request).
+            return self._send(
+                404, {"message": "Not Found", "documentation_url": DOCS}, fake.budget.headers()
+            )
+        return self._answer(path, query, prefix, account.login or fake.user_login)
 
     def _apply_fault(self, fault: Fault, budget: RateBudget) -> int | None:
         """Apply a fault; the status sent when it answered the request itself."""
@@ -335,16 +353,17 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(fault.status, fault.body(), headers)
         return None
 
-    def _answer(self, path: str, query: dict[str, str], prefix: str) -> int:
+    def _answer(self, path: str, query: dict[str, str], prefix: str, login: str) -> int:
         fake = self.fake
         rate = fake.budget.headers()
         core = {k.removeprefix("x-ratelimit-"): v for k, v in rate.items()}
         with fake.dataset.lock:
-            user = fake.user_login if self.headers.get("Authorization") else None
+            user = login if self.headers.get("Authorization") else None
             answer = route(fake.dataset, path, query, core, user)
             body = _encode(answer.body)
         etag = '"' + hashlib.sha256(body).hexdigest()[:40] + '"'
-        headers = {"ETag": etag, **self._links(answer, path, query, prefix)}
+        host = self.headers.get("Host") or fake.url.removeprefix("http://")
+        headers = {"ETag": etag, **link_header(answer, f"http://{host}{prefix}{path}", query)}
         if answer.status == 200 and _etag_matches(self.headers.get("If-None-Match"), etag):
             # A 304 is free, like on GitHub.
             return self._send(304, None, {**headers, **fake.budget.headers()})
@@ -352,28 +371,6 @@ class _Handler(BaseHTTPRequestHandler):
             message = {"message": PRIMARY_MESSAGE, "documentation_url": DOCS}
             return self._send(403, message, fake.budget.headers())
         return self._send(answer.status, body, {**headers, **fake.budget.headers()})
-
-    def _links(
-        self, answer: Answer, path: str, query: dict[str, str], prefix: str
-    ) -> dict[str, str]:
-        if answer.last_page is None or (answer.last_page <= 1 and answer.page <= 1):
-            return {}
-        host = self.headers.get("Host") or self.fake.url.removeprefix("http://")
-        base = f"http://{host}{prefix}{path}"
-
-        def page_url(page: int) -> str:
-            return (
-                base
-                + "?"
-                + urlencode({**{k: v for k, v in query.items() if k != "page"}, "page": page})
-            )
-
-        rels = []
-        if answer.page < answer.last_page:
-            rels += [("next", answer.page + 1), ("last", answer.last_page)]
-        if answer.page > 1:
-            rels += [("prev", min(answer.page - 1, answer.last_page)), ("first", 1)]
-        return {"Link": ", ".join(f'<{page_url(page)}>; rel="{rel}"' for rel, page in rels)}
 
     def _send(self, status: int, body: Any, headers: dict[str, str]) -> int:
         payload = b"" if status == 304 else body if isinstance(body, bytes) else _encode(body)

@@ -3,6 +3,8 @@ concurrency key's slots, and the new run's rows."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
 
@@ -36,36 +38,89 @@ _DELETE_KEY = delete(idempotency).where(idempotency.c.request_id == bindparam("w
 _FREED_RETRIES = 3
 
 
-def create(tx: t.Tx, new: NewRun, ttl: timedelta) -> Created:
-    """The run `new` resolves to (see `RunStore.create_run`), its request id recorded for `ttl`."""
+@dataclass
+class Keys:
+    """A batch's request ids, read in one statement before it (`prefetch`) and written in one
+    after it (`write`), instead of a read and a write per trigger."""
+
+    #: The stored record of each request id of the batch (absent: none stored).
+    known: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unwritten: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def prefetch(cls, tx: t.Tx, news: Sequence[NewRun]) -> Keys:
+        ids = sorted({new.request_id for new in news if new.request_id})
+        if not ids:
+            return cls()
+        rows = tx.conn.execute(select(idempotency).where(idempotency.c.request_id.in_(ids)))
+        return cls({row["request_id"]: dict(row) for row in rows.mappings()})
+
+    def write(self, tx: t.Tx) -> None:
+        if self.unwritten:
+            tx.conn.execute(_INSERT_KEY, self.unwritten)
+            self.unwritten = []
+
+
+def create(tx: t.Tx, new: NewRun, ttl: timedelta, keys: Keys | None = None) -> Created:
+    """The run `new` resolves to (see `RunStore.create_run`), its request id recorded for `ttl`
+    (with `keys`, looked up and recorded there, see `Keys`)."""
     if new.request_id:
-        previous = _idempotent(tx, new)
+        previous = _idempotent(tx, new, keys)
         if previous is not None:
             return previous
     run_id, disposition, inserted = _resolve_conflict(tx, new)
-    if new.request_id:
-        tx.conn.execute(
-            _INSERT_KEY,
-            {
-                "request_id": new.request_id,
-                "payload_hash": new.payload_hash,
-                "run_id": run_id,
-                "disposition": disposition.value,
-                "created_at": tx.now,
-                "expires_at": tx.now + ttl,
-            },
-        )
+    _record_key(tx, new, ttl, keys, run_id, disposition)
     # A run inserted by this transaction is known without reading it back (it has no steps).
     run = reads.to_run(inserted, []) if inserted else reads.load(tx.conn, run_id)
     return Created(run, disposition, tx.transition(run))
 
 
-def _idempotent(tx: t.Tx, new: NewRun) -> Created | None:
-    record = tx.conn.execute(_FIND_KEY, {"w_id": new.request_id}).mappings().first()
+def create_inserted(
+    tx: t.Tx, new: NewRun, ttl: timedelta, keys: Keys, inserted: tuple[t.Row, RunEvent]
+) -> Created:
+    """`create` of a trigger whose run was inserted already (see `run_row`; `batch`)."""
+    row, event = inserted
+    _after_insert(tx, new, row, event)
+    _record_key(tx, new, ttl, keys, row["id"], Disposition.CREATED)
+    run = reads.to_run(row, [])
+    return Created(run, Disposition.CREATED, tx.transition(run))
+
+
+def _record_key(
+    tx: t.Tx,
+    new: NewRun,
+    ttl: timedelta,
+    keys: Keys | None,
+    run_id: str,
+    disposition: Disposition,
+) -> None:
+    if not new.request_id:
+        return
+    record = {
+        "request_id": new.request_id,
+        "payload_hash": new.payload_hash,
+        "run_id": run_id,
+        "disposition": disposition.value,
+        "created_at": tx.now,
+        "expires_at": tx.now + ttl,
+    }
+    if keys is None:
+        tx.conn.execute(_INSERT_KEY, record)
+    else:
+        keys.unwritten.append(record)
+        keys.known[new.request_id] = record
+
+
+def _idempotent(tx: t.Tx, new: NewRun, keys: Keys | None) -> Created | None:
+    record: Mapping[Any, Any] | None
+    if keys is None:
+        record = tx.conn.execute(_FIND_KEY, {"w_id": new.request_id}).mappings().first()
+    else:
+        record = keys.known.get(new.request_id)
     if record is None:
         return None
     if record["expires_at"] <= tx.now:
-        tx.conn.execute(_DELETE_KEY, {"w_id": new.request_id})
+        _forget(tx, new.request_id, keys)
         return None
     if record["payload_hash"] != new.payload_hash:
         raise IdempotencyMismatch(new.request_id, record["run_id"])
@@ -73,9 +128,15 @@ def _idempotent(tx: t.Tx, new: NewRun) -> Created | None:
         run = reads.load(tx.conn, record["run_id"])
     except RunNotFound:
         # Purged (retention shorter than the key's TTL): the key is free again.
-        tx.conn.execute(_DELETE_KEY, {"w_id": new.request_id})
+        _forget(tx, new.request_id, keys)
         return None
     return Created(run, Disposition.IDEMPOTENT, Transition(run=run))
+
+
+def _forget(tx: t.Tx, request_id: str, keys: Keys | None) -> None:
+    tx.conn.execute(_DELETE_KEY, {"w_id": request_id})
+    if keys is not None:
+        keys.known.pop(request_id, None)
 
 
 def slot_holder(tx: t.Tx, key: str, slot: str) -> str | None:
@@ -121,6 +182,15 @@ def _behind(tx: t.Tx, new: NewRun, active: str) -> tuple[str, Disposition, t.Row
 
 def _insert(tx: t.Tx, new: NewRun, slot: str) -> t.Row | None:
     """The new run's row in `slot`, or None if another run holds the slot."""
+    row, event = run_row(tx, new, slot)
+    if not q.insert_run_unless_taken(tx.conn, row):
+        return None
+    _after_insert(tx, new, row, event)
+    return row
+
+
+def run_row(tx: t.Tx, new: NewRun, slot: str) -> tuple[t.Row, RunEvent]:
+    """The row of a new run in `slot` (not inserted yet), and its first event."""
     state = RunState.PENDING if slot == ACTIVE_SLOT else RunState.QUEUED
     row: dict[str, Any] = {
         "id": new_run_id(),
@@ -162,8 +232,11 @@ def _insert(tx: t.Tx, new: NewRun, slot: str) -> t.Row | None:
         {"state": state.value, "reason": "created"},
     )
     row["last_seq"] = event.seq
-    if not q.insert_run_unless_taken(tx.conn, row):
-        return None
+    return row, event
+
+
+def _after_insert(tx: t.Tx, new: NewRun, row: t.Row, event: RunEvent) -> None:
+    """What follows the insertion of run `row`: its labels, its first event."""
     if new.labels:
         tx.conn.execute(
             _INSERT_LABEL,
@@ -171,5 +244,4 @@ def _insert(tx: t.Tx, new: NewRun, slot: str) -> t.Row | None:
         )
     tx.unwritten.append(reads.event_row(event))
     tx.events.append(event)
-    tx.dispatchable = slot == ACTIVE_SLOT
-    return row
+    tx.dispatchable = row["slot"] == ACTIVE_SLOT

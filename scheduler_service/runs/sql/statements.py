@@ -154,6 +154,13 @@ _INSERT_UNLESS_TAKEN = {
 }
 
 
+def insert_runs_unless_taken(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
+    """`insert_run_unless_taken` for several runs in one statement (a multi-row INSERT): the
+    ids of the runs inserted."""
+    statement = _INSERT_UNLESS_TAKEN[conn.dialect.name]
+    return {str(row[0]) for row in conn.execute(statement, rows)}
+
+
 def insert_run_unless_taken(conn: Connection, row: dict[str, Any]) -> bool:
     """Insert the run `row` unless its concurrency key's slot is held (`INSERT … ON CONFLICT DO
     NOTHING RETURNING`): whether it was inserted, in one statement and without an error that

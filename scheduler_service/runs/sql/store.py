@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common import db
-from common.errors import Unavailable
+from common.errors import GhpulseError, Unavailable
 from scheduler_service.cluster.notice import Notifier
 from scheduler_service.db.models import ACTIVE_SLOT
 from scheduler_service.errors import RunConflict, RunFinished, RunNotFound, RunNotRetryable
@@ -36,7 +36,7 @@ from scheduler_service.runs.model import (
     StepReport,
 )
 from scheduler_service.runs.retries import RetryPolicy
-from scheduler_service.runs.sql import creation, reads
+from scheduler_service.runs.sql import batch, creation, reads
 from scheduler_service.runs.sql import statements as q
 from scheduler_service.runs.sql import transitions as t
 from scheduler_service.runs.sql.threads import (
@@ -146,6 +146,18 @@ class SqlRunStore(RunStore):
         raise Unavailable(
             "too much contention creating the run; retry", retry_after=timedelta(seconds=1)
         )
+
+    @on_writer
+    def create_runs(
+        self, news: Sequence[NewRun], now: datetime, idempotency_ttl: timedelta
+    ) -> list[Created | GhpulseError]:
+        try:
+            with self._tx(now) as tx:
+                return batch.create_many(tx, news, idempotency_ttl, isolated=False)
+        except IntegrityError:
+            # A race lost to another process (PostgreSQL): again, each trigger on its own.
+            with self._tx(now) as tx:
+                return batch.create_many(tx, news, idempotency_ttl, isolated=True)
 
     @on_urgent_writer
     def claim(self, worker_id: str, now: datetime, lease_ttl: timedelta) -> Transition:

@@ -256,21 +256,24 @@ def retry_or_fail(tx: Tx, run: Row, error: RunError, reason: str) -> None:
     tx.dispatchable = tx.dispatchable or not_before <= tx.now
 
 
-def release(tx: Tx, run: Row, reason: str) -> None:
-    """Pending again at once, as a new attempt that does not count against the budget."""
+def release(tx: Tx, run: Row, reason: str, retry_after: timedelta | None = None) -> None:
+    """Pending again (at once, or after `retry_after`), as a new attempt that does not count
+    against the budget."""
     close_open_steps(tx, run, StepState.CANCELLED, reason)
+    not_before = tx.now + retry_after if retry_after else None
+    retry_at = not_before.isoformat() if not_before is not None else None
     change(
         tx,
         run,
-        _state_data(RunState.PENDING, reason),
+        _state_data(RunState.PENDING, reason, retry_at=retry_at),
         state=RunState.PENDING.value,
         attempt=run["attempt"] + 1,
         attempt_floor=run["attempt_floor"] + 1,
         worker_id="",
         lease_expires_at=None,
-        not_before=None,
+        not_before=not_before,
     )
-    tx.dispatchable = True
+    tx.dispatchable = tx.dispatchable or not_before is None
 
 
 def start_attempt(tx: Tx, run: Row, worker_id: str, lease_ttl: timedelta) -> None:
@@ -346,7 +349,8 @@ def apply_result(tx: Tx, row: Row, result: AttemptResult) -> None:
     elif outcome is Outcome.CANCELLED:
         finish(tx, row, RunState.CANCELLED, "cancelled")
     elif outcome is Outcome.RELEASED:
-        release(tx, row, "handed back by the crawler")
+        why = f": {result.error.message}" if result.error is not None else ""
+        release(tx, row, f"handed back by the crawler{why}", result.retry_after)
     else:
         error = result.error or RunError("UNKNOWN", "the attempt failed", False)
         if error.retryable:

@@ -28,15 +28,15 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fghpulse/v1/worker_service.proto\x12\nghpulse.v1\x1a\x15ghpulse/v1/runs.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"-\n\nAttemptRef\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\"\xfd\x01\n\x0e\x43onnectRequest\x12(\n\x05hello\x18\x01 \x01(\x0b\x32\x17.ghpulse.v1.WorkerHelloH\x00\x12\x30\n\theartbeat\x18\x02 \x01(\x0b\x32\x1b.ghpulse.v1.WorkerHeartbeatH\x00\x12-\n\x0bstep_report\x18\x03 \x01(\x0b\x32\x16.ghpulse.v1.StepReportH\x00\x12+\n\x06result\x18\x04 \x01(\x0b\x32\x19.ghpulse.v1.AttemptResultH\x00\x12(\n\x05\x64rain\x18\x05 \x01(\x0b\x32\x17.ghpulse.v1.WorkerDrainH\x00\x42\t\n\x07message\"\x85\x01\n\x0bWorkerHello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\x05\x12\r\n\x05slots\x18\x03 \x01(\x05\x12)\n\tin_flight\x18\x04 \x03(\x0b\x32\x16.ghpulse.v1.AttemptRef\x12\x0f\n\x07version\x18\x05 \x01(\t\"P\n\x0fWorkerHeartbeat\x12)\n\tin_flight\x18\x01 \x03(\x0b\x32\x16.ghpulse.v1.AttemptRef\x12\x12\n\nfree_slots\x18\x02 \x01(\x05\"\xc1\x01\n\nStepReport\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.ghpulse.v1.AttemptRef\x12*\n\x07started\x18\x02 \x01(\x0b\x32\x17.ghpulse.v1.StepStartedH\x00\x12,\n\x08progress\x18\x03 \x01(\x0b\x32\x18.ghpulse.v1.StepProgressH\x00\x12,\n\x08\x66inished\x18\x04 \x01(\x0b\x32\x18.ghpulse.v1.StepFinishedH\x00\x42\x06\n\x04kind\"\xaf\x01\n\rAttemptResult\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.ghpulse.v1.AttemptRef\x12+\n\x07outcome\x18\x02 \x01(\x0e\x32\x1a.ghpulse.v1.AttemptOutcome\x12\'\n\x06output\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12#\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x14.ghpulse.v1.RunError\"\r\n\x0bWorkerDrain\"\xb8\x02\n\x0f\x43onnectResponse\x12,\n\x07welcome\x18\x01 \x01(\x0b\x32\x19.ghpulse.v1.WorkerWelcomeH\x00\x12,\n\nassignment\x18\x02 \x01(\x0b\x32\x16.ghpulse.v1.AssignmentH\x00\x12\x31\n\rheartbeat_ack\x18\x03 \x01(\x0b\x32\x18.ghpulse.v1.HeartbeatAckH\x00\x12+\n\x06\x63\x61ncel\x18\x04 \x01(\x0b\x32\x19.ghpulse.v1.CancelAttemptH\x00\x12-\n\x07\x61\x62\x61ndon\x18\x05 \x01(\x0b\x32\x1a.ghpulse.v1.AbandonAttemptH\x00\x12/\n\x08rejected\x18\x06 \x01(\x0b\x32\x1b.ghpulse.v1.ConnectRejectedH\x00\x42\t\n\x07message\"\x9b\x02\n\rWorkerWelcome\x12\x18\n\x10protocol_version\x18\x01 \x01(\x05\x12*\n\nreattached\x18\x02 \x03(\x0b\x32\x16.ghpulse.v1.AttemptRef\x12)\n\tabandoned\x18\x03 \x03(\x0b\x32\x16.ghpulse.v1.AttemptRef\x12,\n\tlease_ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x35\n\x12heartbeat_interval\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x10lease_expires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8e\x03\n\nAssignment\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.ghpulse.v1.AttemptRef\x12%\n\x05\x63rawl\x18\x02 \x01(\x0b\x32\x14.ghpulse.v1.CrawlJobH\x00\x12\x31\n\x0brecalculate\x18\x03 \x01(\x0b\x32\x1a.ghpulse.v1.RecalculateJobH\x00\x12\x36\n\x0e\x62\x61\x63kfill_links\x18\x04 \x01(\x0b\x32\x1c.ghpulse.v1.BackfillLinksJobH\x00\x12\'\n\x06plugin\x18\x08 \x01(\x0b\x32\x15.ghpulse.v1.PluginJobH\x00\x12\x32\n\x0f\x63ompleted_steps\x18\x05 \x03(\x0b\x32\x19.ghpulse.v1.CompletedStep\x12\x34\n\x10lease_expires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x64\x65\x61\x64line_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x05\n\x03job\"F\n\rCompletedStep\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x06output\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"m\n\x0cHeartbeatAck\x12\'\n\x07renewed\x18\x01 \x03(\x0b\x32\x16.ghpulse.v1.AttemptRef\x12\x34\n\x10lease_expires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\rCancelAttempt\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.ghpulse.v1.AttemptRef\x12\x0e\n\x06reason\x18\x02 \x01(\t\"E\n\x0e\x41\x62\x61ndonAttempt\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.ghpulse.v1.AttemptRef\x12\x0e\n\x06reason\x18\x02 \x01(\t\"E\n\x0f\x43onnectRejected\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\"\n\x1asupported_protocol_version\x18\x02 \x01(\x05*\xa9\x01\n\x0e\x41ttemptOutcome\x12\x1f\n\x1b\x41TTEMPT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41TTEMPT_OUTCOME_SUCCEEDED\x10\x01\x12\x1a\n\x16\x41TTEMPT_OUTCOME_FAILED\x10\x02\x12\x1d\n\x19\x41TTEMPT_OUTCOME_CANCELLED\x10\x03\x12\x1c\n\x18\x41TTEMPT_OUTCOME_RELEASED\x10\x04\x32W\n\rWorkerService\x12\x46\n\x07\x43onnect\x12\x1a.ghpulse.v1.ConnectRequest\x1a\x1b.ghpulse.v1.ConnectResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fghpulse/v1/worker_service.proto\x12\nghpulse.v1\x1a\x15ghpulse/v1/runs.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"-\n\nAttemptRef\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\"\xfd\x01\n\x0e\x43onnectRequest\x12(\n\x05hello\x18\x01 \x01(\x0b\x32\x17.ghpulse.v1.WorkerHelloH\x00\x12\x30\n\theartbeat\x18\x02 \x01(\x0b\x32\x1b.ghpulse.v1.WorkerHeartbeatH\x00\x12-\n\x0bstep_report\x18\x03 \x01(\x0b\x32\x16.ghpulse.v1.StepReportH\x00\x12+\n\x06result\x18\x04 \x01(\x0b\x32\x19.ghpulse.v1.AttemptResultH\x00\x12(\n\x05\x64rain\x18\x05 \x01(\x0b\x32\x17.ghpulse.v1.WorkerDrainH\x00\x42\t\n\x07message\"\x85\x01\n\x0bWorkerHello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\x05\x12\r\n\x05slots\x18\x03 \x01(\x05\x12)\n\tin_flight\x18\x04 \x03(\x0b\x32\x16.ghpulse.v1.AttemptRef\x12\x0f\n\x07version\x18\x05 \x01(\t\"P\n\x0fWorkerHeartbeat\x12)\n\tin_flight\x18\x01 \x03(\x0b\x32\x16.ghpulse.v1.AttemptRef\x12\x12\n\nfree_slots\x18\x02 \x01(\x05\"\xc1\x01\n\nStepReport\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.ghpulse.v1.AttemptRef\x12*\n\x07started\x18\x02 \x01(\x0b\x32\x17.ghpulse.v1.StepStartedH\x00\x12,\n\x08progress\x18\x03 \x01(\x0b\x32\x18.ghpulse.v1.StepProgressH\x00\x12,\n\x08\x66inished\x18\x04 \x01(\x0b\x32\x18.ghpulse.v1.StepFinishedH\x00\x42\x06\n\x04kind\"\xdf\x01\n\rAttemptResult\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.ghpulse.v1.AttemptRef\x12+\n\x07outcome\x18\x02 \x01(\x0e\x32\x1a.ghpulse.v1.AttemptOutcome\x12\'\n\x06output\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12#\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x14.ghpulse.v1.RunError\x12.\n\x0bretry_after\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\r\n\x0bWorkerDrain\"\xb8\x02\n\x0f\x43onnectResponse\x12,\n\x07welcome\x18\x01 \x01(\x0b\x32\x19.ghpulse.v1.WorkerWelcomeH\x00\x12,\n\nassignment\x18\x02 \x01(\x0b\x32\x16.ghpulse.v1.AssignmentH\x00\x12\x31\n\rheartbeat_ack\x18\x03 \x01(\x0b\x32\x18.ghpulse.v1.HeartbeatAckH\x00\x12+\n\x06\x63\x61ncel\x18\x04 \x01(\x0b\x32\x19.ghpulse.v1.CancelAttemptH\x00\x12-\n\x07\x61\x62\x61ndon\x18\x05 \x01(\x0b\x32\x1a.ghpulse.v1.AbandonAttemptH\x00\x12/\n\x08rejected\x18\x06 \x01(\x0b\x32\x1b.ghpulse.v1.ConnectRejectedH\x00\x42\t\n\x07message\"\x9b\x02\n\rWorkerWelcome\x12\x18\n\x10protocol_version\x18\x01 \x01(\x05\x12*\n\nreattached\x18\x02 \x03(\x0b\x32\x16.ghpulse.v1.AttemptRef\x12)\n\tabandoned\x18\x03 \x03(\x0b\x32\x16.ghpulse.v1.AttemptRef\x12,\n\tlease_ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x35\n\x12heartbeat_interval\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x10lease_expires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8e\x03\n\nAssignment\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.ghpulse.v1.AttemptRef\x12%\n\x05\x63rawl\x18\x02 \x01(\x0b\x32\x14.ghpulse.v1.CrawlJobH\x00\x12\x31\n\x0brecalculate\x18\x03 \x01(\x0b\x32\x1a.ghpulse.v1.RecalculateJobH\x00\x12\x36\n\x0e\x62\x61\x63kfill_links\x18\x04 \x01(\x0b\x32\x1c.ghpulse.v1.BackfillLinksJobH\x00\x12\'\n\x06plugin\x18\x08 \x01(\x0b\x32\x15.ghpulse.v1.PluginJobH\x00\x12\x32\n\x0f\x63ompleted_steps\x18\x05 \x03(\x0b\x32\x19.ghpulse.v1.CompletedStep\x12\x34\n\x10lease_expires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x64\x65\x61\x64line_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x05\n\x03job\"F\n\rCompletedStep\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x06output\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"m\n\x0cHeartbeatAck\x12\'\n\x07renewed\x18\x01 \x03(\x0b\x32\x16.ghpulse.v1.AttemptRef\x12\x34\n\x10lease_expires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\rCancelAttempt\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.ghpulse.v1.AttemptRef\x12\x0e\n\x06reason\x18\x02 \x01(\t\"E\n\x0e\x41\x62\x61ndonAttempt\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.ghpulse.v1.AttemptRef\x12\x0e\n\x06reason\x18\x02 \x01(\t\"E\n\x0f\x43onnectRejected\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\"\n\x1asupported_protocol_version\x18\x02 \x01(\x05*\xa9\x01\n\x0e\x41ttemptOutcome\x12\x1f\n\x1b\x41TTEMPT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41TTEMPT_OUTCOME_SUCCEEDED\x10\x01\x12\x1a\n\x16\x41TTEMPT_OUTCOME_FAILED\x10\x02\x12\x1d\n\x19\x41TTEMPT_OUTCOME_CANCELLED\x10\x03\x12\x1c\n\x18\x41TTEMPT_OUTCOME_RELEASED\x10\x04\x32W\n\rWorkerService\x12\x46\n\x07\x43onnect\x12\x1a.ghpulse.v1.ConnectRequest\x1a\x1b.ghpulse.v1.ConnectResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ghpulse.v1.worker_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ATTEMPTOUTCOME']._serialized_start=2473
-  _globals['_ATTEMPTOUTCOME']._serialized_end=2642
+  _globals['_ATTEMPTOUTCOME']._serialized_start=2521
+  _globals['_ATTEMPTOUTCOME']._serialized_end=2690
   _globals['_ATTEMPTREF']._serialized_start=165
   _globals['_ATTEMPTREF']._serialized_end=210
   _globals['_CONNECTREQUEST']._serialized_start=213
@@ -48,25 +48,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STEPREPORT']._serialized_start=687
   _globals['_STEPREPORT']._serialized_end=880
   _globals['_ATTEMPTRESULT']._serialized_start=883
-  _globals['_ATTEMPTRESULT']._serialized_end=1058
-  _globals['_WORKERDRAIN']._serialized_start=1060
-  _globals['_WORKERDRAIN']._serialized_end=1073
-  _globals['_CONNECTRESPONSE']._serialized_start=1076
-  _globals['_CONNECTRESPONSE']._serialized_end=1388
-  _globals['_WORKERWELCOME']._serialized_start=1391
-  _globals['_WORKERWELCOME']._serialized_end=1674
-  _globals['_ASSIGNMENT']._serialized_start=1677
-  _globals['_ASSIGNMENT']._serialized_end=2075
-  _globals['_COMPLETEDSTEP']._serialized_start=2077
-  _globals['_COMPLETEDSTEP']._serialized_end=2147
-  _globals['_HEARTBEATACK']._serialized_start=2149
-  _globals['_HEARTBEATACK']._serialized_end=2258
-  _globals['_CANCELATTEMPT']._serialized_start=2260
-  _globals['_CANCELATTEMPT']._serialized_end=2328
-  _globals['_ABANDONATTEMPT']._serialized_start=2330
-  _globals['_ABANDONATTEMPT']._serialized_end=2399
-  _globals['_CONNECTREJECTED']._serialized_start=2401
-  _globals['_CONNECTREJECTED']._serialized_end=2470
-  _globals['_WORKERSERVICE']._serialized_start=2644
-  _globals['_WORKERSERVICE']._serialized_end=2731
+  _globals['_ATTEMPTRESULT']._serialized_end=1106
+  _globals['_WORKERDRAIN']._serialized_start=1108
+  _globals['_WORKERDRAIN']._serialized_end=1121
+  _globals['_CONNECTRESPONSE']._serialized_start=1124
+  _globals['_CONNECTRESPONSE']._serialized_end=1436
+  _globals['_WORKERWELCOME']._serialized_start=1439
+  _globals['_WORKERWELCOME']._serialized_end=1722
+  _globals['_ASSIGNMENT']._serialized_start=1725
+  _globals['_ASSIGNMENT']._serialized_end=2123
+  _globals['_COMPLETEDSTEP']._serialized_start=2125
+  _globals['_COMPLETEDSTEP']._serialized_end=2195
+  _globals['_HEARTBEATACK']._serialized_start=2197
+  _globals['_HEARTBEATACK']._serialized_end=2306
+  _globals['_CANCELATTEMPT']._serialized_start=2308
+  _globals['_CANCELATTEMPT']._serialized_end=2376
+  _globals['_ABANDONATTEMPT']._serialized_start=2378
+  _globals['_ABANDONATTEMPT']._serialized_end=2447
+  _globals['_CONNECTREJECTED']._serialized_start=2449
+  _globals['_CONNECTREJECTED']._serialized_end=2518
+  _globals['_WORKERSERVICE']._serialized_start=2692
+  _globals['_WORKERSERVICE']._serialized_end=2779
 # @@protoc_insertion_point(module_scope)

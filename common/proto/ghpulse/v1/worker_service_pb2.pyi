@@ -35,7 +35,9 @@ class _AttemptOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Attemp
     ATTEMPT_OUTCOME_CANCELLED: _AttemptOutcome.ValueType  # 3
     """Stopped after a CancelAttempt."""
     ATTEMPT_OUTCOME_RELEASED: _AttemptOutcome.ValueType  # 4
-    """Handed back unfinished (the crawler is shutting down); does not use up an attempt."""
+    """Handed back unfinished (the crawler is shutting down, or the run must wait for something
+    another run holds, see AttemptResult.retry_after); does not use up an attempt.
+    """
 
 class AttemptOutcome(_AttemptOutcome, metaclass=_AttemptOutcomeEnumTypeWrapper):
     """How an attempt ended on the crawler."""
@@ -46,7 +48,9 @@ ATTEMPT_OUTCOME_FAILED: AttemptOutcome.ValueType  # 2
 ATTEMPT_OUTCOME_CANCELLED: AttemptOutcome.ValueType  # 3
 """Stopped after a CancelAttempt."""
 ATTEMPT_OUTCOME_RELEASED: AttemptOutcome.ValueType  # 4
-"""Handed back unfinished (the crawler is shutting down); does not use up an attempt."""
+"""Handed back unfinished (the crawler is shutting down, or the run must wait for something
+another run holds, see AttemptResult.retry_after); does not use up an attempt.
+"""
 Global___AttemptOutcome: _TypeAlias = AttemptOutcome  # noqa: Y015
 
 @_typing.final
@@ -218,6 +222,7 @@ class AttemptResult(_message.Message):
     OUTCOME_FIELD_NUMBER: _builtins.int
     OUTPUT_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    RETRY_AFTER_FIELD_NUMBER: _builtins.int
     outcome: Global___AttemptOutcome.ValueType
     @_builtins.property
     def ref(self) -> Global___AttemptRef: ...
@@ -225,6 +230,12 @@ class AttemptResult(_message.Message):
     def output(self) -> _struct_pb2.Struct: ...
     @_builtins.property
     def error(self) -> _runs_pb2.RunError: ...
+    @_builtins.property
+    def retry_after(self) -> _duration_pb2.Duration:
+        """RELEASED only: dispatch the run again no sooner than this (e.g. a repository another run is
+        fetching); unset: at once. `error` then says why (its code, e.g. REPOSITORY_BUSY).
+        """
+
     def __init__(
         self,
         *,
@@ -232,10 +243,11 @@ class AttemptResult(_message.Message):
         outcome: Global___AttemptOutcome.ValueType = ...,
         output: _struct_pb2.Struct | None = ...,
         error: _runs_pb2.RunError | None = ...,
+        retry_after: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "output", b"output", "ref", b"ref"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "output", b"output", "ref", b"ref", "retry_after", b"retry_after"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "output", b"output", "ref", b"ref"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "output", b"output", "ref", b"ref", "retry_after", b"retry_after"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
