@@ -10,6 +10,7 @@ from sqlalchemy import Table, bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from common.jobs import to_json
+from common.jobs.fanout import fans_out, needs_plan
 from scheduler_service.db.models import ACTIVE_SLOT, QUEUED_SLOT, IdempotencyRow, RunLabelRow
 from scheduler_service.errors import IdempotencyMismatch, RunConflict, RunNotFound
 from scheduler_service.runs.model import (
@@ -43,6 +44,10 @@ def create(tx: t.Tx, new: NewRun, ttl: timedelta) -> Created:
         if previous is not None:
             return previous
     run_id, disposition, inserted = _resolve_conflict(tx, new)
+    if inserted is not None and inserted["slot"] == ACTIVE_SLOT:
+        if fans_out(new.spec) and not needs_plan(new.spec):
+            # The children are created before the commit (`fanout.settle`).
+            tx.expand.append((inserted, None))
     if new.request_id:
         tx.conn.execute(
             _INSERT_KEY,
@@ -93,7 +98,7 @@ def _resolve_conflict(tx: t.Tx, new: NewRun) -> tuple[str, Disposition, t.Row | 
     # holder is read (locked), unless it finished meanwhile (PostgreSQL: the INSERT waited for
     # the finishing transaction's slot, the SELECT's snapshot is later).
     for _ in range(_FREED_RETRIES):
-        row = _insert(tx, new, ACTIVE_SLOT)
+        row = insert(tx, new, ACTIVE_SLOT)
         if row is not None:
             return row["id"], Disposition.CREATED, row
         active = slot_holder(tx, new.concurrency_key, ACTIVE_SLOT)
@@ -111,7 +116,7 @@ def _behind(tx: t.Tx, new: NewRun, active: str) -> tuple[str, Disposition, t.Row
     queued = slot_holder(tx, new.concurrency_key, QUEUED_SLOT)
     if queued is not None:
         return queued, Disposition.JOINED, None
-    row = _insert(tx, new, QUEUED_SLOT)
+    row = insert(tx, new, QUEUED_SLOT)
     if row is None:
         # Queued by a concurrent trigger after the read above (PostgreSQL): the next pass of
         # the caller's retry joins it.
@@ -119,7 +124,7 @@ def _behind(tx: t.Tx, new: NewRun, active: str) -> tuple[str, Disposition, t.Row
     return row["id"], Disposition.QUEUED, row
 
 
-def _insert(tx: t.Tx, new: NewRun, slot: str) -> t.Row | None:
+def insert(tx: t.Tx, new: NewRun, slot: str, parent_run_id: str | None = None) -> t.Row | None:
     """The new run's row in `slot`, or None if another run holds the slot."""
     state = RunState.PENDING if slot == ACTIVE_SLOT else RunState.QUEUED
     row: dict[str, Any] = {
@@ -150,6 +155,9 @@ def _insert(tx: t.Tx, new: NewRun, slot: str) -> t.Row | None:
         "triggered_by": new.triggered_by,
         "cancelled_by": "",
         "retried_by": "",
+        "parent_run_id": parent_run_id,
+        "children_total": 0,
+        "children_done": 0,
     }
     # The run is written with its first event's seq already counted: one statement less
     # than inserting it with 0 and letting `t.append` bump it.
@@ -171,5 +179,5 @@ def _insert(tx: t.Tx, new: NewRun, slot: str) -> t.Row | None:
         )
     tx.unwritten.append(reads.event_row(event))
     tx.events.append(event)
-    tx.dispatchable = slot == ACTIVE_SLOT
+    tx.dispatchable = tx.dispatchable or slot == ACTIVE_SLOT
     return row
