@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -38,10 +39,9 @@ async def store(scheduler_db_url: str) -> AsyncIterator[SqlRunStore]:
     await store.close()
 
 
-def crawl_of(*repositories: str, organization: str = "", **kw: object) -> NewRun:
+def crawl_of(*repositories: str, organization: str = "", **kw: Any) -> NewRun:
     spec = CrawlSpec(tuple(repositories), organization)
-    values: dict[str, object] = {"concurrency_key": default_concurrency_key(spec), **kw}
-    return new_run(spec=spec, **values)
+    return new_run(spec=spec, concurrency_key=default_concurrency_key(spec), **kw)
 
 
 async def children(store: SqlRunStore, parent: Run) -> dict[str, Run]:
@@ -203,7 +203,10 @@ async def test_an_empty_organization_succeeds_at_once(store: SqlRunStore) -> Non
     await store.finish_attempt(plan.ref, "w1", result, T0)
     done = await store.get_run(parent.id)
     assert done.state is RunState.SUCCEEDED
-    assert done.output == {"failed_repositories": [], "children": {"total": 0, "succeeded": 0, "failed": []}}
+    assert done.output == {
+        "failed_repositories": [],
+        "children": {"total": 0, "succeeded": 0, "failed": []},
+    }
 
 
 async def test_a_queued_parent_fans_out_when_promoted(store: SqlRunStore) -> None:

@@ -44,10 +44,10 @@ def create(tx: t.Tx, new: NewRun, ttl: timedelta) -> Created:
         if previous is not None:
             return previous
     run_id, disposition, inserted = _resolve_conflict(tx, new)
-    if inserted is not None and inserted["slot"] == ACTIVE_SLOT:
-        if fans_out(new.spec) and not needs_plan(new.spec):
-            # The children are created before the commit (`fanout.settle`).
-            tx.expand.append((inserted, None))
+    parent = fans_out(new.spec) and not needs_plan(new.spec)
+    if parent and inserted is not None and inserted["slot"] == ACTIVE_SLOT:
+        # The children are created before the commit (`fanout.settle`).
+        tx.expand.append((inserted, None))
     if new.request_id:
         tx.conn.execute(
             _INSERT_KEY,

@@ -20,12 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from common import db
 from common.errors import Unavailable
 from scheduler_service.cluster.notice import Notifier
-from scheduler_service.db.models import ACTIVE_SLOT
-from scheduler_service.errors import RunConflict, RunFinished, RunNotFound, RunNotRetryable
+from scheduler_service.errors import RunConflict, RunFinished, RunNotFound
 from scheduler_service.runs.model import (
     AttemptRef,
     AttemptResult,
-    EventKind,
     LeaseLosses,
     NewRun,
     Run,
