@@ -21,6 +21,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -148,7 +149,10 @@ def separate_runs(stub: sched_grpc.SchedulerServiceStub, names: list[str], tag: 
         job = runs_pb2.CrawlJob(repositories=[name], refresh=True)
         stub.TriggerRun(pb2.TriggerRunRequest(crawl=job, labels={"bench": tag}), timeout=30)
     query = pb2.ListRunsRequest(labels={"bench": tag}, states=sorted(TERMINAL), page_size=500)
+    deadline = started + 600
     while len(runs := stub.ListRuns(query, timeout=30).runs) < len(names):
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"separate runs {tag}: {len(runs)} of {len(names)} ended")
         time.sleep(0.02)
     seconds = time.perf_counter() - started
     assert all(run.state == runs_pb2.RUN_STATE_SUCCEEDED for run in runs)
@@ -164,7 +168,9 @@ def measure(reps: int, repos: int, pulls: int, latency: float) -> dict[str, obje
     try:
         # Kept when the benchmark fails: the services' logs are in it.
         tmp = tempfile.mkdtemp(prefix="bench-fanout-")
-        with FakeGitHub(dataset(repos, pulls), latency=latency) as github:
+        # A budget that never runs out: the crawlers would otherwise wait for GitHub's reset.
+        fake = FakeGitHub(dataset(repos, pulls), latency=latency, rate_limit=10**9)
+        with fake as github:
             services = start_fleet(Path(tmp), github.url, scheduler_db, crawler_db)
             try:
                 with grpc.insecure_channel(services[0].address) as channel:
@@ -177,6 +183,10 @@ def measure(reps: int, repos: int, pulls: int, latency: float) -> dict[str, obje
                                 singles.append(one_run(stub, names))
                             else:
                                 separates.append(separate_runs(stub, names, f"rep-{rep}"))
+                        print(
+                            f"rep {rep}: {singles[-1]:.2f} s / {separates[-1]:.2f} s",
+                            file=sys.stderr,
+                        )
             finally:
                 for service in reversed(services):
                     service.stop()
