@@ -31,12 +31,16 @@ class _RunStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RunState.Val
     RUN_STATE_PENDING: _RunState.ValueType  # 1
     """Waiting to be dispatched to a crawler (first attempt, or backing off before a retry)."""
     RUN_STATE_RUNNING: _RunState.ValueType  # 2
-    """Assigned to a crawler, which holds a lease on it."""
+    """Assigned to a crawler, which holds a lease on it; or a fan-out parent following its child
+    runs (no crawler, no lease: see Run.children_total).
+    """
     RUN_STATE_SUCCEEDED: _RunState.ValueType  # 3
     RUN_STATE_FAILED: _RunState.ValueType  # 4
     RUN_STATE_CANCELLED: _RunState.ValueType  # 5
     RUN_STATE_QUEUED: _RunState.ValueType  # 6
-    """Waiting behind the active run of the same concurrency key (CONFLICT_POLICY_QUEUE)."""
+    """Waiting behind the active run of the same concurrency key (CONFLICT_POLICY_QUEUE, or a
+    fan-out child whose repository another run is crawling).
+    """
 
 class RunState(_RunState, metaclass=_RunStateEnumTypeWrapper):
     """The lifecycle state of a run."""
@@ -45,12 +49,16 @@ RUN_STATE_UNSPECIFIED: RunState.ValueType  # 0
 RUN_STATE_PENDING: RunState.ValueType  # 1
 """Waiting to be dispatched to a crawler (first attempt, or backing off before a retry)."""
 RUN_STATE_RUNNING: RunState.ValueType  # 2
-"""Assigned to a crawler, which holds a lease on it."""
+"""Assigned to a crawler, which holds a lease on it; or a fan-out parent following its child
+runs (no crawler, no lease: see Run.children_total).
+"""
 RUN_STATE_SUCCEEDED: RunState.ValueType  # 3
 RUN_STATE_FAILED: RunState.ValueType  # 4
 RUN_STATE_CANCELLED: RunState.ValueType  # 5
 RUN_STATE_QUEUED: RunState.ValueType  # 6
-"""Waiting behind the active run of the same concurrency key (CONFLICT_POLICY_QUEUE)."""
+"""Waiting behind the active run of the same concurrency key (CONFLICT_POLICY_QUEUE, or a
+fan-out child whose repository another run is crawling).
+"""
 Global___RunState: _TypeAlias = RunState  # noqa: Y015
 
 class _StepState:
