@@ -15,6 +15,7 @@ from scheduler_service.runs.model import (
     AttemptRef,
     AttemptResult,
     ConflictPolicy,
+    Disposition,
     EventKind,
     NewRun,
     Outcome,
@@ -24,6 +25,7 @@ from scheduler_service.runs.model import (
     RunState,
     StepReport,
     StepState,
+    Trigger,
 )
 from scheduler_service.runs.retries import RetryPolicy
 from scheduler_service.runs.sql.store import SqlRunStore
@@ -245,3 +247,53 @@ def test_sum_outputs_adds_numbers_and_joins_lists() -> None:
         ]
     )
     assert total == {"n": 3, "l": ["a", "b"], "d": {"x": 3, "y": 3}, "s": "first", "flag": True}
+
+
+async def test_children_inherit_the_trigger_and_an_on_demand_crawl_joins_one(
+    store: SqlRunStore,
+) -> None:
+    deadline = T0 + timedelta(hours=1)
+    fired = crawl_of(
+        "octo/a",
+        "octo/b",
+        trigger=Trigger.SCHEDULE,
+        schedule_id="hourly",
+        nominal_time=T0,
+        deadline_at=deadline,
+        triggered_by="schedule:hourly",
+        max_attempts=5,
+    )
+    parent = (await store.create_run(fired, T0, DAY)).run
+    assert parent.deadline_at is None  # the children carry it
+    child = (await children(store, parent))["octo/a"]
+    assert (child.trigger, child.schedule_id, child.nominal_time) == (
+        Trigger.SCHEDULE,
+        "hourly",
+        T0,
+    )
+    assert (child.deadline_at, child.triggered_by, child.max_attempts) == (
+        deadline,
+        "schedule:hourly",
+        5,
+    )
+    # An on-demand crawl of that repository meets the child on its key.
+    joined = await store.create_run(crawl_of("octo/a"), T0, DAY)
+    assert joined.disposition is Disposition.JOINED and joined.run.id == child.id
+
+
+async def test_retrying_a_failed_child_reopens_its_parent(store: SqlRunStore) -> None:
+    parent = (await store.create_run(crawl_of("octo/a", "octo/b"), T0, DAY)).run
+    first, second = await claim_all(store)
+    gone = RunError("GITHUB_NOT_FOUND", "no such repository", False)
+    await store.finish_attempt(first.ref, "w1", AttemptResult(Outcome.FAILED, error=gone), T0)
+    await succeed(store, second)
+    assert (await store.get_run(parent.id)).state is RunState.FAILED
+
+    await store.retry_run(first.id, T0, by="ops")
+    reopened = await store.get_run(parent.id)
+    assert reopened.state is RunState.RUNNING and reopened.children_done == 1
+    again = (await store.claim("w1", T0, TTL)).run
+    assert again is not None and again.id == first.id
+    await succeed(store, again)
+    done = await store.get_run(parent.id)
+    assert done.state is RunState.SUCCEEDED and done.error is None
