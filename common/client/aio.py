@@ -173,12 +173,15 @@ class GhpulseClient(Closing):
         labels: Mapping[str, str] | None = None,
         page_size: int = 50,
         page_token: str = "",
+        parent_run_id: str = "",
     ) -> spb.ListRunsResponse:
-        """One page of runs, newest first (RunState / JobKind enum values as filters)."""
+        """One page of runs, newest first (RunState / JobKind enum values as filters; with
+        `parent_run_id`, only the children of that fan-out parent)."""
         request = spb.ListRunsRequest(
             states=list(states),  # type: ignore[arg-type]
             jobs=list(jobs),  # type: ignore[arg-type]
             labels=dict(labels or {}),
+            parent_run_id=parent_run_id,
             page_size=page_size,
             page_token=page_token,
         )

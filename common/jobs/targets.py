@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 
@@ -57,9 +58,18 @@ def target_violations(
     return violations
 
 
+#: A default key longer than this names its targets by digest (keys are at most 512 characters).
+MAX_TARGET_KEY = 256
+
+
 def target_key(prefix: str, repositories: tuple[str, ...], organization: str) -> str:
-    """`<prefix>:` + the sorted, lowercased targets (the default concurrency key's core)."""
+    """`<prefix>:` + the sorted, lowercased targets (the default concurrency key's core); past
+    MAX_TARGET_KEY characters, `<prefix>:<n> targets:<sha256 of the targets, 32 hex digits>`."""
     targets = sorted(name.lower() for name in repositories)
     if organization:
         targets.append(f"org:{organization.lower()}")
-    return f"{prefix}:{','.join(targets)}"
+    key = f"{prefix}:{','.join(targets)}"
+    if len(key) <= MAX_TARGET_KEY:
+        return key
+    digest = hashlib.sha256(",".join(targets).encode()).hexdigest()[:32]
+    return f"{prefix}:{len(targets)} targets:{digest}"

@@ -154,9 +154,10 @@ class CrawlerStore(Closing):
                 .values(repository=repository, watermark=None, etags={}, last_success_at=None)
                 .on_conflict_do_nothing(index_elements=["repository"])
             )
-            forward = sa.or_(FetchState.watermark.is_(None), FetchState.watermark <= watermark)
-            if watermark is None:
-                forward = FetchState.watermark.is_(None)
+            # A repository without pull requests has no watermark: only a first sweep is forward.
+            forward: sa.ColumnElement[bool] = FetchState.watermark.is_(None)
+            if watermark is not None:
+                forward = sa.or_(forward, FetchState.watermark <= watermark)
             updated = await conn.execute(
                 sa.update(FetchState)
                 .where(FetchState.repository == repository, forward)

@@ -4,6 +4,10 @@
 - recalculate: the named steps among upsert, link, classify, export, from stored raw data (no
   GitHub request; `Job.steps_for` keeps only the steps the spec names).
 - backfill_links: the link step for one repository.
+
+A crawl or recalculate naming an organization is a fan-out parent (`common.jobs.fanout`): a
+crawler's attempt of it runs only the `plan` step (`Job.attempt_steps`), and each repository is
+then crawled by a child run of its own.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from crawler_service.jobs.steps.classify import ClassifyStep
 from crawler_service.jobs.steps.export import ExportStep
 from crawler_service.jobs.steps.fetch import FetchStep
 from crawler_service.jobs.steps.link import LinkStep
+from crawler_service.jobs.steps.plan import PlanStep
 from crawler_service.jobs.steps.upsert import UpsertStep
 from crawler_service.settings import CrawlerSettings
 
@@ -68,9 +73,12 @@ def build_registry(
     upsert, link = UpsertStep(store), LinkStep(store)
     classify, export = ClassifyStep(store), ExportStep(store, Path(settings.export_dir))
     registry = JobRegistry()
-    registry.register(Job(JobKind.CRAWL, [fetch, upsert, link, classify, export], summarize_crawl))
+    plan = PlanStep(store, github)
     registry.register(
-        Job(JobKind.RECALCULATE, [upsert, link, classify, export], summarize_recalculate)
+        Job(JobKind.CRAWL, [fetch, upsert, link, classify, export], summarize_crawl, plan)
+    )
+    registry.register(
+        Job(JobKind.RECALCULATE, [upsert, link, classify, export], summarize_recalculate, plan)
     )
     registry.register(Job(JobKind.BACKFILL_LINKS, [link]))
     return registry

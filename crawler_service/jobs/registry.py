@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import structlog
 
 from common.jobs import JobKind, JobSpec
+from common.jobs.fanout import PLAN_OUTPUT, PLAN_STEP, needs_plan
 from common.jobs.plugin import kind_violations
 from crawler_service.errors import AttemptStopped, UnknownJob
 
@@ -84,6 +85,9 @@ class Job:
     summarize: Callable[[JobSpec, Mapping[str, Output]], Output] = lambda _spec, outputs: (
         _merge_outputs(outputs)
     )
+    #: The step listing the repositories of a fan-out parent that names an organization (see
+    #: `common.jobs.fanout`); None: the job does not fan out.
+    plan: Step | None = None
 
     def steps_for(self, spec: JobSpec) -> Sequence[Step]:
         """The steps to run for `spec` (recalculate runs only the steps it names)."""
@@ -91,6 +95,21 @@ class Job:
         if not wanted:
             return self.steps
         return [step for step in self.steps if step.name in wanted]
+
+    def attempt_steps(self, spec: JobSpec) -> Sequence[Step]:
+        """The steps an attempt of a run of `spec` runs: only the plan for a parent that needs
+        one (the scheduler then creates a child run per repository), else `steps_for`."""
+        if self.plan is not None and needs_plan(spec):
+            return [self.plan]
+        return self.steps_for(spec)
+
+    def summary(self, spec: JobSpec, outputs: Mapping[str, Output]) -> Output:
+        """The attempt's output: the plan's repositories as `{"fan_out": [...]}`, or the run's
+        output (`summarize`)."""
+        plan = outputs.get(PLAN_STEP)
+        if self.plan is not None and plan is not None and needs_plan(spec):
+            return {PLAN_OUTPUT: list(plan.get("repositories", []))}
+        return self.summarize(spec, outputs)
 
 
 _BUILT_IN = frozenset(kind.value for kind in JobKind) - {JobKind.PLUGIN.value}

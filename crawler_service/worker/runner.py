@@ -154,13 +154,13 @@ class AttemptRunner:
         spec = self._spec
         job = self._registry.get(spec.kind)
         outputs: dict[str, Output] = {}
-        for step in job.steps_for(spec):
+        for step in job.attempt_steps(spec):
             if step.name in self._completed:
                 outputs[step.name] = self._completed[step.name]
                 continue
             self._check_stopped()
             outputs[step.name] = await self._run_step(step, spec, outputs)
-        return job.summarize(spec, outputs)
+        return job.summary(spec, outputs)
 
     async def _run_step(self, step: Step, spec: JobSpec, outputs: dict[str, Output]) -> Output:
         self._current = step.name

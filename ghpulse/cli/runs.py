@@ -200,6 +200,9 @@ def runs(
     state: Annotated[list[StateName] | None, typer.Option(help="Repeatable.")] = None,
     job: Annotated[list[JobName] | None, typer.Option(help="Repeatable.")] = None,
     label: LabelOpt = None,
+    parent: Annotated[
+        str, typer.Option(help="Only the child runs of this fan-out parent run.")
+    ] = "",
     limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
     scheduler: SchedulerOpt = SCHEDULER_DEFAULT,
     output: OutputOpt = OutputFormat.TABLE,
@@ -213,7 +216,9 @@ def runs(
 
     async def fetch() -> spb.ListRunsResponse:
         async with GhpulseClient(scheduler) as client:
-            return await client.list_runs(states=states, jobs=jobs, labels=labels, page_size=limit)
+            return await client.list_runs(
+                states=states, jobs=jobs, labels=labels, parent_run_id=parent, page_size=limit
+            )
 
     response = run(fetch())
     if output is OutputFormat.JSON:

@@ -31,7 +31,9 @@ def span(value: duration_pb2.Duration, present: bool = True) -> str:
 
 
 def run_state(run: runs_pb2.Run) -> str:
-    return enum_label(runs_pb2.RunState.Name(run.state), "RUN_STATE_")
+    """The state; a fan-out parent's with how many of its children ended (`running 3/40`)."""
+    state = enum_label(runs_pb2.RunState.Name(run.state), "RUN_STATE_")
+    return f"{state} {run.children_done}/{run.children_total}" if run.children_total else state
 
 
 def job_name(message: runs_pb2.Run | schedules_pb2.ScheduleTemplate) -> str:
@@ -83,6 +85,10 @@ def run_table(run: runs_pb2.Run) -> Table:
         ("finished", when(run.finished_at, run.HasField("finished_at"))),
         ("worker", run.worker_id or "-"),
     ]  # fmt: skip
+    if run.parent_run_id:
+        rows.append(("parent", run.parent_run_id))
+    if run.children_total:
+        rows.append(("children", f"{run.children_done}/{run.children_total} ended"))
     if run.HasField("error"):
         rows.append(("error", f"{run.error.code}: {run.error.message}"))
     for name, value in rows:

@@ -134,6 +134,9 @@ def run_to_pb(run: Run) -> runs_pb2.Run:
         triggered_by=run.triggered_by,
         cancelled_by=run.cancelled_by,
         retried_by=run.retried_by,
+        parent_run_id=run.parent_run_id,
+        children_total=run.children_total,
+        children_done=run.children_done,
     )
     job_to_pb(run.spec, message)
     return message
@@ -303,6 +306,9 @@ def decode_page_token(token: str) -> tuple[datetime, str]:
 
 def query_from_pb(request: scheduler_service_pb2.ListRunsRequest) -> RunQuery:
     violations = nul_violations("concurrency_key", {"": request.concurrency_key})
+    violations += nul_violations("parent_run_id", {"": request.parent_run_id})
+    if len(request.parent_run_id) > MAX_ID:
+        violations.append(FieldViolation("parent_run_id", f"at most {MAX_ID} characters"))
     if len(request.concurrency_key) > MAX_CONCURRENCY_KEY_FILTER:
         violations.append(
             FieldViolation("concurrency_key", f"at most {MAX_CONCURRENCY_KEY_FILTER} characters")
@@ -343,6 +349,7 @@ def query_from_pb(request: scheduler_service_pb2.ListRunsRequest) -> RunQuery:
         labels=dict(request.labels),
         concurrency_key=request.concurrency_key,
         trigger=trigger,
+        parent_run_id=request.parent_run_id,
         created_after=after,
         created_before=before,
         page_size=min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),

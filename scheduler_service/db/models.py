@@ -36,6 +36,9 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 #: (NULL once finished). Not run states: a PENDING run holds the active slot.
 ACTIVE_SLOT = "active"
 QUEUED_SLOT = "queued"
+#: A fan-out child waiting behind its key's active run: QUEUED like the queued run, but not
+#: unique (several parents may wait for one repository); promoted in creation order with it.
+WAITING_SLOT = "waiting"
 
 #: Partial index predicate of the active runs (migration 0004): the hot queries stay as cheap with
 #: a million finished runs as with none.
@@ -67,7 +70,7 @@ class RunRow(Base):
     job_kind: Mapped[str] = mapped_column(String(32))
     job: Mapped[dict[str, Any]]
     state: Mapped[str] = mapped_column(String(16))
-    #: 'active' (pending, backing off or running), 'queued', or NULL once finished.
+    #: 'active' (pending, backing off or running), 'queued', 'waiting', or NULL once finished.
     slot: Mapped[str | None] = mapped_column(String(8))
     concurrency_key: Mapped[str] = mapped_column(String(512))
     attempt: Mapped[int] = mapped_column(Integer)
@@ -93,6 +96,11 @@ class RunRow(Base):
     triggered_by: Mapped[str] = mapped_column(String(200), server_default="")
     cancelled_by: Mapped[str] = mapped_column(String(200), server_default="")
     retried_by: Mapped[str] = mapped_column(String(200), server_default="")
+    #: The fan-out parent of a child run (one repository of a run over several); NULL otherwise.
+    parent_run_id: Mapped[str | None] = mapped_column(String(40))
+    #: A fan-out parent's number of children (0 for any other run), and how many have ended.
+    children_total: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    children_done: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 
     __table_args__ = (
         Index(
@@ -123,6 +131,7 @@ class RunRow(Base):
         _partial("ix_runs_active_deadline", "deadline_at", where=_ACTIVE_WHERE),
         _partial("ix_runs_active_job_state", "job_kind", "state", where=_ACTIVE_WHERE),
         Index("ix_runs_concurrency_key_created", "concurrency_key", "created_at", "id"),
+        Index("ix_runs_parent_created", "parent_run_id", "created_at", "id"),
     )
 
 

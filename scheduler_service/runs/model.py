@@ -165,6 +165,10 @@ class Run:
     triggered_by: str = ""
     cancelled_by: str = ""
     retried_by: str = ""
+    #: Fan-out (see `common.jobs.fanout`): a child's parent; a parent's children and those ended.
+    parent_run_id: str = ""
+    children_total: int = 0
+    children_done: int = 0
 
     @property
     def ref(self) -> AttemptRef:
@@ -250,6 +254,8 @@ class RunQuery:
     trigger: Trigger | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    #: Only the children of this fan-out parent.
+    parent_run_id: str = ""
     page_size: int = 50
     #: Keyset cursor: (created_at, id) of the last run of the previous page.
     after: tuple[datetime, str] | None = None

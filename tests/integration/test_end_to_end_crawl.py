@@ -49,7 +49,12 @@ async def test_crawl_an_organization_then_query_it(c: Cluster, fake: FakeGitHub)
     )
     run = await c.wait_for_state(triggered.run.id, *TERMINAL)
     assert run.state == runs_pb2.RUN_STATE_SUCCEEDED, run.error
-    assert [s.name for s in run.steps] == ["fetch", "upsert", "link", "classify", "export"]
+    # A fan-out parent: a crawler planned it, then one child run crawled each repository.
+    assert [s.name for s in run.steps] == ["plan", "repositories"]
+    children = await c.stub.ListRuns(spb.ListRunsRequest(parent_run_id=run.id))
+    assert len(children.runs) == run.children_total == 3
+    for child in children.runs:
+        assert [s.name for s in child.steps] == ["fetch", "upsert", "link", "classify", "export"]
     output: dict[str, Any] = dict(run.output)
     assert sorted(output["repositories_fetched"]) == [
         "ghpulse-demo/api",

@@ -2,7 +2,8 @@
 
 They replace the `crawl` job with three steps (alpha, beta, gamma) that report progress and whose
 behaviour the test chooses through the crawl's first repository name:
-- `test/gated`: beta waits until the file `<GHPULSE_TEST_GATES>/<run_id>` exists;
+- `test/gated` (or `test/gated-<anything>`): beta waits until the file
+  `<GHPULSE_TEST_GATES>/<run_id>` exists;
 - `test/fail-once`: beta fails retryably on the first attempt;
 - `test/fail`: beta fails permanently;
 - anything else: all steps run straight through.
@@ -50,7 +51,7 @@ class TestStep:
             raise PermanentError("beta always fails", code="TEST_PERMANENT")
         if mode == "test/fail-once" and ctx.attempt == 1:
             raise TransientError("beta fails on the first attempt", code="TEST_TRANSIENT")
-        if mode == "test/gated":
+        if mode == "test/gated" or mode.startswith("test/gated-"):
             # Test-only polling: the gate is opened by the test process, possibly another process.
             while not gate_path(ctx.run_id).exists():
                 ctx.check_stopped()

@@ -12,6 +12,7 @@ from sqlalchemy import Table, bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from common.jobs import to_json
+from common.jobs.fanout import fans_out, needs_plan
 from scheduler_service.db.models import ACTIVE_SLOT, QUEUED_SLOT, IdempotencyRow, RunLabelRow
 from scheduler_service.errors import IdempotencyMismatch, RunConflict, RunNotFound
 from scheduler_service.runs.model import (
@@ -69,6 +70,7 @@ def create(tx: t.Tx, new: NewRun, ttl: timedelta, keys: Keys | None = None) -> C
         if previous is not None:
             return previous
     run_id, disposition, inserted = _resolve_conflict(tx, new)
+    _expand_if_parent(tx, new, inserted)
     _record_key(tx, new, ttl, keys, run_id, disposition)
     # A run inserted by this transaction is known without reading it back (it has no steps).
     run = reads.to_run(inserted, []) if inserted else reads.load(tx.conn, run_id)
@@ -81,9 +83,18 @@ def create_inserted(
     """`create` of a trigger whose run was inserted already (see `run_row`; `batch`)."""
     row, event = inserted
     _after_insert(tx, new, row, event)
+    _expand_if_parent(tx, new, row)
     _record_key(tx, new, ttl, keys, row["id"], Disposition.CREATED)
     run = reads.to_run(row, [])
     return Created(run, Disposition.CREATED, tx.transition(run))
+
+
+def _expand_if_parent(tx: t.Tx, new: NewRun, inserted: t.Row | None) -> None:
+    """A fan-out parent that took its key's active slot gets its children before the commit
+    (`fanout.settle`); an organization's parent waits for its crawler's plan instead."""
+    parent = fans_out(new.spec) and not needs_plan(new.spec)
+    if parent and inserted is not None and inserted["slot"] == ACTIVE_SLOT:
+        tx.expand.append((inserted, None))
 
 
 def _record_key(
@@ -154,7 +165,7 @@ def _resolve_conflict(tx: t.Tx, new: NewRun) -> tuple[str, Disposition, t.Row | 
     # holder is read (locked), unless it finished meanwhile (PostgreSQL: the INSERT waited for
     # the finishing transaction's slot, the SELECT's snapshot is later).
     for _ in range(_FREED_RETRIES):
-        row = _insert(tx, new, ACTIVE_SLOT)
+        row = insert(tx, new, ACTIVE_SLOT)
         if row is not None:
             return row["id"], Disposition.CREATED, row
         active = slot_holder(tx, new.concurrency_key, ACTIVE_SLOT)
@@ -172,7 +183,7 @@ def _behind(tx: t.Tx, new: NewRun, active: str) -> tuple[str, Disposition, t.Row
     queued = slot_holder(tx, new.concurrency_key, QUEUED_SLOT)
     if queued is not None:
         return queued, Disposition.JOINED, None
-    row = _insert(tx, new, QUEUED_SLOT)
+    row = insert(tx, new, QUEUED_SLOT)
     if row is None:
         # Queued by a concurrent trigger after the read above (PostgreSQL): the next pass of
         # the caller's retry joins it.
@@ -180,16 +191,18 @@ def _behind(tx: t.Tx, new: NewRun, active: str) -> tuple[str, Disposition, t.Row
     return row["id"], Disposition.QUEUED, row
 
 
-def _insert(tx: t.Tx, new: NewRun, slot: str) -> t.Row | None:
+def insert(tx: t.Tx, new: NewRun, slot: str, parent_run_id: str | None = None) -> t.Row | None:
     """The new run's row in `slot`, or None if another run holds the slot."""
-    row, event = run_row(tx, new, slot)
+    row, event = run_row(tx, new, slot, parent_run_id)
     if not q.insert_run_unless_taken(tx.conn, row):
         return None
     _after_insert(tx, new, row, event)
     return row
 
 
-def run_row(tx: t.Tx, new: NewRun, slot: str) -> tuple[t.Row, RunEvent]:
+def run_row(
+    tx: t.Tx, new: NewRun, slot: str, parent_run_id: str | None = None
+) -> tuple[t.Row, RunEvent]:
     """The row of a new run in `slot` (not inserted yet), and its first event."""
     state = RunState.PENDING if slot == ACTIVE_SLOT else RunState.QUEUED
     row: dict[str, Any] = {
@@ -220,6 +233,9 @@ def run_row(tx: t.Tx, new: NewRun, slot: str) -> tuple[t.Row, RunEvent]:
         "triggered_by": new.triggered_by,
         "cancelled_by": "",
         "retried_by": "",
+        "parent_run_id": parent_run_id,
+        "children_total": 0,
+        "children_done": 0,
     }
     # The run is written with its first event's seq already counted: one statement less
     # than inserting it with 0 and letting `t.append` bump it.
@@ -244,4 +260,4 @@ def _after_insert(tx: t.Tx, new: NewRun, row: t.Row, event: RunEvent) -> None:
         )
     tx.unwritten.append(reads.event_row(event))
     tx.events.append(event)
-    tx.dispatchable = row["slot"] == ACTIVE_SLOT
+    tx.dispatchable = tx.dispatchable or row["slot"] == ACTIVE_SLOT

@@ -118,7 +118,8 @@ def expiry_statement(now: datetime, cancel_grace: timedelta) -> Select[Any]:
     statement = select(runs.c.id).where(
         or_(
             and_(running, runs.c.lease_expires_at < now),
-            and_(running, runs.c.cancel_requested_at < now - cancel_grace),
+            # Not a fan-out parent (no crawler): it ends with its last child.
+            and_(running, runs.c.cancel_requested_at < now - cancel_grace, runs.c.worker_id != ""),
             and_(state_is(*ACTIVE_STATES), runs.c.deadline_at < now),
         )
     )
@@ -165,6 +166,8 @@ def filters(query: RunQuery) -> list[Any]:
         clauses.append(runs.c.concurrency_key == query.concurrency_key)
     if query.trigger is not None:
         clauses.append(runs.c.trigger == query.trigger.value)
+    if query.parent_run_id:
+        clauses.append(runs.c.parent_run_id == query.parent_run_id)
     if query.created_after is not None:
         clauses.append(runs.c.created_at >= query.created_after)
     if query.created_before is not None:
@@ -224,6 +227,9 @@ def to_run(row: dict[str, Any], step_list: list[StepStatus]) -> Run:
         triggered_by=row["triggered_by"],
         cancelled_by=row["cancelled_by"],
         retried_by=row["retried_by"],
+        parent_run_id=row["parent_run_id"] or "",
+        children_total=row["children_total"] or 0,
+        children_done=row["children_done"] or 0,
     )
 
 

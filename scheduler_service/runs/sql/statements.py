@@ -23,7 +23,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from scheduler_service.db.models import QUEUED_SLOT, RunEventRow, RunRow, RunStepRow
+from scheduler_service.db.models import (
+    QUEUED_SLOT,
+    WAITING_SLOT,
+    RunEventRow,
+    RunRow,
+    RunStepRow,
+)
 from scheduler_service.runs.model import RunState, StepState
 
 runs = cast(Table, RunRow.__table__)
@@ -48,10 +54,15 @@ SLOT_HOLDER = (
     .where(runs.c.concurrency_key == bindparam("w_key"), runs.c.slot == bindparam("w_slot"))
     .with_for_update()
 )
-#: The key's queued run, locked. Parameters: w_key.
+#: The key's oldest queued or waiting run (a fan-out child), locked. Parameters: w_key.
 QUEUED_OF = (
     select(runs)
-    .where(runs.c.concurrency_key == bindparam("w_key"), runs.c.slot == QUEUED_SLOT)
+    .where(
+        runs.c.concurrency_key == bindparam("w_key"),
+        runs.c.slot.in_([QUEUED_SLOT, WAITING_SLOT]),
+    )
+    .order_by(runs.c.created_at, runs.c.id)
+    .limit(1)
     .with_for_update()
 )
 #: The oldest dispatchable run, locked, skipping rows another transaction holds. Parameters: w_now.

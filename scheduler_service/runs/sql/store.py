@@ -20,12 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from common import db
 from common.errors import GhpulseError, Unavailable
 from scheduler_service.cluster.notice import Notifier
-from scheduler_service.db.models import ACTIVE_SLOT
-from scheduler_service.errors import RunConflict, RunFinished, RunNotFound, RunNotRetryable
+from scheduler_service.errors import RunConflict, RunFinished, RunNotFound
 from scheduler_service.runs.model import (
     AttemptRef,
     AttemptResult,
-    EventKind,
     LeaseLosses,
     NewRun,
     Run,
@@ -36,7 +34,7 @@ from scheduler_service.runs.model import (
     StepReport,
 )
 from scheduler_service.runs.retries import RetryPolicy
-from scheduler_service.runs.sql import batch, creation, reads
+from scheduler_service.runs.sql import batch, creation, fanout, reads, rerun
 from scheduler_service.runs.sql import statements as q
 from scheduler_service.runs.sql import transitions as t
 from scheduler_service.runs.sql.threads import (
@@ -94,6 +92,7 @@ class SqlRunStore(RunStore):
         with self.threads.writer.begin() as conn:
             tx = t.Tx(conn, now, self._retry)
             yield tx
+            fanout.settle(tx)
             tx.flush()
             if self.notifier is not None:
                 self.notifier.send(conn, tx.events, tx.dispatchable, tx.cancels)
@@ -131,7 +130,7 @@ class SqlRunStore(RunStore):
         for _ in range(_CONTENTION_RETRIES):
             try:
                 with self._tx(now) as tx:
-                    created = creation.create(tx, new, idempotency_ttl)
+                    created = _expanded(tx, creation.create(tx, new, idempotency_ttl))
                     if claim is None or not tx.dispatchable:
                         return created
                     claimed = _claim_next(tx, claim.worker_id, claim.lease_ttl)
@@ -153,11 +152,11 @@ class SqlRunStore(RunStore):
     ) -> list[Created | GhpulseError]:
         try:
             with self._tx(now) as tx:
-                return batch.create_many(tx, news, idempotency_ttl, isolated=False)
+                return _settled(tx, batch.create_many(tx, news, idempotency_ttl, isolated=False))
         except IntegrityError:
             # A race lost to another process (PostgreSQL): again, each trigger on its own.
             with self._tx(now) as tx:
-                return batch.create_many(tx, news, idempotency_ttl, isolated=True)
+                return _settled(tx, batch.create_many(tx, news, idempotency_ttl, isolated=True))
 
     @on_urgent_writer
     def claim(self, worker_id: str, now: datetime, lease_ttl: timedelta) -> Transition:
@@ -187,6 +186,7 @@ class SqlRunStore(RunStore):
         with self._tx(now) as tx:
             row = t.apply_reports(tx, ref, worker_id, reports)
             t.apply_result(tx, row, result)
+            fanout.settle(tx)
             run = reads.with_steps(tx.conn, row)
             if claim is None:
                 return tx.transition(run)
@@ -252,6 +252,24 @@ class SqlRunStore(RunStore):
 
     @on_writer
     def cancel_run(self, run_id: str, reason: str, now: datetime, by: str = "") -> Transition:
+        transition = self._cancel(run_id, reason, now, by)
+        run = transition.run
+        if run is None or not (run.children_total and run.worker_id == ""):
+            return transition
+        # A parent: each active child cancelled in a transaction of its own (child, then parent:
+        # the one lock order), the parent ending with the last of them.
+        with self.threads.writer.connect() as conn:
+            child_ids = fanout.active_children(conn, run_id)
+        for child_id in child_ids:
+            try:
+                transition.merge(self._cancel(child_id, reason, now, by))
+            except RunFinished:
+                continue  # ended meanwhile
+        with self.threads.writer.connect() as conn:
+            transition.run = reads.load(conn, run_id)
+        return transition
+
+    def _cancel(self, run_id: str, reason: str, now: datetime, by: str) -> Transition:
         with self._tx(now) as tx:
             row = t.lock_run(tx, run_id)
             if row is None:
@@ -267,6 +285,8 @@ class SqlRunStore(RunStore):
             elif state is RunState.RUNNING:
                 if row["cancel_requested_at"] is None:
                     t.set_run(tx, row, cancel_requested_at=now)
+                if fanout.is_parent(row):
+                    return tx.transition(reads.with_steps(tx.conn, row))
                 tx.cancels = True
                 stops.append(
                     StopRequest(
@@ -284,38 +304,10 @@ class SqlRunStore(RunStore):
     def retry_run(self, run_id: str, now: datetime, by: str = "") -> Transition:
         try:
             with self._tx(now) as tx:
-                row = t.lock_run(tx, run_id)
-                if row is None:
-                    raise RunNotFound(run_id)
-                if row["state"] != RunState.FAILED.value:
-                    raise RunNotRetryable(run_id, row["state"])
-                active = creation.slot_holder(tx, row["concurrency_key"], ACTIVE_SLOT)
-                if active is not None:
-                    raise RunConflict(row["concurrency_key"], active)
-                t.set_run(
-                    tx,
-                    row,
-                    state=RunState.PENDING.value,
-                    slot=ACTIVE_SLOT,
-                    attempt=row["attempt"] + 1,
-                    attempt_floor=row["attempt"],
-                    finished_at=None,
-                    not_before=None,
-                    error=None,
-                    cancel_requested_at=None,
-                    retried_by=by,
-                    # A fresh deadline as long as the first: a run that failed past its deadline
-                    # would otherwise never be dispatched and fail again at the next sweep.
-                    deadline_at=_fresh_deadline(row, now),
-                )
-                t.append(
-                    tx,
-                    row,
-                    EventKind.STATE_CHANGED,
-                    {"state": RunState.PENDING.value, "reason": "retry requested"},
-                )
-                tx.dispatchable = True
-                return tx.transition(reads.with_steps(tx.conn, row))
+                row = rerun.retry(tx, run_id, by)
+                fanout.settle(tx)
+                tx.flush()
+                return tx.transition(reads.load(tx.conn, row["id"]))
         except IntegrityError:
             with self.threads.reader.connect() as conn:
                 run = reads.load(conn, run_id)
@@ -375,6 +367,8 @@ def _claim_next(tx: t.Tx, worker_id: str, lease_ttl: timedelta) -> Run | None:
     """Start an attempt of the oldest dispatchable run on `worker_id` (None: nothing to do)."""
     # The whole row, locked by this one statement (FOR UPDATE SKIP LOCKED on PostgreSQL;
     # SQLite transactions hold the write lock): no second read to lock it.
+    # A parent promoted by this transaction has its children before anything is claimed.
+    fanout.settle(tx)
     found = tx.conn.execute(q.NEXT_DISPATCHABLE, {"w_now": tx.now}).mappings().first()
     if found is None:
         return None
@@ -386,8 +380,17 @@ def _claim_next(tx: t.Tx, worker_id: str, lease_ttl: timedelta) -> Run | None:
     return reads.to_run(row, list(run.steps))
 
 
-def _fresh_deadline(row: t.Row, now: datetime) -> datetime | None:
-    if row["deadline_at"] is None:
-        return None
-    allowed: timedelta = row["deadline_at"] - row["created_at"]
-    return now + allowed
+def _settled(tx: t.Tx, outcomes: list[Created | GhpulseError]) -> list[Created | GhpulseError]:
+    """`outcomes` of a batch of triggers, the fan-out parents among them given their children
+    before the commit (the parents' answers are as created, before the expansion)."""
+    fanout.settle(tx)
+    return outcomes
+
+
+def _expanded(tx: t.Tx, created: Created) -> Created:
+    """`created`, with its children if it is a parent created by this transaction."""
+    if not tx.expand:
+        return created
+    fanout.settle(tx)
+    run = reads.load(tx.conn, created.run.id)
+    return replace(created, run=run, transition=tx.transition(run))

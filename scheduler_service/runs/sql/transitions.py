@@ -16,6 +16,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from common.jobs import from_json
+from common.jobs.fanout import fans_out, needs_plan, planned
 from scheduler_service.db.models import ACTIVE_SLOT
 from scheduler_service.errors import StaleAttempt
 from scheduler_service.runs.model import (
@@ -33,6 +35,7 @@ from scheduler_service.runs.model import (
 )
 from scheduler_service.runs.retries import RetryPolicy
 from scheduler_service.runs.sql import statements as q
+from scheduler_service.runs.sql.step_reports import report_values
 from scheduler_service.runs.store import StopKind, StopRequest, Transition
 
 runs, steps, events = q.runs, q.steps, q.events
@@ -55,6 +58,11 @@ class Tx:
     unwritten: list[dict[str, Any]] = field(default_factory=list)
     #: Runs whose `last_seq` in memory is ahead of the database's, by id.
     behind: dict[str, Row] = field(default_factory=dict)
+    #: Fan-out work for `fanout.settle`: parents to expand (with their planned repositories, or
+    #: None for the job's own list), children that ended, children's steps that started.
+    expand: list[tuple[Row, list[str] | None]] = field(default_factory=list)
+    ended_children: list[Row] = field(default_factory=list)
+    child_steps: list[tuple[Row, str]] = field(default_factory=list)
 
     def flush(self) -> None:
         """Write what is pending: every run's `last_seq`, then the events (before the commit, and
@@ -110,7 +118,7 @@ def apply_reports(tx: Tx, ref: AttemptRef, worker_id: str, reports: Sequence[Ste
     # Consecutive reports of one step (started, progress, finished) are one write of the step.
     step: tuple[str, Row] | None = None
     for report in reports:
-        values, data = _report_values(tx, row, report)
+        values, data = report_values(tx.now, row, report)
         append(tx, row, report.kind, data)
         if step is not None and step[0] == report.step:
             step[1].update(values)
@@ -122,6 +130,9 @@ def apply_reports(tx: Tx, ref: AttemptRef, worker_id: str, reports: Sequence[Ste
         upsert_step(tx, row, step[0], **step[1])
     # The fenced UPDATE already wrote the last seq.
     tx.behind.pop(row["id"], None)
+    if row["parent_run_id"]:
+        started = [r.step for r in reports if r.kind is EventKind.STEP_STARTED]
+        tx.child_steps += [(row, name) for name in started]
     return row
 
 
@@ -217,6 +228,8 @@ def finish(
     )
     if held_active:
         promote_queued(tx, run["concurrency_key"])
+    if run["parent_run_id"]:
+        tx.ended_children.append(run)
 
 
 def promote_queued(tx: Tx, concurrency_key: str) -> None:
@@ -229,6 +242,9 @@ def promote_queued(tx: Tx, concurrency_key: str) -> None:
     data = _state_data(RunState.PENDING, "promoted")
     change(tx, queued, data, slot=ACTIVE_SLOT, state=RunState.PENDING.value, not_before=None)
     tx.dispatchable = True
+    spec = from_json(queued["job_kind"], queued["job"])
+    if fans_out(spec) and not needs_plan(spec):
+        tx.expand.append((queued, None))  # fans out in `fanout.settle`
 
 
 def retry_or_fail(tx: Tx, run: Row, error: RunError, reason: str) -> None:
@@ -305,46 +321,18 @@ def renew(tx: Tx, worker_id: str, refs: list[AttemptRef], lease_ttl: timedelta) 
     return renewed
 
 
-def _report_values(tx: Tx, row: Row, report: StepReport) -> tuple[Row, dict[str, Any]]:
-    """What `report` sets on its step, and its event's data."""
-    data: dict[str, Any] = {"step": report.step}
-    if report.kind is EventKind.STEP_STARTED:
-        data.update(total=report.total, message=report.message)
-        return {
-            "state": StepState.RUNNING.value,
-            "current": 0,
-            "total": report.total,
-            "message": report.message,
-            "attempt": row["attempt"],
-            "started_at": tx.now,
-            "finished_at": None,
-            "output": None,
-        }, data
-    if report.kind is EventKind.STEP_PROGRESS:
-        data.update(current=report.current, total=report.total, message=report.message)
-        return {
-            "state": StepState.RUNNING.value,
-            "current": report.current,
-            "total": report.total,
-            "message": report.message,
-        }, data
-    output = report.output if report.state is StepState.SUCCEEDED else None
-    data.update(state=report.state.value, message=report.message)
-    if output is not None:
-        data["output"] = output
-    return {
-        "state": report.state.value,
-        "finished_at": tx.now,
-        "message": report.message,
-        "output": output,
-    }, data
-
-
 def apply_result(tx: Tx, row: Row, result: AttemptResult) -> None:
     outcome = result.outcome
     if row["cancel_requested_at"] is not None and outcome is not Outcome.SUCCEEDED:
         outcome = Outcome.CANCELLED
-    if outcome is Outcome.SUCCEEDED:
+    repositories = planned(result.output) if outcome is Outcome.SUCCEEDED else None
+    if repositories is not None and needs_plan(from_json(row["job_kind"], row["job"])):
+        # A plan attempt (see `common.jobs.fanout`): the children come in `fanout.settle`.
+        if row["cancel_requested_at"] is None:
+            tx.expand.append((row, repositories))
+        else:
+            finish(tx, row, RunState.CANCELLED, "cancelled")
+    elif outcome is Outcome.SUCCEEDED:
         finish(tx, row, RunState.SUCCEEDED, "succeeded", output=result.output or {})
     elif outcome is Outcome.CANCELLED:
         finish(tx, row, RunState.CANCELLED, "cancelled")
@@ -362,6 +350,8 @@ def apply_result(tx: Tx, row: Row, result: AttemptResult) -> None:
 def expire_one(tx: Tx, row: Row, cancel_grace: timedelta, losses: LeaseLosses) -> list[StopRequest]:
     """Apply whichever time limit `row` passed; returns the crawler stops to push."""
     now, state = tx.now, RunState(row["state"])
+    if state is RunState.RUNNING and not row["worker_id"]:
+        return []  # a fan-out parent: its children have the leases and deadlines
     stops = []
     if state is RunState.RUNNING:
         stops.append(

@@ -31,12 +31,16 @@ class _RunStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RunState.Val
     RUN_STATE_PENDING: _RunState.ValueType  # 1
     """Waiting to be dispatched to a crawler (first attempt, or backing off before a retry)."""
     RUN_STATE_RUNNING: _RunState.ValueType  # 2
-    """Assigned to a crawler, which holds a lease on it."""
+    """Assigned to a crawler, which holds a lease on it; or a fan-out parent following its child
+    runs (no crawler, no lease: see Run.children_total).
+    """
     RUN_STATE_SUCCEEDED: _RunState.ValueType  # 3
     RUN_STATE_FAILED: _RunState.ValueType  # 4
     RUN_STATE_CANCELLED: _RunState.ValueType  # 5
     RUN_STATE_QUEUED: _RunState.ValueType  # 6
-    """Waiting behind the active run of the same concurrency key (CONFLICT_POLICY_QUEUE)."""
+    """Waiting behind the active run of the same concurrency key (CONFLICT_POLICY_QUEUE, or a
+    fan-out child whose repository another run is crawling).
+    """
 
 class RunState(_RunState, metaclass=_RunStateEnumTypeWrapper):
     """The lifecycle state of a run."""
@@ -45,12 +49,16 @@ RUN_STATE_UNSPECIFIED: RunState.ValueType  # 0
 RUN_STATE_PENDING: RunState.ValueType  # 1
 """Waiting to be dispatched to a crawler (first attempt, or backing off before a retry)."""
 RUN_STATE_RUNNING: RunState.ValueType  # 2
-"""Assigned to a crawler, which holds a lease on it."""
+"""Assigned to a crawler, which holds a lease on it; or a fan-out parent following its child
+runs (no crawler, no lease: see Run.children_total).
+"""
 RUN_STATE_SUCCEEDED: RunState.ValueType  # 3
 RUN_STATE_FAILED: RunState.ValueType  # 4
 RUN_STATE_CANCELLED: RunState.ValueType  # 5
 RUN_STATE_QUEUED: RunState.ValueType  # 6
-"""Waiting behind the active run of the same concurrency key (CONFLICT_POLICY_QUEUE)."""
+"""Waiting behind the active run of the same concurrency key (CONFLICT_POLICY_QUEUE, or a
+fan-out child whose repository another run is crawling).
+"""
 Global___RunState: _TypeAlias = RunState  # noqa: Y015
 
 class _StepState:
@@ -367,6 +375,9 @@ class Run(_message.Message):
     TRIGGERED_BY_FIELD_NUMBER: _builtins.int
     CANCELLED_BY_FIELD_NUMBER: _builtins.int
     RETRIED_BY_FIELD_NUMBER: _builtins.int
+    PARENT_RUN_ID_FIELD_NUMBER: _builtins.int
+    CHILDREN_TOTAL_FIELD_NUMBER: _builtins.int
+    CHILDREN_DONE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     state: Global___RunState.ValueType
     attempt: _builtins.int
@@ -389,6 +400,13 @@ class Run(_message.Message):
     """Who asked to cancel the run (see triggered_by); empty if nobody did."""
     retried_by: _builtins.str
     """Who last retried the run with RetryRun (see triggered_by); empty if nobody did."""
+    parent_run_id: _builtins.str
+    """The fan-out parent this run is a child of (one repository of a crawl or recalculate over
+    several repositories or an organization); empty for a run started on its own.
+    """
+    children_total: _builtins.int
+    """A fan-out parent's children: how many there are (0 for any other run) and how many ended."""
+    children_done: _builtins.int
     @_builtins.property
     def crawl(self) -> Global___CrawlJob: ...
     @_builtins.property
@@ -454,10 +472,13 @@ class Run(_message.Message):
         triggered_by: _builtins.str = ...,
         cancelled_by: _builtins.str = ...,
         retried_by: _builtins.str = ...,
+        parent_run_id: _builtins.str = ...,
+        children_total: _builtins.int = ...,
+        children_done: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["backfill_links", b"backfill_links", "crawl", b"crawl", "created_at", b"created_at", "deadline_at", b"deadline_at", "error", b"error", "finished_at", b"finished_at", "job", b"job", "nominal_time", b"nominal_time", "not_before", b"not_before", "output", b"output", "plugin", b"plugin", "recalculate", b"recalculate", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "backfill_links", b"backfill_links", "cancel_requested", b"cancel_requested", "cancelled_by", b"cancelled_by", "concurrency_key", b"concurrency_key", "crawl", b"crawl", "created_at", b"created_at", "deadline_at", b"deadline_at", "error", b"error", "finished_at", b"finished_at", "id", b"id", "job", b"job", "job_kind", b"job_kind", "labels", b"labels", "last_seq", b"last_seq", "max_attempts", b"max_attempts", "nominal_time", b"nominal_time", "not_before", b"not_before", "output", b"output", "plugin", b"plugin", "recalculate", b"recalculate", "retried_by", b"retried_by", "schedule_id", b"schedule_id", "started_at", b"started_at", "state", b"state", "steps", b"steps", "trigger", b"trigger", "triggered_by", b"triggered_by", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "backfill_links", b"backfill_links", "cancel_requested", b"cancel_requested", "cancelled_by", b"cancelled_by", "children_done", b"children_done", "children_total", b"children_total", "concurrency_key", b"concurrency_key", "crawl", b"crawl", "created_at", b"created_at", "deadline_at", b"deadline_at", "error", b"error", "finished_at", b"finished_at", "id", b"id", "job", b"job", "job_kind", b"job_kind", "labels", b"labels", "last_seq", b"last_seq", "max_attempts", b"max_attempts", "nominal_time", b"nominal_time", "not_before", b"not_before", "output", b"output", "parent_run_id", b"parent_run_id", "plugin", b"plugin", "recalculate", b"recalculate", "retried_by", b"retried_by", "schedule_id", b"schedule_id", "started_at", b"started_at", "state", b"state", "steps", b"steps", "trigger", b"trigger", "triggered_by", b"triggered_by", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_job: _TypeAlias = _typing.Literal["crawl", "recalculate", "backfill_links", "plugin"]  # noqa: Y015
     _WhichOneofArgType_job: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015

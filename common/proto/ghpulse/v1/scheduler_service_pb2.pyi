@@ -313,11 +313,14 @@ class ListRunsRequest(_message.Message):
     CREATED_BEFORE_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    PARENT_RUN_ID_FIELD_NUMBER: _builtins.int
     concurrency_key: _builtins.str
     trigger: _runs_pb2.Trigger.ValueType
     page_size: _builtins.int
     """Default 50, at most 500."""
     page_token: _builtins.str
+    parent_run_id: _builtins.str
+    """Only the children of this fan-out parent run."""
     @_builtins.property
     def jobs(self) -> _containers.RepeatedScalarFieldContainer[_runs_pb2.JobKind.ValueType]: ...
     @_builtins.property
@@ -342,10 +345,11 @@ class ListRunsRequest(_message.Message):
         created_before: _timestamp_pb2.Timestamp | None = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        parent_run_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency_key", b"concurrency_key", "created_after", b"created_after", "created_before", b"created_before", "jobs", b"jobs", "labels", b"labels", "page_size", b"page_size", "page_token", b"page_token", "states", b"states", "trigger", b"trigger"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency_key", b"concurrency_key", "created_after", b"created_after", "created_before", b"created_before", "jobs", b"jobs", "labels", b"labels", "page_size", b"page_size", "page_token", b"page_token", "parent_run_id", b"parent_run_id", "states", b"states", "trigger", b"trigger"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
