@@ -61,6 +61,11 @@ async def test_the_registry_follows_crawlers_between_replicas(scheduler_db_url: 
         assert (await registry.live(later))[0].free_slots == 2
         assert await registry.purge(later) == 1
         assert [e.worker_id for e in await registry.live(T0)] == ["w2"]
+        # A refresh that also purges (one transaction per interval): w3, last written at T0, goes.
+        await registry.connected(entry("w3", "b", T0))
+        renewed = entry("w2", "a", later + timedelta(seconds=10), free_slots=1)
+        assert await registry.refresh([renewed], purge_before=later) == 1
+        assert [(e.worker_id, e.free_slots) for e in await registry.live(T0)] == [("w2", 1)]
         await registry.disconnected("w2", "a")
         assert await registry.live(T0) == []
     finally:

@@ -25,6 +25,7 @@ from scheduler_service.schedules.ops import ScheduleOps
 from scheduler_service.schedules.rows import firing_row
 from scheduler_service.schedules.rows import firings as firings_table
 from scheduler_service.schedules.store import SqlScheduleStore
+from scheduler_service.schedules.timer import LIVE_POLL_EVERY, ScheduleTimer
 from tests.support import postgres
 from tests.support.schedule_replicas import START, Replica, open_replicas
 
@@ -269,3 +270,57 @@ async def test_a_tick_recorded_by_an_older_replica_is_not_fired_again(
         "s0002": 1,
     }
     assert {s for s_id, _n, _o, s in firings if s_id == "s0001"} == {"old"}
+
+
+class CountingStore(SqlScheduleStore):
+    """Counts the calls of the timer's two reads."""
+
+    def __init__(self, *engines: object) -> None:
+        super().__init__(*engines)  # type: ignore[arg-type]
+        self.calls: Counter[str] = Counter()
+
+    async def claim_due(
+        self, now: datetime, scheduler_id: str, limit: int, schedule_id: str = ""
+    ) -> list[Claimed]:
+        self.calls["claim_due"] += 1
+        return await super().claim_due(now, scheduler_id, limit, schedule_id)
+
+    async def next_due(self) -> datetime | None:
+        self.calls["next_due"] += 1
+        return await super().next_due()
+
+
+async def test_a_pass_with_nothing_due_or_changed_only_reads_the_next_due_time(
+    scheduler_db_url: str,
+) -> None:
+    async with open_replicas(scheduler_db_url, store=CountingStore) as (clock, (a, b)):
+        spy = a.store
+        assert isinstance(spy, CountingStore)
+        await create_fleet(b.ops, 3)
+        assert await a.timer.sync() == 0  # the first pass claims: nothing is due
+        spy.calls.clear()
+        for _ in range(3):
+            assert await a.timer.sync() == 0  # woken by the poll: one read, no claim
+        assert spy.calls == {"next_due": 3}
+        clock.set(START + MINUTE)  # due by the time read last
+        assert await a.timer.sync() == 3
+        spy.calls.clear()
+        # A change through b that makes a schedule due before the known time: a's poll pass
+        # sees it in the one value it reads, and claims.
+        await b.ops.update(
+            "s0001", replace(every_minute(1), interval=timedelta(seconds=30)), {"interval"}
+        )
+        clock.set(START + MINUTE + timedelta(seconds=30))
+        assert await a.timer.sync() == 1
+        assert spy.calls == {"next_due": 2, "claim_due": 1}
+        spy.calls.clear()
+        a.timer.changed()  # told of a change (by this process or a notice): the pass claims
+        assert await a.timer.sync() == 0
+        assert spy.calls == {"claim_due": 1, "next_due": 1}
+
+
+async def test_the_poll_is_ten_times_longer_while_notices_arrive(scheduler_db_url: str) -> None:
+    async with open_replicas(scheduler_db_url, count=1) as (_clock, (a,)):
+        live = ScheduleTimer(a.store, a.firer, a.timer.clock, a.timer.poll, live=lambda: True)
+        assert a.timer._delay(0) == 2.0  # no schedule: the poll
+        assert live._delay(0) == 2.0 * LIVE_POLL_EVERY
