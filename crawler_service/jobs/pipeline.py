@@ -73,7 +73,7 @@ def build_registry(
     upsert, link = UpsertStep(store), LinkStep(store)
     classify, export = ClassifyStep(store), ExportStep(store, Path(settings.export_dir))
     registry = JobRegistry()
-    plan = PlanStep(store, github)
+    plan = PlanStep(store, credentials.first.github)
     registry.register(
         Job(JobKind.CRAWL, [fetch, upsert, link, classify, export], summarize_crawl, plan)
     )
