@@ -3,7 +3,8 @@ concurrency key's slots, and the new run's rows."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, select
@@ -16,6 +17,7 @@ from scheduler_service.runs.model import (
     Disposition,
     EventKind,
     NewRun,
+    Run,
     RunEvent,
     RunState,
     new_run_id,
@@ -23,7 +25,7 @@ from scheduler_service.runs.model import (
 from scheduler_service.runs.sql import reads
 from scheduler_service.runs.sql import statements as q
 from scheduler_service.runs.sql import transitions as t
-from scheduler_service.runs.store import Created, Transition
+from scheduler_service.runs.store import Claim, Created, Transition
 
 runs, events = t.runs, t.events
 labels = cast(Table, RunLabelRow.__table__)
@@ -34,6 +36,28 @@ _FIND_KEY = select(idempotency).where(idempotency.c.request_id == bindparam("w_i
 _DELETE_KEY = delete(idempotency).where(idempotency.c.request_id == bindparam("w_id"))
 #: Passes over a slot freed between the INSERT and the read of its holder.
 _FREED_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A `RunStore.create_run` call's arguments."""
+
+    new: NewRun
+    now: datetime
+    ttl: timedelta
+    claim: Claim | None = None
+
+
+def create_and_claim(tx: t.Tx, trigger: Trigger) -> Created:
+    """`RunStore.create_run` inside the open transaction `tx`."""
+    created = create(tx, trigger.new, trigger.ttl)
+    claim = trigger.claim
+    if claim is None or not tx.dispatchable:
+        return created
+    claimed = claim_next(tx, claim.worker_id, claim.lease_ttl)
+    # The oldest dispatchable run was claimed; if it is the new one, nothing else waits.
+    tx.dispatchable = claimed is None or claimed.id != created.run.id
+    return replace(created, transition=tx.transition(created.run), claimed=claimed)
 
 
 def create(tx: t.Tx, new: NewRun, ttl: timedelta) -> Created:
@@ -173,3 +197,18 @@ def _insert(tx: t.Tx, new: NewRun, slot: str) -> t.Row | None:
     tx.events.append(event)
     tx.dispatchable = slot == ACTIVE_SLOT
     return row
+
+
+def claim_next(tx: t.Tx, worker_id: str, lease_ttl: timedelta) -> Run | None:
+    """Start an attempt of the oldest dispatchable run on `worker_id` (None: nothing to do)."""
+    # The whole row, locked by this one statement (FOR UPDATE SKIP LOCKED on PostgreSQL;
+    # SQLite transactions hold the write lock): no second read to lock it.
+    found = tx.conn.execute(q.NEXT_DISPATCHABLE, {"w_now": tx.now}).mappings().first()
+    if found is None:
+        return None
+    row = dict(found)
+    # Read before `start_attempt` sets started_at: a run never started has no steps to read.
+    run = reads.with_steps(tx.conn, row)
+    t.start_attempt(tx, row, worker_id, lease_ttl)
+    # `start_attempt` keeps `row` up to date.
+    return reads.to_run(row, list(run.steps))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Self
 
@@ -37,8 +36,9 @@ from scheduler_service.runs.model import (
 )
 from scheduler_service.runs.retries import RetryPolicy
 from scheduler_service.runs.sql import creation, reads
-from scheduler_service.runs.sql import statements as q
 from scheduler_service.runs.sql import transitions as t
+from scheduler_service.runs.sql.creation import Trigger, create_and_claim
+from scheduler_service.runs.sql.group import GroupCommit
 from scheduler_service.runs.sql.threads import (
     DatabaseThreads,
     on_reader,
@@ -61,10 +61,14 @@ _CONTENTION_RETRIES = 8
 
 
 class SqlRunStore(RunStore):
-    def __init__(self, threads: DatabaseThreads, retry: RetryPolicy) -> None:
+    def __init__(
+        self, threads: DatabaseThreads, retry: RetryPolicy, *, group_commit: bool = True
+    ) -> None:
         self.threads = threads
         self.url = threads.url
         self._retry = retry
+        #: Concurrent triggers written together (see `group`); None: one transaction each.
+        self.group = GroupCommit(self, threads.write_pool) if group_commit else None
         #: Tells the other replicas what each write transaction did (PostgreSQL only).
         self.notifier = None if db.is_sqlite(self.url) else Notifier()
 
@@ -76,10 +80,13 @@ class SqlRunStore(RunStore):
         *,
         pool_size: int = 10,
         async_pool_size: int = 4,
+        group_commit: bool = True,
     ) -> Self:
         """The store on `url`; on PostgreSQL `pool_size` connections (and threads) for the runs,
-        `async_pool_size` (+ as many on overflow) for the async components (schedules)."""
-        return cls(DatabaseThreads.open(url, pool_size, async_pool_size), retry or RetryPolicy())
+        `async_pool_size` (+ as many on overflow) for the async components (schedules);
+        `group_commit`: concurrent triggers share transactions."""
+        threads = DatabaseThreads.open(url, pool_size, async_pool_size)
+        return cls(threads, retry or RetryPolicy(), group_commit=group_commit)
 
     def async_engines(self) -> tuple[AsyncEngine, AsyncEngine]:
         """(writer, reader) async engines on the run store's database, for components with async
@@ -87,10 +94,17 @@ class SqlRunStore(RunStore):
         return self.threads.async_engines()
 
     async def close(self) -> None:
+        if self.group is not None:
+            self.group.close()
         await self.threads.close()
+        if self.group is not None:
+            # Flushes queued before the threads stopped have run; anything left is answered.
+            self.group.fail()
 
     @contextmanager
-    def _tx(self, now: datetime) -> Iterator[t.Tx]:
+    def transaction(self, now: datetime) -> Iterator[t.Tx]:
+        """One write transaction on the calling (database) thread: its events are flushed and
+        announced to the other replicas before the commit."""
         with self.threads.writer.begin() as conn:
             tx = t.Tx(conn, now, self._retry)
             yield tx
@@ -124,21 +138,25 @@ class SqlRunStore(RunStore):
 
     # -- creating and dispatching runs ---------------------------------------------------------
 
-    @on_writer
-    def create_run(
+    async def create_run(
         self, new: NewRun, now: datetime, idempotency_ttl: timedelta, claim: Claim | None = None
     ) -> Created:
+        if self.group is not None:
+            return await self.group.create(Trigger(new, now, idempotency_ttl, claim))
+        return await self._create_alone(new, now, idempotency_ttl, claim)
+
+    @on_writer
+    def _create_alone(
+        self, new: NewRun, now: datetime, idempotency_ttl: timedelta, claim: Claim | None
+    ) -> Created:
+        return self.create_now(Trigger(new, now, idempotency_ttl, claim))
+
+    def create_now(self, trigger: Trigger) -> Created:
+        """`create_run` in a transaction of its own, on the calling (database) thread."""
         for _ in range(_CONTENTION_RETRIES):
             try:
-                with self._tx(now) as tx:
-                    created = creation.create(tx, new, idempotency_ttl)
-                    if claim is None or not tx.dispatchable:
-                        return created
-                    claimed = _claim_next(tx, claim.worker_id, claim.lease_ttl)
-                    # The oldest dispatchable run was claimed; if it is the new one, nothing
-                    # else waits.
-                    tx.dispatchable = claimed is None or claimed.id != created.run.id
-                    return replace(created, transition=tx.transition(created.run), claimed=claimed)
+                with self.transaction(trigger.now) as tx:
+                    return create_and_claim(tx, trigger)
             except IntegrityError:
                 # Another process won a race on the same key or request_id (PostgreSQL; SQLite
                 # transactions are serialized): the next pass sees its row.
@@ -149,8 +167,8 @@ class SqlRunStore(RunStore):
 
     @on_urgent_writer
     def claim(self, worker_id: str, now: datetime, lease_ttl: timedelta) -> Transition:
-        with self._tx(now) as tx:
-            return tx.transition(_claim_next(tx, worker_id, lease_ttl))
+        with self.transaction(now) as tx:
+            return tx.transition(creation.claim_next(tx, worker_id, lease_ttl))
 
     # -- reports from crawlers ---------------------------------------------------------------
 
@@ -158,7 +176,7 @@ class SqlRunStore(RunStore):
     def record_steps(
         self, ref: AttemptRef, worker_id: str, reports: Sequence[StepReport], now: datetime
     ) -> Transition:
-        with self._tx(now) as tx:
+        with self.transaction(now) as tx:
             t.apply_reports(tx, ref, worker_id, reports)
             return tx.transition()
 
@@ -172,13 +190,13 @@ class SqlRunStore(RunStore):
         claim: Claim | None = None,
         reports: Sequence[StepReport] = (),
     ) -> Transition:
-        with self._tx(now) as tx:
+        with self.transaction(now) as tx:
             row = t.apply_reports(tx, ref, worker_id, reports)
             t.apply_result(tx, row, result)
             run = reads.with_steps(tx.conn, row)
             if claim is None:
                 return tx.transition(run)
-            claimed = _claim_next(tx, claim.worker_id, claim.lease_ttl)
+            claimed = creation.claim_next(tx, claim.worker_id, claim.lease_ttl)
             transition = tx.transition(run)
             transition.claimed = claimed
             return transition
@@ -195,14 +213,14 @@ class SqlRunStore(RunStore):
     def _renew(
         self, worker_id: str, refs: list[AttemptRef], now: datetime, lease_ttl: timedelta
     ) -> list[AttemptRef]:
-        with self._tx(now) as tx:
+        with self.transaction(now) as tx:
             return t.renew(tx, worker_id, refs, lease_ttl)
 
     @on_urgent_writer
     def reattach(
         self, worker_id: str, refs: list[AttemptRef], now: datetime, lease_ttl: timedelta
     ) -> Reattachment:
-        with self._tx(now) as tx:
+        with self.transaction(now) as tx:
             reattached = t.renew(tx, worker_id, refs, lease_ttl)
             abandoned = [ref for ref in refs if ref not in reattached]
             held = {ref.run_id for ref in reattached}
@@ -225,7 +243,7 @@ class SqlRunStore(RunStore):
 
     @on_urgent_writer
     def shorten_leases(self, worker_id: str, until: datetime) -> None:
-        with self._tx(until) as tx:
+        with self.transaction(until) as tx:
             tx.conn.execute(
                 update(runs)
                 .where(
@@ -240,7 +258,7 @@ class SqlRunStore(RunStore):
 
     @on_writer
     def cancel_run(self, run_id: str, reason: str, now: datetime, by: str = "") -> Transition:
-        with self._tx(now) as tx:
+        with self.transaction(now) as tx:
             row = t.lock_run(tx, run_id)
             if row is None:
                 raise RunNotFound(run_id)
@@ -271,7 +289,7 @@ class SqlRunStore(RunStore):
     @on_writer
     def retry_run(self, run_id: str, now: datetime, by: str = "") -> Transition:
         try:
-            with self._tx(now) as tx:
+            with self.transaction(now) as tx:
                 row = t.lock_run(tx, run_id)
                 if row is None:
                     raise RunNotFound(run_id)
@@ -333,7 +351,7 @@ class SqlRunStore(RunStore):
         """Apply time limits to `candidates`, one transaction each."""
         total = Transition()
         for run_id in candidates:
-            with self._tx(now) as tx:
+            with self.transaction(now) as tx:
                 row = t.lock_run(tx, run_id)
                 if row is None:
                     continue
@@ -345,7 +363,7 @@ class SqlRunStore(RunStore):
 
     @on_writer
     def purge(self, finished_before: datetime, now: datetime) -> int:
-        with self._tx(now) as tx:
+        with self.transaction(now) as tx:
             tx.conn.execute(
                 delete(creation.idempotency).where(creation.idempotency.c.expires_at <= now)
             )
@@ -357,21 +375,6 @@ class SqlRunStore(RunStore):
                 )
             )
             return int(result.rowcount or 0)
-
-
-def _claim_next(tx: t.Tx, worker_id: str, lease_ttl: timedelta) -> Run | None:
-    """Start an attempt of the oldest dispatchable run on `worker_id` (None: nothing to do)."""
-    # The whole row, locked by this one statement (FOR UPDATE SKIP LOCKED on PostgreSQL;
-    # SQLite transactions hold the write lock): no second read to lock it.
-    found = tx.conn.execute(q.NEXT_DISPATCHABLE, {"w_now": tx.now}).mappings().first()
-    if found is None:
-        return None
-    row = dict(found)
-    # Read before `start_attempt` sets started_at: a run never started has no steps to read.
-    run = reads.with_steps(tx.conn, row)
-    t.start_attempt(tx, row, worker_id, lease_ttl)
-    # `start_attempt` keeps `row` up to date.
-    return reads.to_run(row, list(run.steps))
 
 
 def _fresh_deadline(row: t.Row, now: datetime) -> datetime | None:

@@ -66,6 +66,15 @@ class Tx:
             self.conn.execute(q.INSERT_EVENT, self.unwritten)
             self.unwritten = []
 
+    def absorb(self, part: Tx) -> None:
+        """Take over what `part` (another `Tx` on the same connection) did, to be flushed and
+        announced with this transaction's own."""
+        self.events += part.events
+        self.unwritten += part.unwritten
+        self.behind.update(part.behind)
+        self.dispatchable = self.dispatchable or part.dispatchable
+        self.cancels = self.cancels or part.cancels
+
     def transition(self, run: Run | None = None) -> Transition:
         """What the transaction did so far, addressed to `run`."""
         return Transition(run=run, events=list(self.events), dispatchable=self.dispatchable)
