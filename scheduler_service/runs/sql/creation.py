@@ -50,23 +50,29 @@ class Trigger:
 
 def create_and_claim(tx: t.Tx, trigger: Trigger) -> Created:
     """`RunStore.create_run` inside the open transaction `tx`."""
-    created = create(tx, trigger.new, trigger.ttl)
     claim = trigger.claim
-    if claim is None or not tx.dispatchable:
+    if claim is None:
+        return create(tx, trigger.new, trigger.ttl)
+    # The claim looks first: with nothing older dispatchable, a new run is inserted already
+    # running on the claiming crawler (one INSERT instead of an INSERT, a claim and an UPDATE).
+    # An older run is started only once the trigger's own outcome is known (a refusal writes
+    # nothing).
+    older = tx.conn.execute(q.NEXT_DISPATCHABLE, {"w_now": tx.now}).mappings().first()
+    created = create(tx, trigger.new, trigger.ttl, None if older else claim)
+    if older is None:
         return created
-    claimed = claim_next(tx, claim.worker_id, claim.lease_ttl)
-    # The oldest dispatchable run was claimed; if it is the new one, nothing else waits.
-    tx.dispatchable = claimed is None or claimed.id != created.run.id
+    claimed = start(tx, dict(older), claim.worker_id, claim.lease_ttl)
     return replace(created, transition=tx.transition(created.run), claimed=claimed)
 
 
-def create(tx: t.Tx, new: NewRun, ttl: timedelta) -> Created:
-    """The run `new` resolves to (see `RunStore.create_run`), its request id recorded for `ttl`."""
+def create(tx: t.Tx, new: NewRun, ttl: timedelta, run_on: Claim | None = None) -> Created:
+    """The run `new` resolves to (see `RunStore.create_run`), its request id recorded for `ttl`;
+    with `run_on`, a run it creates is inserted running on that crawler (`Created.claimed`)."""
     if new.request_id:
         previous = _idempotent(tx, new)
         if previous is not None:
             return previous
-    run_id, disposition, inserted = _resolve_conflict(tx, new)
+    run_id, disposition, inserted = _resolve_conflict(tx, new, run_on)
     if new.request_id:
         tx.conn.execute(
             _INSERT_KEY,
@@ -80,8 +86,15 @@ def create(tx: t.Tx, new: NewRun, ttl: timedelta) -> Created:
             },
         )
     # A run inserted by this transaction is known without reading it back (it has no steps).
-    run = reads.to_run(inserted, []) if inserted else reads.load(tx.conn, run_id)
-    return Created(run, disposition, tx.transition(run))
+    if inserted is None:
+        run = reads.load(tx.conn, run_id)
+        return Created(run, disposition, tx.transition(run))
+    if inserted["state"] != RunState.RUNNING.value:
+        run = reads.to_run(inserted, [])
+        return Created(run, disposition, tx.transition(run))
+    # Answered as created (pending), and claimed as started: as if claimed after the INSERT.
+    run = reads.to_run({**inserted, **_NOT_STARTED}, [])
+    return Created(run, disposition, tx.transition(run), reads.to_run(inserted, []))
 
 
 def _idempotent(tx: t.Tx, new: NewRun) -> Created | None:
@@ -111,13 +124,15 @@ def slot_holder(tx: t.Tx, key: str, slot: str) -> str | None:
     return result.scalar()
 
 
-def _resolve_conflict(tx: t.Tx, new: NewRun) -> tuple[str, Disposition, t.Row | None]:
+def _resolve_conflict(
+    tx: t.Tx, new: NewRun, run_on: Claim | None
+) -> tuple[str, Disposition, t.Row | None]:
     """The run the trigger resolves to, its disposition and, if inserted, its row."""
     # The common case first: the key is free and the run inserted, one statement. Else the
     # holder is read (locked), unless it finished meanwhile (PostgreSQL: the INSERT waited for
     # the finishing transaction's slot, the SELECT's snapshot is later).
     for _ in range(_FREED_RETRIES):
-        row = _insert(tx, new, ACTIVE_SLOT)
+        row = _insert(tx, new, ACTIVE_SLOT, run_on)
         if row is not None:
             return row["id"], Disposition.CREATED, row
         active = slot_holder(tx, new.concurrency_key, ACTIVE_SLOT)
@@ -143,8 +158,9 @@ def _behind(tx: t.Tx, new: NewRun, active: str) -> tuple[str, Disposition, t.Row
     return row["id"], Disposition.QUEUED, row
 
 
-def _insert(tx: t.Tx, new: NewRun, slot: str) -> t.Row | None:
-    """The new run's row in `slot`, or None if another run holds the slot."""
+def _insert(tx: t.Tx, new: NewRun, slot: str, run_on: Claim | None = None) -> t.Row | None:
+    """The new run's row in `slot` (running on `run_on`'s crawler if given), or None if another
+    run holds the slot."""
     state = RunState.PENDING if slot == ACTIVE_SLOT else RunState.QUEUED
     row: dict[str, Any] = {
         "id": new_run_id(),
@@ -175,17 +191,15 @@ def _insert(tx: t.Tx, new: NewRun, slot: str) -> t.Row | None:
         "cancelled_by": "",
         "retried_by": "",
     }
-    # The run is written with its first event's seq already counted: one statement less
-    # than inserting it with 0 and letting `t.append` bump it.
-    event = RunEvent(
-        row["id"],
-        1,
-        tx.now,
-        1,
-        EventKind.STATE_CHANGED,
-        {"state": state.value, "reason": "created"},
-    )
-    row["last_seq"] = event.seq
+    # The run is written with its events' seqs already counted: one statement less than
+    # inserting it with 0 and letting `t.append` bump it.
+    created = {"state": state.value, "reason": "created"}
+    started = [RunEvent(row["id"], 1, tx.now, 1, EventKind.STATE_CHANGED, created)]
+    if run_on is not None:
+        row.update(_started(run_on, tx.now))
+        data = {"state": RunState.RUNNING.value, "reason": "dispatched", "worker": run_on.worker_id}
+        started.append(RunEvent(row["id"], 2, tx.now, 1, EventKind.STATE_CHANGED, data))
+    row["last_seq"] = len(started)
     if not q.insert_run_unless_taken(tx.conn, row):
         return None
     if new.labels:
@@ -193,10 +207,30 @@ def _insert(tx: t.Tx, new: NewRun, slot: str) -> t.Row | None:
             _INSERT_LABEL,
             [{"run_id": row["id"], "key": k, "value": v} for k, v in new.labels.items()],
         )
-    tx.unwritten.append(reads.event_row(event))
-    tx.events.append(event)
-    tx.dispatchable = slot == ACTIVE_SLOT
+    tx.unwritten += [reads.event_row(event) for event in started]
+    tx.events += started
+    tx.dispatchable = slot == ACTIVE_SLOT and run_on is None
     return row
+
+
+#: A run's columns before its first attempt starts.
+_NOT_STARTED = {
+    "state": RunState.PENDING.value,
+    "worker_id": "",
+    "lease_expires_at": None,
+    "started_at": None,
+    "last_seq": 1,
+}
+
+
+def _started(run_on: Claim, now: datetime) -> dict[str, Any]:
+    """The columns `t.start_attempt` sets on a run's first attempt."""
+    return {
+        "state": RunState.RUNNING.value,
+        "worker_id": run_on.worker_id,
+        "lease_expires_at": now + run_on.lease_ttl,
+        "started_at": now,
+    }
 
 
 def claim_next(tx: t.Tx, worker_id: str, lease_ttl: timedelta) -> Run | None:
@@ -206,7 +240,11 @@ def claim_next(tx: t.Tx, worker_id: str, lease_ttl: timedelta) -> Run | None:
     found = tx.conn.execute(q.NEXT_DISPATCHABLE, {"w_now": tx.now}).mappings().first()
     if found is None:
         return None
-    row = dict(found)
+    return start(tx, dict(found), worker_id, lease_ttl)
+
+
+def start(tx: t.Tx, row: t.Row, worker_id: str, lease_ttl: timedelta) -> Run:
+    """Start an attempt of the dispatchable run `row` (locked) on `worker_id`."""
     # Read before `start_attempt` sets started_at: a run never started has no steps to read.
     run = reads.with_steps(tx.conn, row)
     t.start_attempt(tx, row, worker_id, lease_ttl)

@@ -193,7 +193,7 @@ class SqlRunStore(RunStore):
         with self.transaction(now) as tx:
             row = t.apply_reports(tx, ref, worker_id, reports)
             t.apply_result(tx, row, result)
-            run = reads.with_steps(tx.conn, row)
+            run = reads.run_of(tx, row)
             if claim is None:
                 return tx.transition(run)
             claimed = creation.claim_next(tx, claim.worker_id, claim.lease_ttl)
@@ -282,7 +282,7 @@ class SqlRunStore(RunStore):
                         reason or "cancelled",
                     )
                 )
-            transition = tx.transition(reads.with_steps(tx.conn, row))
+            transition = tx.transition(reads.run_of(tx, row))
             transition.stops = stops
             return transition
 
@@ -321,7 +321,7 @@ class SqlRunStore(RunStore):
                     {"state": RunState.PENDING.value, "reason": "retry requested"},
                 )
                 tx.dispatchable = True
-                return tx.transition(reads.with_steps(tx.conn, row))
+                return tx.transition(reads.run_of(tx, row))
         except IntegrityError:
             with self.threads.reader.connect() as conn:
                 run = reads.load(conn, run_id)
