@@ -2,7 +2,7 @@
 trigger flood, on SQLite and PostgreSQL.
 
     .venv/bin/python bench/bench_hotpath.py [--backend sqlite|postgresql] [--reps 3]
-        [--window 3] [--code DIR]
+        [--window 3] [--code DIR] [--label NAME] [--scheduler-env NAME=VALUE ...]
 
 `--code DIR` runs the scheduler and crawler from another checkout (e.g. main, extracted with
 `git archive`) through PYTHONPATH: the baseline, measured by the same client in the same run.
@@ -67,8 +67,11 @@ def _env(code: str | None) -> dict[str, str]:
     return {"PYTHONPATH": os.pathsep.join(path)}
 
 
-def start_scheduler(url: str, tmp: Path, code: str | None) -> _procs.Service:
+def start_scheduler(
+    url: str, tmp: Path, code: str | None, extra: dict[str, str] | None = None
+) -> _procs.Service:
     env = {"GHPULSE_SCHEDULER_DB": url, "GHPULSE_LOG_LEVEL": "warning", **_env(code)}
+    env.update(extra or {})
     subprocess.run(
         [str(_procs.BIN / "ghpulse"), "migrate", "scheduler"],
         env={**os.environ, **env},
@@ -192,7 +195,9 @@ def flood(channel: grpc.Channel, url: str, window: float) -> dict[str, float]:
     }
 
 
-def measure(backend: str, reps: int, window: float, code: str | None) -> dict[str, Any]:
+def measure(
+    backend: str, reps: int, window: float, code: str | None, extra: dict[str, str] | None = None
+) -> dict[str, Any]:
     raw: dict[str, list[float]] = {}
 
     def keep(name: str, value: float) -> None:
@@ -201,7 +206,7 @@ def measure(backend: str, reps: int, window: float, code: str | None) -> dict[st
     with tempfile.TemporaryDirectory(prefix="bench-hc-") as tmp_dir:
         tmp = Path(tmp_dir)
         url = _database(backend, tmp)
-        scheduler = start_scheduler(url, tmp, code)
+        scheduler = start_scheduler(url, tmp, code, extra)
         crawler: _procs.Service | None = None
         try:
             with grpc.insecure_channel(scheduler.address) as channel:
@@ -239,8 +244,17 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=3.0)
     parser.add_argument("--code", default=None, help="run the services from this checkout")
     parser.add_argument("--label", default="branch")
+    parser.add_argument(
+        "--scheduler-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra scheduler environment, e.g. GHPULSE_SCHEDULER_GROUP_COMMIT=false",
+    )
     args = parser.parse_args()
-    result = measure(args.backend, args.reps, args.window, args.code)
+    extra = dict(item.split("=", 1) for item in args.scheduler_env)
+    result = measure(args.backend, args.reps, args.window, args.code, extra)
+    result["scheduler_env"] = extra
     result["label"] = args.label
     out = _procs.BENCH / "results" / f"hotpath-{args.backend}-{args.label}.json"
     out.parent.mkdir(exist_ok=True)

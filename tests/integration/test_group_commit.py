@@ -37,8 +37,14 @@ async def store(scheduler_db_url: str) -> AsyncIterator[SqlRunStore]:
 @contextmanager
 def writer_held(store: SqlRunStore) -> Iterator[threading.Event]:
     """The writer thread busy until the event is set (triggers queue meanwhile)."""
-    gate = threading.Event()
-    blocker = store.threads.write_pool.submit(gate.wait)
+    gate, holding = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        holding.set()
+        gate.wait()
+
+    blocker = store.threads.write_pool.submit(hold)
+    holding.wait(60)
     try:
         yield gate
     finally:

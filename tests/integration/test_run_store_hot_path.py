@@ -71,9 +71,15 @@ async def test_a_result_with_nothing_pending_claims_nothing(store: SqlRunStore) 
 @pytest.mark.parametrize("scheduler_db_url", ["sqlite"], indirect=True)
 async def test_lifecycle_writes_pass_triggers_queued_for_the_writer(store: SqlRunStore) -> None:
     ref = await running(store, "w1")
-    gate, finished = threading.Event(), list[str]()
+    gate, holding, finished = threading.Event(), threading.Event(), list[str]()
+
+    def hold() -> None:
+        holding.set()
+        gate.wait()
+
     # Hold the one SQLite writer thread while a flood of triggers and one report queue up.
-    blocker = store.threads.write_pool.submit(gate.wait)
+    blocker = store.threads.write_pool.submit(hold)
+    await asyncio.to_thread(holding.wait)
     triggers = [
         asyncio.ensure_future(
             _named(store.create_run(new_run(f"octo/r{i}"), T0, DAY), "t", finished)
