@@ -42,6 +42,8 @@ from common.db import sync_url
 from common.proto.ghpulse.v1 import scheduler_service_pb2_grpc as sched_grpc
 
 THREADS = 32
+#: bench/all.py's quick run: SQLite, one repetition of 2 s windows, a markdown table on stdout.
+QUICK_ARGS = ("--reps", "1", "--window", "2", "--markdown")
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -244,6 +246,7 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=3.0)
     parser.add_argument("--code", default=None, help="run the services from this checkout")
     parser.add_argument("--label", default="branch")
+    parser.add_argument("--markdown", action="store_true", help="print a table, not JSON")
     parser.add_argument(
         "--scheduler-env",
         action="append",
@@ -259,7 +262,25 @@ def main() -> None:
     out = _procs.BENCH / "results" / f"hotpath-{args.backend}-{args.label}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
-    print(json.dumps(result["median"], indent=1, sort_keys=True))
+    if args.markdown:
+        print(markdown(result))
+    else:
+        print(json.dumps(result["median"], indent=1, sort_keys=True))
+
+
+def markdown(result: dict[str, Any]) -> str:
+    rows = [
+        ("TriggerRun p50 / health Check p50", "p50_ratio", "{:.2f}"),
+        ("TriggerRun/s / health Check/s", "rate_ratio", "{:.2f}"),
+        ("runs started/s during the flood (1 crawler, 4 slots)", "flood_started_per_s", "{:.0f}"),
+        ("TriggerRun/s during the flood / flood-only", "flood_vs_flood_only", "{:.2f}"),
+        ("TriggerRun/s flood-only", "flood_only_trigger_per_s", "{:.0f}"),
+        ("runs pending when the flood ends", "flood_backlog", "{:.0f}"),
+    ]
+    median = result["median"]
+    lines = [f"| {result['backend']}, median of {result['reps']} | value |", "|---|---|"]
+    lines += [f"| {label} | {fmt.format(median[key])} |" for label, key, fmt in rows]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,9 @@ from common.errors import Unavailable
 from scheduler_service.errors import IdempotencyMismatch, RunConflict
 from scheduler_service.runs.model import ConflictPolicy, Disposition, NewRun
 from scheduler_service.runs.retries import RetryPolicy
+from scheduler_service.runs.sql.creation import Trigger
+from scheduler_service.runs.sql.group import GroupCommit
+from scheduler_service.runs.sql.lanes import Lanes
 from scheduler_service.runs.sql.store import SqlRunStore
 from scheduler_service.runs.store import Created
 from tests.support.runs import DAY, T0, new_run
@@ -209,6 +212,28 @@ async def test_closing_answers_waiting_callers_and_refuses_new_ones(store: SqlRu
     store.group.close()
     with pytest.raises(Unavailable):
         await store.create_run(trigger("late"), T0, DAY)
+
+
+async def test_closing_flushes_what_waits_and_answers_every_caller(store: SqlRunStore) -> None:
+    assert store.group is not None
+    with writer_held(store) as gate:
+        pending = asyncio.ensure_future(answers(store, [trigger(f"close:{i}") for i in range(10)]))
+        await _until(lambda: len(store.group._waiting) == 10)  # type: ignore[union-attr]
+        store.group.close()
+        gate.set()
+    await store.close()
+    got = await pending
+    assert [a.disposition for a in got if isinstance(a, Created)] == [Disposition.CREATED] * 10
+
+
+async def test_triggers_with_no_writer_threads_left_are_answered_unavailable(
+    store: SqlRunStore,
+) -> None:
+    lanes = Lanes(1, "test-closed")
+    lanes.shutdown()
+    group = GroupCommit(store, lanes)
+    with pytest.raises(Unavailable):
+        await group.create(Trigger(trigger("orphan"), T0, DAY))
 
 
 async def _until(condition: Any) -> None:
