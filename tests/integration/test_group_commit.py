@@ -154,9 +154,9 @@ async def test_a_batch_answers_each_caller_its_own_outcome(store: SqlRunStore) -
 
 
 async def test_a_flood_of_concurrent_callers_on_few_keys(scheduler_db_url: str) -> None:
-    """No held writer: flushes run while triggers keep coming (on PostgreSQL with 4 threads,
-    several batches at once), each caller answered about its own key and request."""
-    store = SqlRunStore.open(scheduler_db_url, RetryPolicy(), pool_size=4)
+    """No held writer: flushes run while triggers keep coming (on PostgreSQL with 8 threads,
+    two batches at once), each caller answered about its own key and request."""
+    store = SqlRunStore.open(scheduler_db_url, RetryPolicy(), pool_size=8)
     try:
         triggers = [
             trigger(f"flood:{i % 7}", request_id=f"rq-{i % 50}" if i % 3 == 0 else "")

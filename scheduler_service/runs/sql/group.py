@@ -15,8 +15,10 @@ as without group commit.
 
 Why it cannot hang: a flush is an ordinary call in the writer threads' normal lane (crawler
 lifecycle writes, in the urgent lane, still go first); it takes its batch under a lock, never
-waits for the event loop, and answers every caller of its batch in a `finally`. At most one
-flush waits in the lane at a time; a flush that leaves triggers behind queues the next one. The
+waits for the event loop, and answers every caller of its batch in a `finally`. At most
+`flushes` flushes are queued or running at once (SQLite: one; PostgreSQL: a few, leaving the
+other threads to crawler writes and reads, and letting batches grow while they run); a flush
+that leaves triggers behind queues itself again, behind the urgent lane's work. The
 queue is bounded (a caller past `MAX_WAITING` is answered UNAVAILABLE at once), and closing
 answers whatever is still waiting UNAVAILABLE.
 """
@@ -83,17 +85,19 @@ class GroupCommit:
         self,
         writer: Writer,
         lanes: Lanes,
+        flushes: int = 1,
         max_batch: int = MAX_BATCH,
         max_waiting: int = MAX_WAITING,
     ) -> None:
         self._writer = writer
         self._lanes = lanes
+        self._max_flushes = flushes
         self._max_batch = max_batch
         self._max_waiting = max_waiting
         self._lock = threading.Lock()
         self._waiting: deque[_Waiting] = deque()
-        #: A flush is queued in the lanes and has not taken its batch yet.
-        self._queued = False
+        #: Flushes queued in the lanes or running, at most `flushes`.
+        self._flushes = 0
         self._closed = False
 
     async def create(self, trigger: Trigger) -> Created:
@@ -121,8 +125,9 @@ class GroupCommit:
             if len(self._waiting) >= self._max_waiting:
                 raise _unavailable("too many triggers waiting for the run store; retry")
             self._waiting.append(_Waiting(trigger, future))
-            start = not self._queued
-            self._queued = True
+            start = self._flushes < self._max_flushes
+            if start:
+                self._flushes += 1
         if start:
             self._queue_flush()
         return future
@@ -133,28 +138,32 @@ class GroupCommit:
         except RuntimeError:
             # The writer threads are shut down: nothing will flush what waits.
             with self._lock:
-                self._queued = False
+                self._flushes -= 1
             self.fail()
 
     def _flush(self) -> None:
-        """On a writer thread: write one batch; queue the next flush if triggers are left."""
-        batch = self._take()
-        if batch:
-            self._write(batch)
+        """On a writer thread: write one batch; then queue this flush again (behind the urgent
+        lane's work) while triggers are left."""
+        try:
+            batch = self._take()
+            if batch:
+                self._write(batch)
+        finally:
+            with self._lock:
+                more = bool(self._waiting)
+                if not more:
+                    self._flushes -= 1
+            if more:
+                self._queue_flush()
 
     def _take(self) -> list[_Waiting]:
         batch: list[_Waiting] = []
         with self._lock:
-            self._queued = False
             while self._waiting and len(batch) < self._max_batch:
                 waiting = self._waiting.popleft()
                 # A caller that went away before its flush is not written.
                 if waiting.future.set_running_or_notify_cancel():
                     batch.append(waiting)
-            more = bool(self._waiting) and not self._queued
-            self._queued = self._queued or more
-        if more:
-            self._queue_flush()
         return batch
 
     def _write(self, batch: list[_Waiting]) -> None:

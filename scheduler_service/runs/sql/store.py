@@ -68,7 +68,9 @@ class SqlRunStore(RunStore):
         self.url = threads.url
         self._retry = retry
         #: Concurrent triggers written together (see `group`); None: one transaction each.
-        self.group = GroupCommit(self, threads.write_pool) if group_commit else None
+        self.group = (
+            GroupCommit(self, threads.write_pool, threads.flushes) if group_commit else None
+        )
         #: Tells the other replicas what each write transaction did (PostgreSQL only).
         self.notifier = None if db.is_sqlite(self.url) else Notifier()
 

@@ -89,6 +89,11 @@ class DatabaseThreads:
         pool = Lanes(pool_size, "ghpulse-db")
         return cls(url, engine, engine, pool, pool, async_pool_size)
 
+    @property
+    def flushes(self) -> int:
+        """Group-commit flushes run at once: one per SQLite writer, one per 4 PostgreSQL threads."""
+        return max(1, self.write_pool.size // 4)
+
     def async_engines(self) -> tuple[AsyncEngine, AsyncEngine]:
         """(writer, reader) async engines on the same database, created on first use; disposed
         by `close`."""
