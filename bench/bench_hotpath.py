@@ -2,7 +2,7 @@
 trigger flood, on SQLite and PostgreSQL.
 
     .venv/bin/python bench/bench_hotpath.py [--backend sqlite|postgresql] [--reps 3]
-        [--window 3] [--code DIR]
+        [--window 3] [--code DIR] [--label NAME] [--scheduler-env NAME=VALUE ...]
 
 `--code DIR` runs the scheduler and crawler from another checkout (e.g. main, extracted with
 `git archive`) through PYTHONPATH: the baseline, measured by the same client in the same run.
@@ -42,6 +42,8 @@ from common.db import sync_url
 from common.proto.ghpulse.v1 import scheduler_service_pb2_grpc as sched_grpc
 
 THREADS = 32
+#: bench/all.py's quick run: SQLite, one repetition of 2 s windows, a markdown table on stdout.
+QUICK_ARGS = ("--reps", "1", "--window", "2", "--markdown")
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 #: The runs of `bench/all.py` (its registry): one repetition per backend, ~1 min each here.
@@ -73,8 +75,11 @@ def _env(code: str | None) -> dict[str, str]:
     return {"PYTHONPATH": os.pathsep.join(path)}
 
 
-def start_scheduler(url: str, tmp: Path, code: str | None) -> _procs.Service:
+def start_scheduler(
+    url: str, tmp: Path, code: str | None, extra: dict[str, str] | None = None
+) -> _procs.Service:
     env = {"GHPULSE_SCHEDULER_DB": url, "GHPULSE_LOG_LEVEL": "warning", **_env(code)}
+    env.update(extra or {})
     subprocess.run(
         [str(_procs.BIN / "ghpulse"), "migrate", "scheduler"],
         env={**os.environ, **env},
@@ -198,7 +203,9 @@ def flood(channel: grpc.Channel, url: str, window: float) -> dict[str, float]:
     }
 
 
-def measure(backend: str, reps: int, window: float, code: str | None) -> dict[str, Any]:
+def measure(
+    backend: str, reps: int, window: float, code: str | None, extra: dict[str, str] | None = None
+) -> dict[str, Any]:
     raw: dict[str, list[float]] = {}
 
     def keep(name: str, value: float) -> None:
@@ -207,7 +214,7 @@ def measure(backend: str, reps: int, window: float, code: str | None) -> dict[st
     with tempfile.TemporaryDirectory(prefix="bench-hc-") as tmp_dir:
         tmp = Path(tmp_dir)
         url = _database(backend, tmp)
-        scheduler = start_scheduler(url, tmp, code)
+        scheduler = start_scheduler(url, tmp, code, extra)
         crawler: _procs.Service | None = None
         try:
             with grpc.insecure_channel(scheduler.address) as channel:
@@ -245,13 +252,41 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=3.0)
     parser.add_argument("--code", default=None, help="run the services from this checkout")
     parser.add_argument("--label", default="branch")
+    parser.add_argument("--markdown", action="store_true", help="print a table, not JSON")
+    parser.add_argument(
+        "--scheduler-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra scheduler environment, e.g. GHPULSE_SCHEDULER_GROUP_COMMIT=false",
+    )
     args = parser.parse_args()
-    result = measure(args.backend, args.reps, args.window, args.code)
+    extra = dict(item.split("=", 1) for item in args.scheduler_env)
+    result = measure(args.backend, args.reps, args.window, args.code, extra)
+    result["scheduler_env"] = extra
     result["label"] = args.label
     out = _procs.BENCH / "results" / f"hotpath-{args.backend}-{args.label}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
-    print(json.dumps(result["median"], indent=1, sort_keys=True))
+    if args.markdown:
+        print(markdown(result))
+    else:
+        print(json.dumps(result["median"], indent=1, sort_keys=True))
+
+
+def markdown(result: dict[str, Any]) -> str:
+    rows = [
+        ("TriggerRun p50 / health Check p50", "p50_ratio", "{:.2f}"),
+        ("TriggerRun/s / health Check/s", "rate_ratio", "{:.2f}"),
+        ("runs started/s during the flood (1 crawler, 4 slots)", "flood_started_per_s", "{:.0f}"),
+        ("TriggerRun/s during the flood / flood-only", "flood_vs_flood_only", "{:.2f}"),
+        ("TriggerRun/s flood-only", "flood_only_trigger_per_s", "{:.0f}"),
+        ("runs pending when the flood ends", "flood_backlog", "{:.0f}"),
+    ]
+    median = result["median"]
+    lines = [f"| {result['backend']}, median of {result['reps']} | value |", "|---|---|"]
+    lines += [f"| {label} | {fmt.format(median[key])} |" for label, key, fmt in rows]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

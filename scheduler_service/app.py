@@ -88,6 +88,7 @@ class SchedulerApp(Lifecycle):
             retry,
             pool_size=settings.db_pool_size,
             async_pool_size=settings.db_async_pool_size,
+            group_commit=settings.group_commit,
         )
         self.orchestrator = Orchestrator(self.store, self.clock, tunables_from(settings))
         self.sweeper = Sweeper(

@@ -35,6 +35,8 @@ class SchedulerSettings(SecuritySettings):
     db_async_pool_size: int = Field(
         4, ge=1, le=200, validation_alias=_env("GHPULSE_SCHEDULER_DB_ASYNC_POOL_SIZE")
     )
+    #: Concurrent TriggerRuns written together, one transaction per flush (README, Runs).
+    group_commit: bool = Field(True, validation_alias=_env("GHPULSE_SCHEDULER_GROUP_COMMIT"))
     lease_ttl: float = Field(30.0, gt=0, validation_alias=_env("GHPULSE_LEASE_TTL"))
     #: How often crawlers renew their leases (sent to them when they connect).
     heartbeat_interval: float = Field(

@@ -43,7 +43,7 @@ async def test_queue_trigger_racing_the_active_runs_finish(store: SqlRunStore) -
     finished, commit = threading.Event(), threading.Event()
 
     def finish_active() -> None:
-        with store._tx(T0) as tx:
+        with store.transaction(T0) as tx:
             row = t.lock_owned(tx, ref, "w1")
             t.apply_result(tx, row, AttemptResult(Outcome.SUCCEEDED))
             finished.set()
@@ -76,7 +76,7 @@ async def test_reattach_racing_the_sweep_failing_the_run(store: SqlRunStore) -> 
     late = T0 + timedelta(seconds=11)
 
     def fail_past_deadline() -> None:
-        with store._tx(late) as tx:
+        with store.transaction(late) as tx:
             row = t.lock_run(tx, ref.run_id)
             assert row is not None
             t.expire_one(tx, row, timedelta(seconds=30), LeaseLosses(timedelta(seconds=30)))
@@ -110,7 +110,7 @@ async def test_finish_racing_the_cancel_of_the_queued_run(store: SqlRunStore) ->
     cancelled, commit = threading.Event(), threading.Event()
 
     def cancel_queued() -> None:
-        with store._tx(T0) as tx:
+        with store.transaction(T0) as tx:
             row = t.lock_run(tx, queued.run.id)
             assert row is not None
             t.finish(tx, row, RunState.CANCELLED, "user")

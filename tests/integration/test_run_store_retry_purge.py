@@ -70,7 +70,7 @@ async def test_a_retry_losing_the_race_at_the_unique_index_is_a_conflict(
 
     def retry_first_held_open() -> None:
         # What RetryRun writes, committed only once the other retry waits on the index.
-        with store._tx(T0) as tx:
+        with store.transaction(T0) as tx:
             row = t.lock_run(tx, first.run_id)
             assert row is not None
             t.set_run(tx, row, state=RunState.PENDING.value, slot=ACTIVE_SLOT, finished_at=None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, select
@@ -26,7 +26,7 @@ from scheduler_service.runs.model import (
 from scheduler_service.runs.sql import reads
 from scheduler_service.runs.sql import statements as q
 from scheduler_service.runs.sql import transitions as t
-from scheduler_service.runs.store import Created, Transition
+from scheduler_service.runs.store import Claim, Created, Transition
 
 runs, events = t.runs, t.events
 labels = cast(Table, RunLabelRow.__table__)
@@ -62,38 +62,60 @@ class Keys:
             self.unwritten = []
 
 
-def create(tx: t.Tx, new: NewRun, ttl: timedelta, keys: Keys | None = None) -> Created:
+def create(
+    tx: t.Tx,
+    new: NewRun,
+    ttl: timedelta,
+    keys: Keys | None = None,
+    run_on: Claim | None = None,
+) -> Created:
     """The run `new` resolves to (see `RunStore.create_run`), its request id recorded for `ttl`
-    (with `keys`, looked up and recorded there, see `Keys`)."""
+    (with `keys`, looked up and recorded there, see `Keys`); with `run_on`, a run it creates is
+    inserted running on that crawler (`Created.claimed`), unless it is a fan-out parent (never
+    dispatched itself)."""
     if new.request_id:
         previous = _idempotent(tx, new, keys)
         if previous is not None:
             return previous
-    run_id, disposition, inserted = _resolve_conflict(tx, new)
+    if is_expanded_parent(new):
+        run_on = None
+    run_id, disposition, inserted = _resolve_conflict(tx, new, run_on)
     _expand_if_parent(tx, new, inserted)
     _record_key(tx, new, ttl, keys, run_id, disposition)
     # A run inserted by this transaction is known without reading it back (it has no steps).
-    run = reads.to_run(inserted, []) if inserted else reads.load(tx.conn, run_id)
-    return Created(run, disposition, tx.transition(run))
+    if inserted is None:
+        run = reads.load(tx.conn, run_id)
+        return Created(run, disposition, tx.transition(run))
+    if inserted["state"] != RunState.RUNNING.value:
+        run = reads.to_run(inserted, [])
+        return Created(run, disposition, tx.transition(run))
+    # Answered as created (pending), and claimed as started: as if claimed after the INSERT.
+    run = reads.to_run({**inserted, **_NOT_STARTED}, [])
+    return Created(run, disposition, tx.transition(run), reads.to_run(inserted, []))
 
 
 def create_inserted(
     tx: t.Tx, new: NewRun, ttl: timedelta, keys: Keys, inserted: tuple[t.Row, RunEvent]
 ) -> Created:
-    """`create` of a trigger whose run was inserted already (see `run_row`; `batch`)."""
+    """`create` of a trigger whose run was inserted already (see `run_row`; `group.create_many`)."""
     row, event = inserted
-    _after_insert(tx, new, row, event)
+    _after_insert(tx, new, row, [event])
     _expand_if_parent(tx, new, row)
     _record_key(tx, new, ttl, keys, row["id"], Disposition.CREATED)
     run = reads.to_run(row, [])
     return Created(run, Disposition.CREATED, tx.transition(run))
 
 
+def is_expanded_parent(new: NewRun) -> bool:
+    """Whether `new` fans out into children listed by its own job (an organization's parent is
+    dispatched once, for its crawler's plan)."""
+    return fans_out(new.spec) and not needs_plan(new.spec)
+
+
 def _expand_if_parent(tx: t.Tx, new: NewRun, inserted: t.Row | None) -> None:
     """A fan-out parent that took its key's active slot gets its children before the commit
     (`fanout.settle`); an organization's parent waits for its crawler's plan instead."""
-    parent = fans_out(new.spec) and not needs_plan(new.spec)
-    if parent and inserted is not None and inserted["slot"] == ACTIVE_SLOT:
+    if is_expanded_parent(new) and inserted is not None and inserted["slot"] == ACTIVE_SLOT:
         tx.expand.append((inserted, None))
 
 
@@ -159,13 +181,15 @@ def slot_holder(tx: t.Tx, key: str, slot: str) -> str | None:
     return result.scalar()
 
 
-def _resolve_conflict(tx: t.Tx, new: NewRun) -> tuple[str, Disposition, t.Row | None]:
+def _resolve_conflict(
+    tx: t.Tx, new: NewRun, run_on: Claim | None
+) -> tuple[str, Disposition, t.Row | None]:
     """The run the trigger resolves to, its disposition and, if inserted, its row."""
     # The common case first: the key is free and the run inserted, one statement. Else the
     # holder is read (locked), unless it finished meanwhile (PostgreSQL: the INSERT waited for
     # the finishing transaction's slot, the SELECT's snapshot is later).
     for _ in range(_FREED_RETRIES):
-        row = insert(tx, new, ACTIVE_SLOT)
+        row = insert(tx, new, ACTIVE_SLOT, run_on=run_on)
         if row is not None:
             return row["id"], Disposition.CREATED, row
         active = slot_holder(tx, new.concurrency_key, ACTIVE_SLOT)
@@ -191,12 +215,26 @@ def _behind(tx: t.Tx, new: NewRun, active: str) -> tuple[str, Disposition, t.Row
     return row["id"], Disposition.QUEUED, row
 
 
-def insert(tx: t.Tx, new: NewRun, slot: str, parent_run_id: str | None = None) -> t.Row | None:
-    """The new run's row in `slot`, or None if another run holds the slot."""
+def insert(
+    tx: t.Tx,
+    new: NewRun,
+    slot: str,
+    parent_run_id: str | None = None,
+    run_on: Claim | None = None,
+) -> t.Row | None:
+    """The new run's row in `slot` (running on `run_on`'s crawler if given), or None if another
+    run holds the slot."""
     row, event = run_row(tx, new, slot, parent_run_id)
+    written = [event]
+    if run_on is not None:
+        # The run is written with its events' seqs already counted, its attempt started.
+        row.update(_started(run_on, tx.now))
+        data = {"state": RunState.RUNNING.value, "reason": "dispatched", "worker": run_on.worker_id}
+        written.append(RunEvent(row["id"], 2, tx.now, 1, EventKind.STATE_CHANGED, data))
+        row["last_seq"] = len(written)
     if not q.insert_run_unless_taken(tx.conn, row):
         return None
-    _after_insert(tx, new, row, event)
+    _after_insert(tx, new, row, written)
     return row
 
 
@@ -251,13 +289,34 @@ def run_row(
     return row, event
 
 
-def _after_insert(tx: t.Tx, new: NewRun, row: t.Row, event: RunEvent) -> None:
-    """What follows the insertion of run `row`: its labels, its first event."""
+def _after_insert(tx: t.Tx, new: NewRun, row: t.Row, written: list[RunEvent]) -> None:
+    """What follows the insertion of run `row`: its labels, its first events."""
     if new.labels:
         tx.conn.execute(
             _INSERT_LABEL,
             [{"run_id": row["id"], "key": k, "value": v} for k, v in new.labels.items()],
         )
-    tx.unwritten.append(reads.event_row(event))
-    tx.events.append(event)
-    tx.dispatchable = tx.dispatchable or row["slot"] == ACTIVE_SLOT
+    tx.unwritten += [reads.event_row(event) for event in written]
+    tx.events += written
+    waits = row["slot"] == ACTIVE_SLOT and row["state"] != RunState.RUNNING.value
+    tx.dispatchable = tx.dispatchable or waits
+
+
+#: A run's columns before its first attempt starts.
+_NOT_STARTED = {
+    "state": RunState.PENDING.value,
+    "worker_id": "",
+    "lease_expires_at": None,
+    "started_at": None,
+    "last_seq": 1,
+}
+
+
+def _started(run_on: Claim, now: datetime) -> dict[str, Any]:
+    """The columns `t.start_attempt` sets on a run's first attempt."""
+    return {
+        "state": RunState.RUNNING.value,
+        "worker_id": run_on.worker_id,
+        "lease_expires_at": now + run_on.lease_ttl,
+        "started_at": now,
+    }

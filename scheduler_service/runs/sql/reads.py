@@ -70,6 +70,13 @@ def with_steps(conn: Connection, row: dict[str, Any]) -> Run:
     return to_run(row, steps_of(conn, [row["id"]]).get(row["id"], []))
 
 
+def run_of(tx: t.Tx, row: dict[str, Any]) -> Run:
+    """Like `with_steps`, without reading the steps again if `tx` has them."""
+    if row["id"] not in tx.steps:
+        return with_steps(tx.conn, row)
+    return to_run(row, [to_step(step) for step in tx.steps[row["id"]]])
+
+
 def steps_of(conn: Connection, run_ids: Sequence[str]) -> dict[str, list[StepStatus]]:
     if not run_ids:
         return {}

@@ -30,7 +30,7 @@ from scheduler_service.db.models import (
     RunRow,
     RunStepRow,
 )
-from scheduler_service.runs.model import RunState, StepState
+from scheduler_service.runs.model import RunState
 
 runs = cast(Table, RunRow.__table__)
 steps = cast(Table, RunStepRow.__table__)
@@ -85,12 +85,6 @@ STEPS_OF = (
     select(steps)
     .where(steps.c.run_id.in_(bindparam("w_ids", expanding=True)))
     .order_by(steps.c.run_id, steps.c.position)
-)
-#: Names of the run's steps still RUNNING. Parameters: w_run.
-OPEN_STEPS = (
-    select(steps.c.name)
-    .where(steps.c.run_id == bindparam("w_run"), steps.c.state == StepState.RUNNING.value)
-    .order_by(steps.c.position)
 )
 #: SET the columns given as parameters on step (w_run, w_name).
 UPDATE_STEP = update(steps).where(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Self
 
@@ -34,9 +33,10 @@ from scheduler_service.runs.model import (
     StepReport,
 )
 from scheduler_service.runs.retries import RetryPolicy
-from scheduler_service.runs.sql import batch, creation, fanout, reads, rerun
-from scheduler_service.runs.sql import statements as q
+from scheduler_service.runs.sql import claiming, creation, fanout, group, reads, rerun
 from scheduler_service.runs.sql import transitions as t
+from scheduler_service.runs.sql.claiming import Trigger, create_and_claim
+from scheduler_service.runs.sql.group import GroupCommit
 from scheduler_service.runs.sql.threads import (
     DatabaseThreads,
     on_reader,
@@ -59,10 +59,16 @@ _CONTENTION_RETRIES = 8
 
 
 class SqlRunStore(RunStore):
-    def __init__(self, threads: DatabaseThreads, retry: RetryPolicy) -> None:
+    def __init__(
+        self, threads: DatabaseThreads, retry: RetryPolicy, *, group_commit: bool = True
+    ) -> None:
         self.threads = threads
         self.url = threads.url
         self._retry = retry
+        #: Concurrent triggers written together (see `group`); None: one transaction each.
+        self.group = (
+            GroupCommit(self, threads.write_pool, threads.flushes) if group_commit else None
+        )
         #: Tells the other replicas what each write transaction did (PostgreSQL only).
         self.notifier = None if db.is_sqlite(self.url) else Notifier()
 
@@ -74,10 +80,13 @@ class SqlRunStore(RunStore):
         *,
         pool_size: int = 10,
         async_pool_size: int = 4,
+        group_commit: bool = True,
     ) -> Self:
         """The store on `url`; on PostgreSQL `pool_size` connections (and threads) for the runs,
-        `async_pool_size` (+ as many on overflow) for the async components (schedules)."""
-        return cls(DatabaseThreads.open(url, pool_size, async_pool_size), retry or RetryPolicy())
+        `async_pool_size` (+ as many on overflow) for the async components (schedules);
+        `group_commit`: concurrent triggers share transactions."""
+        threads = DatabaseThreads.open(url, pool_size, async_pool_size)
+        return cls(threads, retry or RetryPolicy(), group_commit=group_commit)
 
     def async_engines(self) -> tuple[AsyncEngine, AsyncEngine]:
         """(writer, reader) async engines on the run store's database, for components with async
@@ -85,10 +94,17 @@ class SqlRunStore(RunStore):
         return self.threads.async_engines()
 
     async def close(self) -> None:
+        if self.group is not None:
+            self.group.close()
         await self.threads.close()
+        if self.group is not None:
+            # Flushes queued before the threads stopped have run; anything left is answered.
+            self.group.fail()
 
     @contextmanager
-    def _tx(self, now: datetime) -> Iterator[t.Tx]:
+    def transaction(self, now: datetime) -> Iterator[t.Tx]:
+        """One write transaction on the calling (database) thread: its events are flushed and
+        announced to the other replicas before the commit."""
         with self.threads.writer.begin() as conn:
             tx = t.Tx(conn, now, self._retry)
             yield tx
@@ -123,21 +139,25 @@ class SqlRunStore(RunStore):
 
     # -- creating and dispatching runs ---------------------------------------------------------
 
-    @on_writer
-    def create_run(
+    async def create_run(
         self, new: NewRun, now: datetime, idempotency_ttl: timedelta, claim: Claim | None = None
     ) -> Created:
+        if self.group is not None:
+            return await self.group.create(Trigger(new, now, idempotency_ttl, claim))
+        return await self._create_alone(new, now, idempotency_ttl, claim)
+
+    @on_writer
+    def _create_alone(
+        self, new: NewRun, now: datetime, idempotency_ttl: timedelta, claim: Claim | None
+    ) -> Created:
+        return self.create_now(Trigger(new, now, idempotency_ttl, claim))
+
+    def create_now(self, trigger: Trigger) -> Created:
+        """`create_run` in a transaction of its own, on the calling (database) thread."""
         for _ in range(_CONTENTION_RETRIES):
             try:
-                with self._tx(now) as tx:
-                    created = _expanded(tx, creation.create(tx, new, idempotency_ttl))
-                    if claim is None or not tx.dispatchable:
-                        return created
-                    claimed = _claim_next(tx, claim.worker_id, claim.lease_ttl)
-                    # The oldest dispatchable run was claimed; if it is the new one, nothing
-                    # else waits.
-                    tx.dispatchable = claimed is None or claimed.id != created.run.id
-                    return replace(created, transition=tx.transition(created.run), claimed=claimed)
+                with self.transaction(trigger.now) as tx:
+                    return create_and_claim(tx, trigger)
             except IntegrityError:
                 # Another process won a race on the same key or request_id (PostgreSQL; SQLite
                 # transactions are serialized): the next pass sees its row.
@@ -151,17 +171,17 @@ class SqlRunStore(RunStore):
         self, news: Sequence[NewRun], now: datetime, idempotency_ttl: timedelta
     ) -> list[Created | GhpulseError]:
         try:
-            with self._tx(now) as tx:
-                return _settled(tx, batch.create_many(tx, news, idempotency_ttl, isolated=False))
+            with self.transaction(now) as tx:
+                return _settled(tx, group.create_many(tx, news, idempotency_ttl, isolated=False))
         except IntegrityError:
             # A race lost to another process (PostgreSQL): again, each trigger on its own.
-            with self._tx(now) as tx:
-                return _settled(tx, batch.create_many(tx, news, idempotency_ttl, isolated=True))
+            with self.transaction(now) as tx:
+                return _settled(tx, group.create_many(tx, news, idempotency_ttl, isolated=True))
 
     @on_urgent_writer
     def claim(self, worker_id: str, now: datetime, lease_ttl: timedelta) -> Transition:
-        with self._tx(now) as tx:
-            return tx.transition(_claim_next(tx, worker_id, lease_ttl))
+        with self.transaction(now) as tx:
+            return tx.transition(claiming.claim_next(tx, worker_id, lease_ttl))
 
     # -- reports from crawlers ---------------------------------------------------------------
 
@@ -169,7 +189,7 @@ class SqlRunStore(RunStore):
     def record_steps(
         self, ref: AttemptRef, worker_id: str, reports: Sequence[StepReport], now: datetime
     ) -> Transition:
-        with self._tx(now) as tx:
+        with self.transaction(now) as tx:
             t.apply_reports(tx, ref, worker_id, reports)
             return tx.transition()
 
@@ -183,14 +203,14 @@ class SqlRunStore(RunStore):
         claim: Claim | None = None,
         reports: Sequence[StepReport] = (),
     ) -> Transition:
-        with self._tx(now) as tx:
+        with self.transaction(now) as tx:
             row = t.apply_reports(tx, ref, worker_id, reports)
             t.apply_result(tx, row, result)
             fanout.settle(tx)
-            run = reads.with_steps(tx.conn, row)
+            run = reads.run_of(tx, row)
             if claim is None:
                 return tx.transition(run)
-            claimed = _claim_next(tx, claim.worker_id, claim.lease_ttl)
+            claimed = claiming.claim_next(tx, claim.worker_id, claim.lease_ttl)
             transition = tx.transition(run)
             transition.claimed = claimed
             return transition
@@ -207,14 +227,14 @@ class SqlRunStore(RunStore):
     def _renew(
         self, worker_id: str, refs: list[AttemptRef], now: datetime, lease_ttl: timedelta
     ) -> list[AttemptRef]:
-        with self._tx(now) as tx:
+        with self.transaction(now) as tx:
             return t.renew(tx, worker_id, refs, lease_ttl)
 
     @on_urgent_writer
     def reattach(
         self, worker_id: str, refs: list[AttemptRef], now: datetime, lease_ttl: timedelta
     ) -> Reattachment:
-        with self._tx(now) as tx:
+        with self.transaction(now) as tx:
             reattached = t.renew(tx, worker_id, refs, lease_ttl)
             abandoned = [ref for ref in refs if ref not in reattached]
             held = {ref.run_id for ref in reattached}
@@ -237,7 +257,7 @@ class SqlRunStore(RunStore):
 
     @on_urgent_writer
     def shorten_leases(self, worker_id: str, until: datetime) -> None:
-        with self._tx(until) as tx:
+        with self.transaction(until) as tx:
             tx.conn.execute(
                 update(runs)
                 .where(
@@ -270,7 +290,7 @@ class SqlRunStore(RunStore):
         return transition
 
     def _cancel(self, run_id: str, reason: str, now: datetime, by: str) -> Transition:
-        with self._tx(now) as tx:
+        with self.transaction(now) as tx:
             row = t.lock_run(tx, run_id)
             if row is None:
                 raise RunNotFound(run_id)
@@ -296,14 +316,14 @@ class SqlRunStore(RunStore):
                         reason or "cancelled",
                     )
                 )
-            transition = tx.transition(reads.with_steps(tx.conn, row))
+            transition = tx.transition(reads.run_of(tx, row))
             transition.stops = stops
             return transition
 
     @on_writer
     def retry_run(self, run_id: str, now: datetime, by: str = "") -> Transition:
         try:
-            with self._tx(now) as tx:
+            with self.transaction(now) as tx:
                 row = rerun.retry(tx, run_id, by)
                 fanout.settle(tx)
                 tx.flush()
@@ -337,7 +357,7 @@ class SqlRunStore(RunStore):
         """Apply time limits to `candidates`, one transaction each."""
         total = Transition()
         for run_id in candidates:
-            with self._tx(now) as tx:
+            with self.transaction(now) as tx:
                 row = t.lock_run(tx, run_id)
                 if row is None:
                     continue
@@ -349,7 +369,7 @@ class SqlRunStore(RunStore):
 
     @on_writer
     def purge(self, finished_before: datetime, now: datetime) -> int:
-        with self._tx(now) as tx:
+        with self.transaction(now) as tx:
             tx.conn.execute(
                 delete(creation.idempotency).where(creation.idempotency.c.expires_at <= now)
             )
@@ -363,34 +383,8 @@ class SqlRunStore(RunStore):
             return int(result.rowcount or 0)
 
 
-def _claim_next(tx: t.Tx, worker_id: str, lease_ttl: timedelta) -> Run | None:
-    """Start an attempt of the oldest dispatchable run on `worker_id` (None: nothing to do)."""
-    # The whole row, locked by this one statement (FOR UPDATE SKIP LOCKED on PostgreSQL;
-    # SQLite transactions hold the write lock): no second read to lock it.
-    # A parent promoted by this transaction has its children before anything is claimed.
-    fanout.settle(tx)
-    found = tx.conn.execute(q.NEXT_DISPATCHABLE, {"w_now": tx.now}).mappings().first()
-    if found is None:
-        return None
-    row = dict(found)
-    # Read before `start_attempt` sets started_at: a run never started has no steps to read.
-    run = reads.with_steps(tx.conn, row)
-    t.start_attempt(tx, row, worker_id, lease_ttl)
-    # `start_attempt` keeps `row` up to date.
-    return reads.to_run(row, list(run.steps))
-
-
 def _settled(tx: t.Tx, outcomes: list[Created | GhpulseError]) -> list[Created | GhpulseError]:
     """`outcomes` of a batch of triggers, the fan-out parents among them given their children
     before the commit (the parents' answers are as created, before the expansion)."""
     fanout.settle(tx)
     return outcomes
-
-
-def _expanded(tx: t.Tx, created: Created) -> Created:
-    """`created`, with its children if it is a parent created by this transaction."""
-    if not tx.expand:
-        return created
-    fanout.settle(tx)
-    run = reads.load(tx.conn, created.run.id)
-    return replace(created, run=run, transition=tx.transition(run))

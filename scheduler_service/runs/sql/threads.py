@@ -89,6 +89,11 @@ class DatabaseThreads:
         pool = Lanes(pool_size, "ghpulse-db")
         return cls(url, engine, engine, pool, pool, async_pool_size)
 
+    @property
+    def flushes(self) -> int:
+        """Group-commit flushes run at once: one per SQLite writer, one per 4 PostgreSQL threads."""
+        return max(1, self.write_pool.size // 4)
+
     def async_engines(self) -> tuple[AsyncEngine, AsyncEngine]:
         """(writer, reader) async engines on the same database, created on first use; disposed
         by `close`."""
@@ -169,7 +174,7 @@ def _track_commits(engine: Engine) -> None:
     event.listen(engine, "commit", committing)
 
 
-def _reconnecting(call: Callable[[], T]) -> T:
+def reconnecting(call: Callable[[], T]) -> T:
     """Run `call` (on a database thread) again while its connection turns out dead before any
     COMMIT was sent: the server rolled the transaction back, nothing happened."""
     for attempt in range(RECONNECTS + 1):
@@ -188,7 +193,7 @@ async def _on(pool: Lanes, call: Callable[[], T], *, urgent: bool = False) -> T:
     with a retry hint, never an INTERNAL error: the transaction was rolled back, so retrying the
     RPC is safe (TriggerRun with its request_id)."""
     try:
-        future = pool.submit(functools.partial(_reconnecting, call), urgent=urgent)
+        future = pool.submit(functools.partial(reconnecting, call), urgent=urgent)
         return await asyncio.wrap_future(future)
     except (OperationalError, InterfaceError) as exc:
         log.warning("store.unavailable", error=str(exc.orig or exc).splitlines()[0])

@@ -63,6 +63,9 @@ class Tx:
     expand: list[tuple[Row, list[str] | None]] = field(default_factory=list)
     ended_children: list[Row] = field(default_factory=list)
     child_steps: list[tuple[Row, str]] = field(default_factory=list)
+    #: Step rows read by this transaction, by run id, kept up to date by its writes: a run's
+    #: steps are read once for both closing its open steps and answering with the run.
+    steps: dict[str, list[Row]] = field(default_factory=dict)
 
     def flush(self) -> None:
         """Write what is pending: every run's `last_seq`, then the events (before the commit, and
@@ -73,6 +76,15 @@ class Tx:
         if self.unwritten:
             self.conn.execute(q.INSERT_EVENT, self.unwritten)
             self.unwritten = []
+
+    def absorb(self, part: Tx) -> None:
+        """Take over what `part` (another `Tx` on the same connection) did, to be flushed and
+        announced with this transaction's own."""
+        self.events += part.events
+        self.unwritten += part.unwritten
+        self.behind.update(part.behind)
+        self.dispatchable = self.dispatchable or part.dispatchable
+        self.cancels = self.cancels or part.cancels
 
     def transition(self, run: Run | None = None) -> Transition:
         """What the transaction did so far, addressed to `run`."""
@@ -177,25 +189,28 @@ def _state_data(state: RunState, reason: str, **extra: Any) -> dict[str, Any]:
     return data
 
 
+def step_rows(tx: Tx, run_id: str) -> list[Row]:
+    """The run's step rows in order, as this transaction left them."""
+    rows = tx.steps.get(run_id)
+    if rows is None:
+        result = tx.conn.execute(q.STEPS_OF, {"w_ids": [run_id]}).mappings()
+        rows = tx.steps[run_id] = [dict(row) for row in result]
+    return rows
+
+
 def close_open_steps(tx: Tx, run: Row, state: StepState, message: str) -> None:
     """Steps left RUNNING by an attempt that ended without finishing them."""
-    result = tx.conn.execute(q.OPEN_STEPS, {"w_run": run["id"]})
-    for (name,) in result.all():
-        tx.conn.execute(
-            q.UPDATE_STEP,
-            {
-                "w_run": run["id"],
-                "w_name": name,
-                "state": state.value,
-                "finished_at": tx.now,
-                "message": message,
-            },
-        )
+    for step in step_rows(tx, run["id"]):
+        if step["state"] != StepState.RUNNING.value:
+            continue
+        values = {"state": state.value, "finished_at": tx.now, "message": message}
+        tx.conn.execute(q.UPDATE_STEP, {"w_run": run["id"], "w_name": step["name"], **values})
+        step.update(values)
         append(
             tx,
             run,
             EventKind.STEP_FINISHED,
-            {"step": name, "state": state.value, "message": message},
+            {"step": step["name"], "state": state.value, "message": message},
         )
 
 
@@ -307,6 +322,7 @@ def start_attempt(tx: Tx, run: Row, worker_id: str, lease_ttl: timedelta) -> Non
 
 def upsert_step(tx: Tx, run: Row, name: str, **values: Any) -> None:
     new = {"state": StepState.PENDING.value, "attempt": run["attempt"]}
+    tx.steps.pop(run["id"], None)
     q.upsert_step(tx.conn, run["id"], name, new, values)
 
 
