@@ -1,6 +1,6 @@
 """The fetch lease of a repository outlives any wait of its sweep (it is renewed in the
-background), and a repository another run holds is left until the others are swept, then the run is handed
-back (it does not wait in a crawler slot)."""
+background), and a repository another run holds is left until the others are swept, then the run
+is handed back (it does not wait in a crawler slot)."""
 
 from __future__ import annotations
 

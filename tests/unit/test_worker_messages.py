@@ -93,3 +93,22 @@ def test_reports_leave_the_crawler_without_url_credentials() -> None:
     for text in texts:
         assert "ghp_Leaked000" not in text
         assert "https://[redacted]@ghe.example/api/v3/repos/o/r" in text
+
+
+def test_a_hand_back_carries_when_to_dispatch_the_run_again() -> None:
+    from datetime import timedelta
+
+    from scheduler_service.api.worker_messages import MAX_RETRY_AFTER, result_from_pb
+    from scheduler_service.runs.model import Outcome
+
+    busy = AttemptError("REPOSITORY_BUSY", "another run", retryable=True, retry_after=15.0)
+    released = msg.result(KEY, AttemptOutcome.RELEASED, error=busy).result
+    failed = msg.result(KEY, AttemptOutcome.FAILED, error=busy).result
+
+    assert released.retry_after.ToTimedelta() == timedelta(seconds=15)
+    assert not failed.HasField("retry_after")
+    assert result_from_pb(released).retry_after == timedelta(seconds=15)
+    assert result_from_pb(released).outcome is Outcome.RELEASED
+    # A crawler cannot park a run for longer than a day.
+    released.retry_after.FromTimedelta(timedelta(days=30))
+    assert result_from_pb(released).retry_after == MAX_RETRY_AFTER
