@@ -2,7 +2,7 @@
 of GHPULSE_GITHUB_FLEET_CONCURRENCY, held by one request at a time. Additive: an older crawler
 ignores it.
 
-Revision ID: 0100_fb_github_slots
+Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-03
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0100_fb_github_slots"
+revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None

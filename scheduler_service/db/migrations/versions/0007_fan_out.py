@@ -1,6 +1,6 @@
 """Fan-out: a child run names its parent (`parent_run_id`); a parent counts its children.
 
-Revision ID: 0100_fo_fan_out
+Revision ID: 0007_fan_out
 Revises: 0006_hot_indexes
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0100_fo_fan_out"
+revision = "0007_fan_out"
 down_revision = "0006_hot_indexes"
 branch_labels = None
 depends_on = None
