@@ -101,6 +101,35 @@ async def test_a_single_repository_stays_one_run(store: SqlRunStore) -> None:
     assert await store.list_runs(RunQuery(parent_run_id=created.run.id)) == []
 
 
+async def test_a_repository_github_refused_is_listed_and_the_parent_succeeds(
+    store: SqlRunStore,
+) -> None:
+    # As a single run over several repositories: the refused one is in `failed_repositories`.
+    parent = (await store.create_run(crawl_of(*REPOS), T0, DAY)).run
+    a, b, c = await claim_all(store)
+    refused = RunError("ALL_REPOSITORIES_FAILED", "every repository failed: archived", False)
+    await store.finish_attempt(a.ref, "w1", AttemptResult(Outcome.FAILED, error=refused), T0)
+    await succeed(store, b)
+    await succeed(store, c)
+    done = await store.get_run(parent.id)
+    assert done.state is RunState.SUCCEEDED and done.error is None
+    assert done.output is not None
+    assert [f["code"] for f in done.output["failed_repositories"]] == ["ALL_REPOSITORIES_FAILED"]
+    assert done.output["children"]["succeeded"] == 2
+
+
+async def test_a_parent_whose_every_repository_was_refused_fails(store: SqlRunStore) -> None:
+    parent = (await store.create_run(crawl_of(*REPOS), T0, DAY)).run
+    refused = RunError("ALL_REPOSITORIES_FAILED", "every repository failed: not found", False)
+    for child in await claim_all(store):
+        await store.finish_attempt(
+            child.ref, "w1", AttemptResult(Outcome.FAILED, error=refused), T0
+        )
+    failed = await store.get_run(parent.id)
+    assert failed.state is RunState.FAILED and failed.error is not None
+    assert failed.error.code == "CHILDREN_FAILED"
+
+
 async def test_a_failing_child_retries_alone_and_fails_only_its_parent(store: SqlRunStore) -> None:
     parent = (await store.create_run(crawl_of(*REPOS), T0, DAY)).run
     a, b, c = await claim_all(store)

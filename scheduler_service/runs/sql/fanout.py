@@ -207,7 +207,7 @@ def _finish_parent(tx: t.Tx, parent: Row) -> None:
     error = None
     if parent["cancel_requested_at"] is not None:
         state, reason = RunState.CANCELLED, "cancelled"
-    elif failed:
+    elif not succeeded or any(f["code"] != REFUSED_BY_GITHUB for f in failed):
         state, reason = RunState.FAILED, "some repositories failed"
         error = RunError("CHILDREN_FAILED", _failed_message(failed, len(rows)), False)
     else:
@@ -220,6 +220,12 @@ def _finish_parent(tx: t.Tx, parent: Row) -> None:
     data = {"step": CHILDREN_STEP, "state": step_state.value, "message": message}
     t.append(tx, parent, EventKind.STEP_FINISHED, data)
     t.finish(tx, parent, state, reason, output=output, error=error)
+
+
+#: A child's code when GitHub refused its repository for good (not found, archived, no access):
+#: as in a single run over several repositories, that repository is listed in the output's
+#: `failed_repositories` and the others' success is the run's, unless none succeeded.
+REFUSED_BY_GITHUB = "ALL_REPOSITORIES_FAILED"
 
 
 def _failure(row: Row) -> dict[str, Any]:
