@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import grpc
@@ -10,6 +11,7 @@ import structlog
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from sqlalchemy.exc import OperationalError
 
 from common.errors import (
     AlreadyExists,
@@ -150,9 +152,26 @@ async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         yield request
 
 
+def status_of(exc: BaseException) -> grpc.Status:
+    """The status an RPC that raised `exc` ends with: a `GhpulseError`'s own; UNAVAILABLE (retry)
+    for a database that did not answer in time (SQLite's lock past its busy timeout, a lost or
+    refused PostgreSQL connection, a statement timeout); INTERNAL for anything else (a bug)."""
+    if isinstance(exc, GhpulseError):
+        return to_status(exc)
+    if isinstance(exc, OperationalError):
+        log.warning("rpc.database_unavailable", error=str(exc.orig or exc).splitlines()[0])
+        return to_status(
+            Unavailable("the database is busy or unreachable; retry", retry_after=_DATABASE_RETRY)
+        )
+    return unexpected_status(exc)
+
+
+#: When a client may retry a call the database could not serve.
+_DATABASE_RETRY = timedelta(seconds=1)
+
+
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
-    status = to_status(exc) if isinstance(exc, GhpulseError) else unexpected_status(exc)
-    await context.abort_with_status(status)  # type: ignore[attr-defined]
+    await context.abort_with_status(status_of(exc))  # type: ignore[attr-defined]
 
 
 def _wrap_unary(

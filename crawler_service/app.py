@@ -131,7 +131,7 @@ class CrawlerApp(Lifecycle):
         leftovers = await asyncio.to_thread(clean_staging, Path(settings.export_dir))
         if leftovers:
             log.info("export.leftovers_removed", files=[str(p) for p in leftovers])
-        servicer = PullRequestServicer(Queries(self.store.engine), self.backfill)
+        servicer = PullRequestServicer(Queries(self.store.reader), self.backfill)
         self.host = ServerHost(
             settings.listen,
             SERVICE_NAMES,

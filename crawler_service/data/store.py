@@ -50,8 +50,9 @@ Ts = TypeVarTuple("Ts")
 class CrawlerStore(Closing):
     """Async access to the crawler database. Open with `await CrawlerStore.open(url)`."""
 
-    def __init__(self, engine: AsyncEngine, clock: Clock | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, clock: Clock | None = None, reader: Any = None) -> None:
         self.engine = engine
+        self.reader: AsyncEngine = reader or engine  # SQLite: deferred, reads skip the write lock
         self.clock: Clock = clock or SystemClock()
 
     @classmethod
@@ -62,15 +63,16 @@ class CrawlerStore(Closing):
         (`pool_size`, `max_overflow`) sizes PostgreSQL's connection pool."""
         if migrate:
             await asyncio.to_thread(migrations.upgrade, url)
-        return cls(create_async(url, **({} if is_sqlite(url) else pool)), clock)
+        reader = create_async(url, immediate=False) if is_sqlite(url) else None
+        return cls(create_async(url, **({} if reader else pool)), clock, reader)
 
     async def aclose(self) -> None:
+        if self.reader is not self.engine:
+            await self.reader.dispose()
         await self.engine.dispose()
 
     def _insert(self, conn: AsyncConnection, model: Any) -> Any:
-        if conn.dialect.name == "postgresql":
-            return postgresql.insert(model)
-        return sqlite.insert(model)
+        return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(model)
 
     async def _insert_replacing(
         self,

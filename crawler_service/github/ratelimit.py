@@ -90,14 +90,18 @@ def decide(
     return Decision(Action.FAIL)
 
 
-def backoff(base: float, retries: int, rand: Callable[[], float] = random.random) -> float:
+#: Jitter from a generator of its own, not the `random` module's shared state.
+_JITTER = random.Random()
+
+
+def backoff(base: float, retries: int, rand: Callable[[], float] | None = None) -> float:
     """Jittered exponential backoff: between half and all of `base * 2**retries`.
 
     Half is kept fixed so that retries never hammer GitHub immediately, the other half spreads
     clients that failed together.
     """
     ceiling: float = base * 2**retries
-    return ceiling / 2 + rand() * ceiling / 2
+    return ceiling / 2 + (rand or _JITTER.random)() * ceiling / 2
 
 
 #: GraphQL error types that say the primary budget is spent (GitHub has sent both spellings).

@@ -27,6 +27,9 @@ from crawler_service.worker import messages as msg
 from crawler_service.worker.attempts import DEFAULT_LEASE_TTL, AttemptTable
 from crawler_service.worker.outbox import Outbox
 
+#: Jitter from a generator of its own, not the `random` module's shared state.
+_JITTER = random.Random()
+
 log = structlog.get_logger(__name__)
 
 #: The least time `stop` waits for buffered reports to reach the scheduler.
@@ -80,7 +83,7 @@ class Backoff:
         delay = min(self._maximum, self._base * 2 ** min(self._failures, 32))
         self._failures += 1
         # Jitter so that crawlers restarted together do not reconnect in lockstep.
-        return random.uniform(delay / 2, delay)
+        return _JITTER.uniform(delay / 2, delay)
 
     def reset(self) -> None:
         self._failures = 0

@@ -28,6 +28,14 @@ from tests.support.auth import Tokens, make_tokens
 from tests.support.fuzz import message
 from tests.support.threaded import threaded_cluster
 
+#: The services under test run in this process (threads): any of their libraries' use of the
+#: `random` module can land while Hypothesis draws an example, which it reports as if the
+#: strategy had used `random` (ours do not; the services' own jitter has generators of its own).
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Do not use the `random` module inside strategies:"
+    "hypothesis.errors.HypothesisDeprecationWarning"
+)
+
 EXPLORE = int(os.environ.get("GHPULSE_FUZZ_EXAMPLES", "0"))
 CLIENT_EXAMPLES = EXPLORE or 2000
 STREAM_EXAMPLES = max(EXPLORE // 5, 200)
