@@ -59,17 +59,15 @@ class CrawlerStore(Closing):
     async def open(
         cls, url: str, *, clock: Clock | None = None, migrate: bool = False, **pool: Any
     ) -> Self:
-        """A store on `url` (a plain SQLAlchemy URL); `migrate` first upgrades the schema; `pool`
-        (`pool_size`, `max_overflow`) sizes PostgreSQL's connection pool."""
+        """A store on `url`; `migrate` first upgrades the schema; `pool` sizes PostgreSQL's pool."""
         if migrate:
             await asyncio.to_thread(migrations.upgrade, url)
         reader = create_async(url, immediate=False) if is_sqlite(url) else None
         return cls(create_async(url, **({} if reader else pool)), clock, reader)
 
     async def aclose(self) -> None:
-        if self.reader is not self.engine:
-            await self.reader.dispose()
-        await self.engine.dispose()
+        for engine in {self.engine, self.reader}:  # one engine but on SQLite
+            await engine.dispose()
 
     def _insert(self, conn: AsyncConnection, model: Any) -> Any:
         return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(model)

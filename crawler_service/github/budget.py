@@ -32,6 +32,8 @@ import structlog
 
 from crawler_service.github.ratelimit import RESET_MARGIN, header_int
 
+#: Jitter from a generator of its own, not the `random` module's shared state.
+_JITTER = random.Random()
 log = structlog.get_logger("ghpulse.github")
 
 WaitReporter = Callable[[str], Awaitable[None]]
@@ -193,7 +195,7 @@ class TokenBudget:
                 if on_wait is not None:
                     await on_wait(f"{self.fleet_concurrency} requests in flight across the fleet")
             # Jittered, so that waiting crawlers do not ask all at once.
-            await self._sleep(poll * (0.5 + random.random()))
+            await self._sleep(poll * (0.5 + _JITTER.random()))
             poll = min(poll * 2, SLOT_POLL_MAX)
 
     async def pause(self, until: float) -> None:
