@@ -12,6 +12,7 @@ from sqlalchemy import Table, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from common.db import runs_to_end
 from scheduler_service.db.models import WorkerRow
 
 workers = cast(Table, WorkerRow.__table__)
@@ -60,6 +61,7 @@ class WorkerRegistry(ABC):
         """Delete rows last written before `before` (their replica died); how many."""
 
 
+@runs_to_end
 class SqlWorkerRegistry(WorkerRegistry):
     def __init__(self, engine: AsyncEngine, reader: AsyncEngine) -> None:
         self._engine = engine
