@@ -74,7 +74,8 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
         unique.setdefault((row["fault"], row["backend"]), row)  # a row run twice: the first
     rows = sorted(unique.values(), key=lambda r: (order[r["fault"]], r["backend"] != "sqlite"))
     wall = max(part["wall_seconds"] for part in parts)
-    commits = " + ".join(dict.fromkeys(str(part["commit"]) for part in parts))
+    measured = (c for part in parts for c in str(part["commit"]).split(" + "))
+    commits = " + ".join(dict.fromkeys(measured))
     label = parts[0]["label"]
     if len(parts) > 1:
         label = f"{len(parts)} runs (`--only`, same seed) merged, a row run twice from the first"
