@@ -46,11 +46,12 @@ def main() -> None:
     ).stdout.strip()
 
     def write(results: dict[str, Any], label: str) -> None:
-        results |= {"commit": commit, "label": label}
+        # Merged results name the commits their parts measured, not the one merging them.
+        results |= {"commit": results.get("commit") or commit, "label": label}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1) + "\n")
         previous = args.report.read_text() if args.report.exists() else ""
-        args.report.write_text(render(results, commit, label) + hand_written(previous))
+        args.report.write_text(render(results, results["commit"], label) + hand_written(previous))
 
     def partial(results: dict[str, Any]) -> None:
         write(results, f"{label}, unfinished ({len(results['rows'])} rows so far)")
@@ -73,10 +74,12 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
         unique.setdefault((row["fault"], row["backend"]), row)  # a row run twice: the first
     rows = sorted(unique.values(), key=lambda r: (order[r["fault"]], r["backend"] != "sqlite"))
     wall = max(part["wall_seconds"] for part in parts)
+    measured = (c for part in parts for c in str(part["commit"]).split(" + "))
+    commits = " + ".join(dict.fromkeys(measured))
     label = parts[0]["label"]
     if len(parts) > 1:
         label = f"{len(parts)} runs (`--only`, same seed) merged, a row run twice from the first"
-    return {**parts[0], "rows": rows, "label": label, "wall_seconds": wall}
+    return {**parts[0], "rows": rows, "label": label, "wall_seconds": wall, "commit": commits}
 
 
 def _say(line: str) -> None:

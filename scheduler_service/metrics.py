@@ -209,6 +209,7 @@ class SchedulerMetrics:
             self._finished_at = now
         return {**self._finished, **active}
 
+    @db.run_to_end
     async def _count(self, statement: Select[Any]) -> dict[tuple[str, str], int]:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(statement)).all()

@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from common.db import runs_to_end
 from scheduler_service.db.models import WorkerRow
 
 workers = cast(Table, WorkerRow.__table__)
@@ -65,6 +66,7 @@ class WorkerRegistry(ABC):
         """Delete rows last written before `before` (their replica died); how many."""
 
 
+@runs_to_end
 class SqlWorkerRegistry(WorkerRegistry):
     def __init__(self, engine: AsyncEngine, reader: AsyncEngine) -> None:
         self._engine = engine

@@ -58,7 +58,14 @@ class WorkerConn:
 
     @property
     def free_slots(self) -> int:
-        return 0 if self.draining else max(0, self.slots - len(self.running) - self.reserved)
+        """Slots holding no assignment (none while draining): what ListWorkers and the metrics
+        report. A claim in progress is no assignment: most find nothing to claim."""
+        return 0 if self.draining else max(0, self.slots - len(self.running))
+
+    @property
+    def claimable_slots(self) -> int:
+        """Free slots not held for a claim in progress (the dispatcher's view)."""
+        return max(0, self.free_slots - self.reserved)
 
     def send(self, item: Outgoing) -> None:
         self.outbox.put_nowait(item)
@@ -160,9 +167,9 @@ class Dispatcher:
     def reserve(self) -> Iterator[WorkerConn | None]:
         """The connected crawler with the most free slots, one of them held for the block."""
         candidates = [
-            c for c in self._workers.values() if c.free_slots > 0 and not self._excluded(c.id)
+            c for c in self._workers.values() if c.claimable_slots > 0 and not self._excluded(c.id)
         ]
-        conn = max(candidates, key=lambda c: c.free_slots, default=None)
+        conn = max(candidates, key=lambda c: c.claimable_slots, default=None)
         if conn is None:
             yield None
             return

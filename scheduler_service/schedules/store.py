@@ -21,7 +21,7 @@ from sqlalchemy import case, delete, func, literal, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from common.db import UTCDateTime
+from common.db import UTCDateTime, runs_to_end
 from scheduler_service.cluster.notice import Notifier
 from scheduler_service.runs.sql.store import SqlRunStore
 from scheduler_service.schedules import due
@@ -110,6 +110,7 @@ class ScheduleStore(ABC):
         """Delete up to `limit` settled firings of ticks before `before`; how many were."""
 
 
+@runs_to_end
 class SqlScheduleStore(ScheduleStore):
     def __init__(
         self, engine: AsyncEngine, reader: AsyncEngine, notifier: Notifier | None = None

@@ -118,8 +118,13 @@ class Watcher(threading.Thread):
             self.final_state = message.event.state_changed.state
 
 
+#: Longer than a scheduler restart ever takes, even on a loaded machine (a restart took over 9 s
+#: at a load average of 20, past a 10 s lease): the test never waits for the lease to end.
+RESTART_MARGIN = {"GHPULSE_LEASE_TTL": "60", "GHPULSE_RECONNECT_GRACE": "60"}
+
+
 def test_scheduler_killed_mid_run_restarts_without_an_extra_attempt(processes: Processes) -> None:
-    scheduler = processes.scheduler(GHPULSE_LEASE_TTL="10", GHPULSE_RECONNECT_GRACE="10")
+    scheduler = processes.scheduler(**RESTART_MARGIN)
     processes.crawler("crawler-a")
     for client in stub(processes.scheduler_addr):
         run_id = trigger_gated(client)
@@ -128,7 +133,7 @@ def test_scheduler_killed_mid_run_restarts_without_an_extra_attempt(processes: P
     watcher.start()
     assert watcher.first_event.wait(10)
     scheduler.kill()
-    processes.scheduler(GHPULSE_LEASE_TTL="10", GHPULSE_RECONNECT_GRACE="10")
+    processes.scheduler(**RESTART_MARGIN)
     processes.open_gate(run_id)
     watcher.join(60)
     assert watcher.final_state == runs_pb2.RUN_STATE_SUCCEEDED

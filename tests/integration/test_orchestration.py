@@ -30,7 +30,12 @@ async def c(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scheduler_db_url: str
 ) -> AsyncIterator[Cluster]:
     monkeypatch.setenv("GHPULSE_TEST_GATES", str(tmp_path / "gates"))
-    async with cluster(tmp_path, db=scheduler_db_url) as running:
+    # No test here waits for a lease to end: leases and graces of seconds, longer than the event
+    # loop ever stalls on a loaded machine (a 5 s stall once made a crawler drop its stream, and
+    # the run then used an attempt it should not have).
+    async with cluster(
+        tmp_path, db=scheduler_db_url, lease_ttl=30.0, reconnect_grace=30.0
+    ) as running:
         yield running
 
 

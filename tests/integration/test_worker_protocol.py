@@ -284,6 +284,8 @@ async def test_reconnect_reattaches_and_flushes_buffered_reports(harness: Harnes
     await asyncio.wait_for(harness.worker.connected.wait(), 10)
     scheduler.assign("run-10")
     await asyncio.wait_for(harness.fetch.entered.wait(), 10)
+    # Received, not only sent: on a loaded machine it was still in the outbox at the drop.
+    await scheduler.wait_for(lambda request: describe(request) == "started:fetch")
 
     scheduler.welcome_gate.clear()
     scheduler.drop()
