@@ -207,7 +207,7 @@ def _finish_parent(tx: t.Tx, parent: Row) -> None:
     error = None
     if parent["cancel_requested_at"] is not None:
         state, reason = RunState.CANCELLED, "cancelled"
-    elif not succeeded or any(f["code"] != REFUSED_BY_GITHUB for f in failed):
+    elif failed and (not succeeded or any(f["code"] != REFUSED_BY_GITHUB for f in failed)):
         state, reason = RunState.FAILED, "some repositories failed"
         error = RunError("CHILDREN_FAILED", _failed_message(failed, len(rows)), False)
     else:
