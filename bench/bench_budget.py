@@ -54,11 +54,10 @@ LIMIT = 600
 RETRY_AFTER = 2
 STARTING_BUDGET = 120
 LATENCY = 0.02
-QUICK_ARGS = ("--runs", "1")
 FLEET_BOUND = 4
 MODES = ("local", "shared", "bounded")
 
-#: The run of `bench/all.py` (its registry): one run of both modes, ~1 min here.
+#: The run of `bench/all.py` (its registry): one run of every mode, ~1 min here.
 QUICK_ARGS = ("--runs", "1")
 
 

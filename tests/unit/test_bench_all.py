@@ -169,3 +169,14 @@ def test_a_json_document_printed_last_becomes_a_table(bench_all: ModuleType) -> 
     )
     assert bench_all.as_markdown("| a |\n|---|\n") == "| a |\n|---|"
     assert bench_all.as_markdown("no table\n") == "```\nno table\n```"
+
+
+def test_every_benchmark_says_its_quick_run_once() -> None:
+    # `bench/all.py` reads the first `QUICK_ARGS` of the source; a second one would be the one
+    # the module itself sees: two quick runs, silently different.
+    twice = [
+        path.name
+        for path in sorted((ROOT / "bench").glob("bench_*.py"))
+        if sum(line.startswith("QUICK_ARGS = ") for line in path.read_text().splitlines()) > 1
+    ]
+    assert twice == []
