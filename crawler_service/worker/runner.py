@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import httpx
 import structlog
@@ -200,28 +200,27 @@ class AttemptRunner:
 
     def _handed_back(self, exc: HandBack) -> None:
         error = AttemptError(exc.code, exc.message, retryable=True, retry_after=exc.retry_after)
-        if self._current is not None:
-            self._reporter.finished(self._current, StepOutcome.CANCELLED, None, exc.message)
-        self._reporter.result(AttemptOutcome.RELEASED, None, error)
-        log.info(
-            "attempt.finished",
-            outcome=AttemptOutcome.RELEASED.value,
-            step=self._current,
-            code=exc.code,
-            retry_after=exc.retry_after,
+        self._end(
+            AttemptOutcome.RELEASED, StepOutcome.CANCELLED, error, retry_after=exc.retry_after
         )
 
     def _failed(self, exc: Exception) -> None:
         error = attempt_error(exc)
         if error.code == "INTERNAL":
             log.error("attempt.internal_error", step=self._current, exc_info=exc)
+        self._end(AttemptOutcome.FAILED, StepOutcome.FAILED, error, retryable=error.retryable)
+
+    def _end(
+        self, outcome: AttemptOutcome, step: StepOutcome, error: AttemptError, **logged: Any
+    ) -> None:
+        """Report the current step's end and the attempt's `outcome` with `error`, and log it."""
         if self._current is not None:
-            self._reporter.finished(self._current, StepOutcome.FAILED, None, error.message)
-        self._reporter.result(AttemptOutcome.FAILED, None, error)
+            self._reporter.finished(self._current, step, None, error.message)
+        self._reporter.result(outcome, None, error)
         log.info(
             "attempt.finished",
-            outcome=AttemptOutcome.FAILED.value,
+            outcome=outcome.value,
             step=self._current,
             code=error.code,
-            retryable=error.retryable,
+            **logged,
         )
