@@ -166,11 +166,13 @@ def test_four_crawlers_share_one_budget(processes: Processes, crawler_db: str) -
 
     # Primary: once the shared row said the budget is spent, nothing more was sent until the
     # reset; only requests that had taken their unit (and a fleet slot) before can arrive just
-    # after it — at most one per slot, within a second. GitHub never refused one for the budget.
+    # after it — at most one per slot, within a second. GitHub refuses at most those: the row
+    # counts down from GitHub's last answered header, so it can lag GitHub's own count by the
+    # requests in flight, never by more (one such refusal was seen in 1 of ~6 runs).
     assert seen.spent_at is not None
     assert [r for r in requests if seen.spent_at + IN_FLIGHT < r.at < reset_at] == []
     assert len([r for r in requests if seen.spent_at < r.at < reset_at]) <= FLEET
-    assert [r for r in requests if r.status == 403 and "commits" not in r.path] == []
+    assert len([r for r in requests if r.status == 403 and "commits" not in r.path]) <= FLEET
     assert any(r.at >= reset_at for r in requests)
 
     # Secondary: once the pause was in the row, nobody sent before it passed (again, only what
