@@ -12,7 +12,10 @@ machine slows both alike):
    watched on B and on A at once (A reads the events on B's NOTIFY);
 3. idle cluster (a crawler on each replica, no runs): database transactions/s per replica
    (pg_stat_database xact_commit delta);
-4. 500 idle WatchRun streams (250 per replica) on a running, quiet run: transactions/s.
+4. 500 idle WatchRun streams (250 per replica) on a running, quiet run: transactions/s;
+5. (last, once the crawlers have stopped) TriggerRun/s of 32 client threads back to back, on one
+   replica (a channel to A) against two (one channel to `ipv4:A,B` with round-robin, as the
+   README tells clients), windows alternated; any error is counted.
 Prints a markdown table and writes bench/results/cluster.json.
 """
 
@@ -25,6 +28,7 @@ import os
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -142,6 +146,53 @@ async def _latencies(
     return latencies
 
 
+# -- 5: TriggerRun/s on one replica and on two ------------------------------------------------
+
+THREADS = 32
+
+
+def trigger_rate(target: str, window: float) -> tuple[float, int]:
+    """TriggerRun/s of `THREADS` threads back to back on one channel to `target` over `window`
+    seconds, and the number of calls that failed."""
+    options = [("grpc.lb_policy_name", "round_robin")]
+    done, errors = [0] * THREADS, [0] * THREADS
+    barrier = threading.Barrier(THREADS)
+    with grpc.insecure_channel(target, options=options) as channel:
+        grpc.channel_ready_future(channel).result(timeout=30)
+        stub = sched_grpc.SchedulerServiceStub(channel)
+
+        def work(i: int) -> None:
+            barrier.wait()
+            end = time.monotonic() + window
+            while time.monotonic() < end:
+                try:
+                    stub.TriggerRun(_clients.trigger_request(), timeout=30)
+                    done[i] += 1
+                except grpc.RpcError:
+                    errors[i] += 1
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(THREADS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return sum(done) / window, sum(errors)
+
+
+def replica_rates(a: str, b: str, reps: int, window: float) -> dict[str, list[float] | int]:
+    """Per repetition, TriggerRun/s on A alone, then on A and B round-robin."""
+    targets = {"one": a, "two": f"ipv4:{a},{b}"}
+    trigger_rate(targets["two"], 1.0)  # warm both replicas up
+    rates: dict[str, list[float]] = {"one": [], "two": []}
+    errors = 0
+    for _ in range(reps):
+        for name, target in targets.items():
+            per_s, failed = trigger_rate(target, window)
+            rates[name].append(round(per_s, 1))
+            errors += failed
+    return {**rates, "errors": errors}
+
+
 # -- 3 + 4: transactions --------------------------------------------------------------------
 
 
@@ -235,10 +286,17 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             )
             for _ in range(args.reps)
         ]
+        # Last, with no crawler connected: the runs it leaves pending would queue ahead of the
+        # other phases' runs.
+        for crawler in services[2:]:
+            crawler.stop()
+        del services[2:]
+        triggers = replica_rates(a.address, b.address, args.reps, args.flood_window)
     finally:
         for service in reversed(services):
             service.stop()
     return {
+        "trigger_rate": triggers,
         "trigger_to_first_step": first,
         "watch_delivery": watch,
         "idle_xacts_per_s_per_replica": [round(x, 2) for x in idle],
@@ -255,7 +313,14 @@ def targets(result: dict[str, Any]) -> dict[str, bool]:
         "watch_cross_p99": watch["cross_p99_ms"] <= 50,
         "idle_per_replica": statistics.median(result["idle_xacts_per_s_per_replica"]) <= 2,
         "idle_500_watchers": statistics.median(result["idle_500_watchers_xacts_per_s"]) <= 5,
+        "two_replicas_rate": _rate_ratio(result["trigger_rate"]) >= 1.0
+        and result["trigger_rate"]["errors"] == 0,
     }
+
+
+def _rate_ratio(rates: dict[str, Any]) -> float:
+    """Median over repetitions of two replicas' TriggerRun/s ÷ one replica's."""
+    return float(statistics.median(t / o for o, t in zip(rates["one"], rates["two"], strict=True)))
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -275,6 +340,7 @@ def markdown(result: dict[str, Any]) -> str:
         return f"{row[f'same_p{q}_ms']:.1f} ms | {row[f'cross_p{q}_ms']:.1f} ms"
 
     per_rep = " · ".join(f"{x:g}" for x in result["idle_xacts_per_s_per_replica"])
+    rates = result["trigger_rate"]
     watch_reps = " · ".join(f"{x:g}" for x in result["idle_500_watchers_xacts_per_s"])
     lines = [
         f"Two `ghpulse scheduler` replicas on one PostgreSQL database; medians of {result['reps']} "
@@ -297,6 +363,13 @@ def markdown(result: dict[str, Any]) -> str:
         f"| {mark('idle_per_replica')} |",
         f"| 500 idle watchers (250 per replica), transactions/s of both replicas | {watchers:g} "
         f"| {watch_reps} | ≤ 5 | {mark('idle_500_watchers')} |",
+        f"| TriggerRun/s, one replica (32 threads) | {statistics.median(rates['one']):g} "
+        f"| {' · '.join(f'{x:g}' for x in rates['one'])} | | |",
+        f"| TriggerRun/s, two replicas (round-robin) | {statistics.median(rates['two']):g} "
+        f"| {' · '.join(f'{x:g}' for x in rates['two'])} | | |",
+        f"| two replicas ÷ one (median of the repetitions' ratios), errors | "
+        f"{_rate_ratio(rates):.2f}, {rates['errors']} errors | | ≥ 1.0, 0 errors "
+        f"| {mark('two_replicas_rate')} |",
     ]
     return "\n".join(lines)
 
@@ -306,6 +379,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--calls", type=int, default=60)
     parser.add_argument("--window", type=float, default=15.0)
+    parser.add_argument("--flood-window", type=float, default=5.0)
     parser.add_argument("--db-name", default="ghpulse_bench_cluster")
     args = parser.parse_args()
     with psycopg.connect(f"{PG}/postgres", autocommit=True) as admin:
