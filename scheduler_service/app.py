@@ -109,6 +109,9 @@ class SchedulerApp(Lifecycle):
             _seconds(settings.workers_refresh),
             lambda: self.orchestrator.dispatcher.workers,
         )
+        self.workers_api = WorkerServicer(
+            self.orchestrator, settings.max_crawler_slots, self.presence
+        )
         self.host = ServerHost(
             settings.listen,
             SERVICE_NAMES,
@@ -152,7 +155,7 @@ class SchedulerApp(Lifecycle):
             server,  # type: ignore[arg-type]
         )
         worker_grpc.add_WorkerServiceServicer_to_server(
-            WorkerServicer(self.orchestrator, settings.max_crawler_slots, self.presence),
+            self.workers_api,
             server,  # type: ignore[arg-type]
         )
 
@@ -214,6 +217,7 @@ class SchedulerApp(Lifecycle):
         for conn in self.orchestrator.dispatcher.workers:
             conn.close()
         await self.host.stop()
+        await self._streams_closed()
         await self.schedules.stop()
         self.orchestrator.dispatcher.close()
         self.sweeper.close()
@@ -227,6 +231,14 @@ class SchedulerApp(Lifecycle):
         if self.metrics_server is not None:
             await self.metrics_server.stop()
         log.info("scheduler.stopped")
+
+    async def _streams_closed(self) -> None:
+        """Before the store closes: the crawlers' streams unregister them from the database."""
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT):
+                await self.workers_api.closed()
+        except TimeoutError:
+            log.warning("scheduler.streams_not_closed", timeout=STOP_TIMEOUT)
 
     async def _stop_listening(self) -> None:
         if self._listening is not None:

@@ -42,6 +42,8 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
     ) -> None:
         self._orchestrator = orchestrator
         self._presence = presence
+        #: One per stream until its clean-up has ended (see `closed`).
+        self._streams: set[asyncio.Future[None]] = set()
         self._max_slots = max_slots
         tunables = orchestrator.tunables
         self._lease_ttl = tunables.lease_ttl.total_seconds()
@@ -67,6 +69,8 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         slots = min(hello.slots, self._max_slots)
         conn = WorkerConn(worker_id, slots, hello.version, now, now)
         conn.protocol_version = hello.protocol_version or UNVERSIONED_PROTOCOL
+        ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._streams.add(ended)
         reader = asyncio.create_task(self._read(conn, request_iterator))
         try:
             if self._presence is not None:
@@ -78,13 +82,31 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             while (item := await conn.outbox.get()) is not None:
                 yield outgoing_to_pb(item, self._lease_ttl, self._heartbeat)
         finally:
-            # Let a report being written finish (its transaction and connection end cleanly);
-            # the reader stops by itself once the stream is gone.
-            await asyncio.wait([reader], timeout=READER_DRAIN)
-            reader.cancel()
-            await asyncio.shield(self._orchestrator.worker_disconnected(conn))
-            if self._presence is not None:
-                await asyncio.shield(self._presence.disconnected(conn))
+            # In a task of its own, which a second cancellation of this handler leaves running.
+            ending = asyncio.create_task(self._end(conn, reader))
+            ending.add_done_callback(lambda _: self._ended(ended))
+            await asyncio.shield(ending)
+
+    async def closed(self) -> None:
+        """Return once every stream has been cleaned up. The server's `stop` cancels the handlers
+        without waiting for their clean-up, whose database calls must end before the store closes
+        (a connection returned to a disposed pool is never closed)."""
+        while self._streams:
+            await asyncio.wait(set(self._streams))
+
+    def _ended(self, ended: asyncio.Future[None]) -> None:
+        self._streams.discard(ended)
+        if not ended.done():
+            ended.set_result(None)
+
+    async def _end(self, conn: WorkerConn, reader: asyncio.Task[None]) -> None:
+        # Let a report being written finish (its transaction and connection end cleanly); the
+        # reader stops by itself once the stream is gone.
+        await asyncio.wait([reader], timeout=READER_DRAIN)
+        reader.cancel()
+        await self._orchestrator.worker_disconnected(conn)
+        if self._presence is not None:
+            await self._presence.disconnected(conn)
 
     async def _read(self, conn: WorkerConn, requests: ConnectRequests) -> None:
         pipeline = Pipeline(conn.id)

@@ -56,6 +56,8 @@ class RequestRecord(NamedTuple):
     login: str = ""
     #: When its answer left (the fake's clock): [at, done] is the time it was in flight.
     done: float = 0.0
+    #: What the fake's `mark` returned as it arrived (None without one).
+    mark: int | None = None
 
 
 class FakeGitHub:
@@ -64,6 +66,8 @@ class FakeGitHub:
     `latency` delays every answer (seconds). `token`, when set, is required as a Bearer token
     (GraphQL always requires one, like GitHub). `clock` drives the rate-limit resets, so tests can
     move time instead of waiting. `graphql_points` lists the cost of every GraphQL query answered.
+    `mark`, when set, is called as each GitHub request arrives (in its serving thread) and logged
+    with it: e.g. a database sequence's next value, to order requests among the clients' writes.
     """
 
     def __init__(
@@ -79,6 +83,7 @@ class FakeGitHub:
         clock: Callable[[], float] = time.time,
         user_login: str = "ghpulse-fake",
         accounts: Mapping[str, Account] | None = None,
+        mark: Callable[[], int] | None = None,
     ) -> None:
         self.dataset = dataset if isinstance(dataset, Dataset) else Dataset.load(dataset)
         self.latency = latency
@@ -89,6 +94,7 @@ class FakeGitHub:
         self.clock = clock
         #: The login `GET /user` answers for any token.
         self.user_login = user_login
+        self.mark = mark
         self.budget = RateBudget(rate_limit, clock=clock)
         self.graphql_budget = RateBudget(graphql_rate_limit, clock=clock, resource="graphql")
         self.graphql_points: list[int] = []
@@ -160,19 +166,16 @@ class FakeGitHub:
 
     # -- request handling (called from the server's threads) -------------------------------------
 
-    def _record(
-        self, method: str, path: str, query: dict[str, str], status: int, at: float, login: str
-    ) -> None:
-        done = self.clock()
+    def _record(self, record: RequestRecord) -> None:
         with self._lock:
-            self._requests.append(RequestRecord(method, path, query, status, at, login, done))
+            self._requests.append(record)
 
-    def _enter(self) -> float:
-        """Count a request in flight; returns when it arrived (the fake's clock)."""
+    def _enter(self) -> tuple[float, int | None]:
+        """Count a request in flight; returns when it arrived (the fake's clock) and its mark."""
         with self._lock:
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
-        return self.clock()
+        return self.clock(), None if self.mark is None else self.mark()
 
     def _leave(self) -> None:
         with self._lock:
@@ -198,10 +201,8 @@ class FakeGitHub:
             budget.set(int(body["remaining"]), body.get("reset_in"))
             return 200, budget.headers()
         if (method, name) == ("POST", "touch_pull"):
-            pr = self.dataset.touch_pull(
-                body["repo"], int(body["number"]), **body.get("changes", {})
-            )
-            return 200, pr
+            changes = body.get("changes", {})
+            return 200, self.dataset.touch_pull(body["repo"], int(body["number"]), **changes)
         return 404, {"message": "Not Found"}
 
 
@@ -223,8 +224,8 @@ class _Handler(BaseHTTPRequestHandler):
     fake: FakeGitHub
     #: The GitHub request being answered (path, query), until it is logged.
     _exchange: tuple[str, dict[str, str]] | None = None
-    #: When that request arrived (the fake's clock).
-    _received: float = 0.0
+    #: When that request arrived (the fake's clock), and its mark.
+    _received: tuple[float, int | None] = (0.0, None)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: tests assert on `FakeGitHub.requests` instead."""
@@ -250,7 +251,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.fake._leave()
         account = self.fake.accounts.of(self.headers.get("Authorization"))
         login = account.login if account is not None else ""
-        self.fake._record(self.command, path, query, status, self._received, login)
+        at, mark = self._received
+        done = self.fake.clock()
+        self.fake._record(RequestRecord(self.command, path, query, status, at, login, done, mark))
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
