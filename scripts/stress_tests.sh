@@ -48,7 +48,7 @@ trap stop_load EXIT
 trap 'exit 130' INT TERM  # so that the EXIT trap stops the load on Ctrl-C or a timeout too
 
 if ! command -v stress-ng >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get install -y -qq stress-ng >/dev/null 2>&1 || echo "stress: apt-get could not install stress-ng"
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq stress-ng >/dev/null 2>&1 || echo "stress: apt-get could not install stress-ng"
 fi
 if command -v stress-ng >/dev/null; then
     echo "stress: stress-ng --cpu $cpus"
