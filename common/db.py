@@ -103,17 +103,24 @@ PREPARE_THRESHOLD = "prepare_threshold"
 def postgres_url(url: str | URL) -> tuple[URL, dict[str, Any]]:
     """`url` without ghpulse's own query options, and the psycopg connect arguments they ask for."""
     parsed = make_url(url)
+    extra: dict[str, Any] = {}
+    # libpq's own `options` (e.g. `-c search_path=…`) is merged with the statement timeout's.
+    options = parsed.query.get("options")
+    if options is not None:
+        extra["options"] = options if isinstance(options, str) else " ".join(options)
     value = parsed.query.get(PREPARE_THRESHOLD)
-    if value is None:
-        return parsed, {}
-    text_value = value if isinstance(value, str) else value[-1]
-    threshold = None if text_value.lower() in ("none", "off", "") else int(text_value)
-    return parsed.difference_update_query([PREPARE_THRESHOLD]), {PREPARE_THRESHOLD: threshold}
+    if value is not None:
+        text_value = value if isinstance(value, str) else value[-1]
+        threshold = None if text_value.lower() in ("none", "off", "") else int(text_value)
+        extra[PREPARE_THRESHOLD] = threshold
+    return parsed.difference_update_query([PREPARE_THRESHOLD, "options"]), extra
 
 
 def _postgres_options(
     kwargs: dict[str, Any], timeouts: Timeouts, extra: dict[str, Any]
-) -> Timeouts:
+) -> Timeouts | None:
+    """Fill `kwargs` (connect arguments, pre-ping) for a PostgreSQL engine; the timeouts its
+    transactions must set themselves (`limit_statements`), or None when the session has them."""
     # Hot-path engines (the run store's) pass pool_pre_ping=False and retry a transaction that
     # found its connection dead before anything was sent (see `scheduler_service.runs.sql.threads`).
     kwargs.setdefault("pool_pre_ping", True)
@@ -121,21 +128,41 @@ def _postgres_options(
     if timeouts.connect > 0:
         # libpq counts whole seconds, at least 2.
         connect_args.setdefault("connect_timeout", max(2, round(timeouts.connect)))
+    pooled = behind_pgbouncer() or (
+        PREPARE_THRESHOLD in connect_args and connect_args[PREPARE_THRESHOLD] is None
+    )
     if behind_pgbouncer():
         # psycopg prepares a statement run 5 times on the session; PgBouncer's transaction
         # pooling hands the next transaction another session, where it does not exist.
-        connect_args.setdefault("prepare_threshold", None)
+        connect_args.setdefault(PREPARE_THRESHOLD, None)
     kwargs["connect_args"] = connect_args
-    return timeouts
+    if timeouts.statement <= 0:
+        return None
+    if pooled:
+        # Behind PgBouncer's transaction pooling a session setting would leak to other clients
+        # (and PgBouncer refuses the `options` startup parameter): each transaction sets it.
+        return timeouts
+    # A direct connection: set once for the session, at connect, instead of a `SET LOCAL` round
+    # trip at the start of every transaction.
+    options = str(connect_args.get("options") or "")
+    if "statement_timeout" not in options:
+        setting = f"-c statement_timeout={_milliseconds(timeouts)}"
+        connect_args["options"] = f"{options} {setting}".strip()
+    return None
 
 
-def limit_statements(engine: Engine, timeouts: Timeouts) -> None:
-    """Every transaction on `engine` (PostgreSQL) starts with `SET LOCAL statement_timeout`:
-    per transaction rather than per session so that it also holds behind PgBouncer's transaction
-    pooling, and whatever code runs the transaction."""
-    if timeouts.statement <= 0 or engine.dialect.name != "postgresql":
+def _milliseconds(timeouts: Timeouts) -> int:
+    return int(timeouts.statement * 1000)
+
+
+def limit_statements(engine: Engine, timeouts: Timeouts | None) -> None:
+    """Every transaction on `engine` (PostgreSQL behind PgBouncer) starts with `SET LOCAL
+    statement_timeout`: per transaction rather than per session so that it holds behind
+    PgBouncer's transaction pooling, and whatever code runs the transaction. (A direct connection
+    has the timeout as a session setting from its start-up options instead.)"""
+    if timeouts is None or timeouts.statement <= 0 or engine.dialect.name != "postgresql":
         return
-    statement = f"SET LOCAL statement_timeout = {int(timeouts.statement * 1000)}"
+    statement = f"SET LOCAL statement_timeout = {_milliseconds(timeouts)}"
 
     def on_begin(conn: Any) -> None:
         conn.exec_driver_sql(statement)

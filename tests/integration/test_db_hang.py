@@ -1,6 +1,6 @@
 """A database that hangs gives UNAVAILABLE within a bounded time, not a call stuck until the
-client's deadline: a PostgreSQL table locked by someone else (the statement timeout, set with
-SET LOCAL in every transaction), a SQLite database locked by another process (its busy timeout),
+client's deadline: a PostgreSQL table locked by someone else (the statement timeout, a session
+setting given at connect), a SQLite database locked by another process (its busy timeout),
 a server that accepts connections and never answers (the connect timeout); and the typed
 client's UNAVAILABLE retries end with the call's deadline."""
 
