@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -149,18 +149,38 @@ async def test_a_run_cancelled_before_it_started_is_counted_not_timed(c: Cluster
     assert timed not in s
 
 
-async def test_a_run_the_sweep_failed_is_timed_at_the_next_scrape(
-    c: Cluster, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("GHPULSE_TEST_GATES", str(c.tmp / "gates"))
-    await c.add_crawler()  # the test jobs: "test/gated" waits in step beta
-    deadline = duration_pb2.Duration()
-    deadline.FromTimedelta(timedelta(milliseconds=300))
-    run_id = (await c.trigger("test/gated", deadline=deadline)).run.id
-    run = await c.wait_for_state(run_id, *TERMINAL)
-    assert run.state == runs_pb2.RUN_STATE_FAILED
+class AheadClock:
+    """The system's clock, moved ahead by the test when it wants time to pass."""
 
-    s = await scrape(scheduler_url(c))
+    def __init__(self) -> None:
+        self.ahead = timedelta()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.ahead
+
+
+async def test_a_run_the_sweep_failed_is_timed_at_the_next_scrape(
+    tmp_path: Path, scheduler_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GHPULSE_TEST_GATES", str(tmp_path / "gates"))
+    clock = AheadClock()
+    # Leases far longer than the deadline: moving the clock past the deadline expires no lease.
+    cluster_of = cluster(
+        tmp_path, clock, db=scheduler_db_url, metrics_listen=ON, lease_ttl=86_400.0
+    )
+    async with cluster_of as c:
+        await c.add_crawler()  # the test jobs: "test/gated" waits in step beta
+        deadline = duration_pb2.Duration()
+        deadline.FromTimedelta(timedelta(hours=1))
+        run_id = (await c.trigger("test/gated", deadline=deadline)).run.id
+        # Alpha has succeeded, beta waits at its gate: the deadline passes now.
+        await c.wait_for_step(run_id, "beta")
+        clock.ahead = timedelta(hours=2)
+        run = await c.wait_for_state(run_id, *TERMINAL)
+        assert run.state == runs_pb2.RUN_STATE_FAILED
+        assert run.error.code == "DEADLINE_EXCEEDED", run.error
+
+        s = await scrape(scheduler_url(c))
     assert value(s, "ghpulse_run_duration_seconds_count", job="crawl", state="failed") == 1
     alpha = {"job": "crawl", "step": "alpha", "state": "succeeded"}
     beta = {"job": "crawl", "step": "beta", "state": "failed"}

@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 
+from common.clock import Clock
 from common.proto.ghpulse.v1 import runs_pb2
 from common.proto.ghpulse.v1 import scheduler_service_pb2 as spb
 from common.proto.ghpulse.v1.scheduler_service_pb2_grpc import SchedulerServiceStub
@@ -139,10 +140,13 @@ def _state_of(message: spb.WatchRunResponse) -> int | None:
 
 
 @asynccontextmanager
-async def cluster(tmp: Path, **scheduler_overrides: Any) -> AsyncIterator[Cluster]:
-    """Set GHPULSE_TEST_GATES to `tmp / "gates"` first (monkeypatch), for gated test jobs."""
+async def cluster(
+    tmp: Path, clock: Clock | None = None, **scheduler_overrides: Any
+) -> AsyncIterator[Cluster]:
+    """Set GHPULSE_TEST_GATES to `tmp / "gates"` first (monkeypatch), for gated test jobs.
+    `clock`: the scheduler's (default: the system's)."""
     (tmp / "gates").mkdir(exist_ok=True)
-    scheduler = SchedulerApp(scheduler_settings(tmp, **scheduler_overrides))
+    scheduler = SchedulerApp(scheduler_settings(tmp, **scheduler_overrides), clock)
     await scheduler.start()
     channel = grpc.aio.insecure_channel(scheduler.address)
     running = Cluster(tmp, scheduler, channel)
