@@ -15,7 +15,7 @@ from common.proto.ghpulse.v1 import runs_pb2
 from common.proto.ghpulse.v1 import scheduler_service_pb2 as spb
 from crawler_service.app import CrawlerApp
 from ghpulse.testing.fake_github import FakeGitHub
-from tests.support.cluster import TERMINAL, Cluster, cluster
+from tests.support.cluster import TERMINAL, Cluster, clocked_cluster, cluster
 from tests.support.github import TOKEN, serve
 
 INFRA = "ghpulse-demo/infra"
@@ -165,7 +165,7 @@ async def test_a_run_the_sweep_failed_is_timed_at_the_next_scrape(
     monkeypatch.setenv("GHPULSE_TEST_GATES", str(tmp_path / "gates"))
     clock = AheadClock()
     # Leases far longer than the deadline: moving the clock past the deadline expires no lease.
-    cluster_of = cluster(
+    cluster_of = clocked_cluster(
         tmp_path, clock, db=scheduler_db_url, metrics_listen=ON, lease_ttl=86_400.0
     )
     async with cluster_of as c:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -139,12 +139,16 @@ def _state_of(message: spb.WatchRunResponse) -> int | None:
     return None
 
 
+def cluster(tmp: Path, **scheduler_overrides: Any) -> AbstractAsyncContextManager[Cluster]:
+    """Set GHPULSE_TEST_GATES to `tmp / "gates"` first (monkeypatch), for gated test jobs."""
+    return clocked_cluster(tmp, None, **scheduler_overrides)
+
+
 @asynccontextmanager
-async def cluster(
-    tmp: Path, clock: Clock | None = None, **scheduler_overrides: Any
+async def clocked_cluster(
+    tmp: Path, clock: Clock | None, **scheduler_overrides: Any
 ) -> AsyncIterator[Cluster]:
-    """Set GHPULSE_TEST_GATES to `tmp / "gates"` first (monkeypatch), for gated test jobs.
-    `clock`: the scheduler's (default: the system's)."""
+    """`cluster`, its scheduler on `clock` (None: the system's)."""
     (tmp / "gates").mkdir(exist_ok=True)
     scheduler = SchedulerApp(scheduler_settings(tmp, **scheduler_overrides), clock)
     await scheduler.start()
