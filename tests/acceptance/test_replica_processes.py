@@ -27,6 +27,7 @@ from common.proto.ghpulse.v1 import runs_pb2
 from common.proto.ghpulse.v1 import scheduler_service_pb2 as spb
 from common.proto.ghpulse.v1.scheduler_service_pb2_grpc import SchedulerServiceStub
 from tests.support import postgres
+from tests.support.following import follow
 from tests.support.processes import FAST, Processes, Service, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -84,24 +85,6 @@ def replicas(processes: Processes, pg_available: None) -> Iterator[Replicas]:
             service.kill()
 
 
-def _beta_started(message: spb.WatchRunResponse) -> bool:
-    if message.HasField("snapshot"):
-        return any(
-            step.name == "beta" and step.state == runs_pb2.STEP_STATE_RUNNING
-            for step in message.snapshot.steps
-        )
-    return message.event.step_started.step == "beta"
-
-
-async def _follow(
-    client: GhpulseClient, run_id: str, seen: list[spb.WatchRunResponse], beta: asyncio.Event
-) -> None:
-    async for message in client.watch(run_id):
-        seen.append(message)
-        if _beta_started(message):
-            beta.set()
-
-
 @pytest.mark.timeout(300)
 def test_a_replica_killed_mid_run_hands_its_crawler_and_watch_to_the_other(
     replicas: Replicas,
@@ -121,7 +104,7 @@ async def _killed_mid_run(replicas: Replicas, a: Service) -> None:
         run_id = triggered.run_id
         seen: list[spb.WatchRunResponse] = []
         beta = asyncio.Event()
-        watching = asyncio.create_task(_follow(client, run_id, seen, beta))
+        watching = asyncio.create_task(follow(client, run_id, seen, beta))
         await beta.wait()
         await asyncio.to_thread(replicas.scheduler, 1, GHPULSE_SCHEDULER_MIGRATE="false")
         a.kill()

@@ -20,29 +20,12 @@ from common.proto.ghpulse.v1 import scheduler_service_pb2 as spb
 from crawler_service.app import CrawlerApp
 from scheduler_service.app import SchedulerApp
 from tests.support.cluster import cluster, crawler_settings, scheduler_settings
+from tests.support.following import follow
 from tests.support.processes import free_port
 
 #: Leases and the reconnect grace long enough that a loaded machine never expires one while the
 #: crawler moves between replicas (the test waits for events, never for these).
 SLOW_LEASES = {"lease_ttl": 20.0, "reconnect_grace": 10.0}
-
-
-def _beta_started(message: spb.WatchRunResponse) -> bool:
-    if message.HasField("snapshot"):
-        return any(
-            step.name == "beta" and step.state == runs_pb2.STEP_STATE_RUNNING
-            for step in message.snapshot.steps
-        )
-    return message.event.step_started.step == "beta"
-
-
-async def _follow(
-    client: GhpulseClient, run_id: str, seen: list[spb.WatchRunResponse], beta: asyncio.Event
-) -> None:
-    async for message in client.watch(run_id):
-        seen.append(message)
-        if _beta_started(message):
-            beta.set()
 
 
 async def test_watch_and_crawler_move_to_the_other_replica(
@@ -76,7 +59,7 @@ async def test_watch_and_crawler_move_to_the_other_replica(
         run_id = triggered.run_id
         seen: list[spb.WatchRunResponse] = []
         beta = asyncio.Event()
-        watching = asyncio.create_task(_follow(client, run_id, seen, beta))
+        watching = asyncio.create_task(follow(client, run_id, seen, beta))
         await beta.wait()
         await b.start()
         await a.stop()
