@@ -6,14 +6,18 @@ newest one (its seq jumps; the replaced seqs are remembered so the gap is known 
 while state changes and step start/finish events are never dropped.
 
 Events of other scheduler processes reach the broker through `cluster.feed` (PostgreSQL
-LISTEN/NOTIFY): while it is `live`, a quiet watcher waits without polling the database.
+LISTEN/NOTIFY): while it is `live`, a quiet watcher waits without polling the database. While it
+is not, a mailbox given a `poll` period pokes its watcher once a period in which nothing was
+pushed to it (the watcher then re-reads the log): one timer per mailbox and period, not a timeout
+armed and cancelled at every wait (with a thousand watchers of a busy run, that was ten thousand
+timers a second).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
+from collections.abc import Callable
 
 from scheduler_service.runs.model import EventKind, RunEvent
 
@@ -21,15 +25,40 @@ from scheduler_service.runs.model import EventKind, RunEvent
 class Mailbox:
     """The undelivered events of one watcher."""
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(
+        self, run_id: str, poll: float | None = None, polling: Callable[[], bool] = bool
+    ) -> None:
         self.run_id = run_id
         self._items: deque[RunEvent] = deque()
         self._progress: dict[str, RunEvent] = {}
         #: Seqs of progress events replaced before delivery (deliberate gaps).
         self.coalesced: set[int] = set()
         self._ready = asyncio.Event()
+        #: Whether anything was pushed since the last poll tick.
+        self._pushed = False
+        self._poll = poll
+        self._polling = polling
+        self._timer: asyncio.TimerHandle | None = None
+        if poll is not None:
+            self._timer = asyncio.get_running_loop().call_later(poll, self._tick)
+
+    def _tick(self) -> None:
+        """Once a poll period: poke the watcher if nothing was pushed to it meanwhile and the
+        broker is not fed live."""
+        assert self._poll is not None
+        if not self._pushed and self._polling():
+            self._ready.set()
+        self._pushed = False
+        self._timer = asyncio.get_running_loop().call_later(self._poll, self._tick)
+
+    def close(self) -> None:
+        """Stop the poll ticks (the watcher went away)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def push(self, event: RunEvent) -> None:
+        self._pushed = True
         if event.kind is EventKind.STEP_PROGRESS:
             older = self._progress.get(event.step)
             if older is not None:
@@ -51,15 +80,12 @@ class Mailbox:
         self._ready.clear()
         return items
 
-    async def wait(self, timeout: float | None) -> None:  # noqa: ASYNC109 - a poll period
-        """Until an event is pushed (or `timeout` seconds pass)."""
+    async def wait(self) -> None:
+        """Until an event is pushed, or the watcher is poked (a poll tick, the listener's state
+        changed)."""
         if self._items:
             return
-        # asyncio.timeout, not wait_for: wait_for wraps the wait in a new task per call, which
-        # dominated the fan-out cost with a thousand watchers.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._ready.wait()
+        await self._ready.wait()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -76,12 +102,15 @@ class EventBroker:
         #: listener is up); if not, quiet watchers poll the log themselves.
         self.live = False
 
-    def subscribe(self, run_id: str) -> Mailbox:
-        mailbox = Mailbox(run_id)
+    def subscribe(self, run_id: str, poll: float | None = None) -> Mailbox:
+        """A mailbox for a watcher of `run_id`; with `poll` (seconds), poked once a poll period
+        in which nothing reached it while the broker is not `live`."""
+        mailbox = Mailbox(run_id, poll, lambda: not self.live)
         self._mailboxes.setdefault(run_id, set()).add(mailbox)
         return mailbox
 
     def unsubscribe(self, mailbox: Mailbox) -> None:
+        mailbox.close()
         boxes = self._mailboxes.get(mailbox.run_id)
         if boxes is None:
             return

@@ -184,42 +184,42 @@ class Orchestrator:
         return transition.run
 
     async def watch(self, run_id: str, after_seq: int) -> AsyncIterator[Run | RunEvent]:
-        """A snapshot, then every event after `after_seq` until the run's terminal event."""
-        mailbox = self.broker.subscribe(run_id)
+        """A snapshot, then every event after `after_seq` until the run's terminal event.
+
+        One generator, not a snapshot one wrapping a following one: each event passes through
+        one generator less on its way to each of the run's watchers."""
+        mailbox = self.broker.subscribe(run_id, self.tunables.watch_poll.total_seconds())
         try:
             run = await _shielded(self.store.get_run(run_id))
             yield run
             if run.state.terminal and after_seq >= run.last_seq:
                 return
-            async for event in self._follow(mailbox, run_id, after_seq):
-                yield event
+            last = after_seq
+            stored = await _shielded(self.store.events_after(run_id, last))
+            while True:
+                for event in stored:
+                    if event.seq <= last:
+                        continue
+                    if event.seq > last + 1 and not _deliberate_gap(mailbox, last, event.seq):
+                        missing = await _shielded(
+                            self.store.events_after(run_id, last, event.seq - last - 1)
+                        )
+                        for filler in missing:
+                            yield filler
+                    yield event
+                    last = event.seq
+                    if is_terminal(event):
+                        return
+                # While other processes' events are pushed (`live`), waiting costs no query;
+                # else the mailbox is poked once a quiet poll period.
+                await mailbox.wait()
+                stored = mailbox.drain()
+                if not stored:
+                    # Poked (the listener reconnected or went down) or a poll: pick up events
+                    # written by another scheduler process.
+                    stored = await _shielded(self.store.events_after(run_id, last))
         finally:
             self.broker.unsubscribe(mailbox)
-
-    async def _follow(self, mailbox: Mailbox, run_id: str, last: int) -> AsyncIterator[RunEvent]:
-        stored = await _shielded(self.store.events_after(run_id, last))
-        while True:
-            for event in stored:
-                if event.seq <= last:
-                    continue
-                if event.seq > last + 1 and not _deliberate_gap(mailbox, last, event.seq):
-                    missing = await _shielded(
-                        self.store.events_after(run_id, last, event.seq - last - 1)
-                    )
-                    for filler in missing:
-                        yield filler
-                yield event
-                last = event.seq
-                if is_terminal(event):
-                    return
-            # While other processes' events are pushed (`live`), waiting costs no query.
-            live = self.broker.live
-            await mailbox.wait(None if live else self.tunables.watch_poll.total_seconds())
-            stored = mailbox.drain()
-            if not stored:
-                # Poked (the listener reconnected or went down) or a poll: pick up events
-                # written by another scheduler process.
-                stored = await _shielded(self.store.events_after(run_id, last))
 
     # -- crawler operations --------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -151,6 +152,45 @@ async def test_a_batch_answers_each_caller_its_own_outcome(store: SqlRunStore) -
     assert await _count(store, "runs") == 40 + 1 + 2 + 1 + 1
     assert await _count(store, "run_events") == 45
     assert await _count(store, "idempotency_keys") == 1
+
+
+async def test_plain_triggers_of_a_batch_share_one_insert_and_keep_their_own_times(
+    store: SqlRunStore,
+) -> None:
+    """Triggers that only create their run (no slot to claim for) are inserted by one multi-row
+    INSERT, their request ids read in one statement and written in one — yet each run is stamped
+    with its own trigger's time and each caller answered with its own run."""
+    times = [T0 + timedelta(milliseconds=i) for i in range(20)]
+    news = [trigger(f"plain:{i}", request_id=f"rq-plain-{i}") for i in range(20)]
+    assert store.group is not None
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
+        if not sql.lstrip().upper().startswith(("SELECT PG_NOTIFY", "SET LOCAL", "BEGIN")):
+            statements.append(" ".join(sql.split()[:3]))
+
+    event.listen(store.threads.writer, "before_cursor_execute", seen)
+    try:
+        with writer_held(store) as gate:
+            calls = [store.create_run(new, at, DAY) for new, at in zip(news, times, strict=True)]
+            pending = asyncio.ensure_future(asyncio.gather(*calls))
+            await _until(lambda: len(store.group._waiting) == len(news))  # type: ignore[union-attr]
+            gate.set()
+            got = await pending
+    finally:
+        event.remove(store.threads.writer, "before_cursor_execute", seen)
+    # The request ids read, the runs inserted, the events inserted, the request ids written.
+    assert len(statements) == 4, statements
+    for new, at, answer in zip(news, times, got, strict=True):
+        assert answer.disposition is Disposition.CREATED
+        assert answer.run.concurrency_key == new.concurrency_key
+        assert answer.run.created_at == at
+        stored = await store.get_run(answer.run.id)
+        assert stored.created_at == at
+        assert [(e.seq, e.time) for e in answer.transition.events] == [(1, at)]
+    # Repeated, each request is answered with its own run.
+    again = await answers(store, news)
+    assert [a.run.id for a in again if isinstance(a, Created)] == [a.run.id for a in got]
 
 
 async def test_a_flood_of_concurrent_callers_on_few_keys(scheduler_db_url: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from scheduler_service.orchestration.broker import EventBroker
@@ -56,3 +57,39 @@ def test_the_mailbox_stays_bounded_under_progress_floods() -> None:
     broker.publish([event(seq, EventKind.STEP_PROGRESS) for seq in range(1, 10_001)])
     assert len(slow) == 1
     assert [e.seq for e in slow.drain()] == [10_000]
+
+
+async def test_a_quiet_watcher_is_poked_once_a_poll_period() -> None:
+    broker = EventBroker()
+    # A real timer, a short period: the wait ends without anything published.
+    quiet = broker.subscribe("r1", poll=0.01)
+    try:
+        await asyncio.wait_for(quiet.wait(), 60)
+        assert quiet.drain() == []
+    finally:
+        broker.unsubscribe(quiet)
+
+
+async def test_the_poll_pokes_only_after_a_period_with_nothing_pushed_and_never_when_live() -> None:
+    broker = EventBroker()
+    mailbox = broker.subscribe("r1", poll=3600)  # ticked by hand below
+    try:
+        broker.publish([event(1, EventKind.STEP_STARTED)])
+        mailbox.drain()
+        mailbox._tick()  # something was pushed in this period: no poke
+        assert not mailbox._ready.is_set()
+        mailbox._tick()  # a quiet period: poked, the watcher re-reads the log
+        assert mailbox._ready.is_set()
+        mailbox.drain()
+        broker.live = True  # other processes' events are pushed: no poll
+        mailbox._tick()
+        assert not mailbox._ready.is_set()
+    finally:
+        broker.unsubscribe(mailbox)
+    # Gone with its watcher: no more ticks.
+    assert mailbox._timer is None
+
+
+def test_a_mailbox_without_a_poll_period_needs_no_event_loop() -> None:
+    mailbox = EventBroker().subscribe("r1")
+    assert mailbox._timer is None

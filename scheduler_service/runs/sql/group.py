@@ -22,10 +22,10 @@ that leaves triggers behind queues itself again, behind the urgent lane's work. 
 queue is bounded (a caller past `MAX_WAITING` is answered UNAVAILABLE at once), and closing
 answers whatever is still waiting UNAVAILABLE.
 
-A schedule tick's runs (`RunStore.create_runs`, `create_many`) are another batch, written by
-the one caller that has them all:
-
-The common case costs a handful of statements for the whole batch, not several per run: the
+A flush's plain triggers (no free slot to claim for, no children to expand: most of a flood) and a
+schedule tick's runs (`RunStore.create_runs`, `create_many`, written by the one caller that has
+them all) are written as one batch (`create_triggers`), each run stamped with its own trigger's
+time. The common case costs a handful of statements for the whole batch, not several per run: the
 request ids are read in one statement and written in one (`creation.Keys`), and the runs whose
 concurrency key is free are inserted in one multi-row `INSERT … ON CONFLICT DO NOTHING`; only a
 trigger meeting an active run (or an idempotent repeat) takes the one-run path of `creation`.
@@ -203,8 +203,17 @@ class GroupCommit:
         """Write `batch` in one transaction; each trigger's outcome, known once it committed."""
         outcomes: dict[int, Outcome] = {}
         ordered = sorted(batch, key=lambda waiting: waiting.order)
+        plain = [waiting for waiting in ordered if _plain(waiting.trigger)]
         with self._writer.transaction(ordered[0].trigger.now) as tx:
+            if len(plain) > 1:
+                # The common case: their runs in one multi-row INSERT, their request ids read
+                # in one statement and written in one (see `create_triggers`).
+                created = create_triggers(tx, [waiting.trigger for waiting in plain])
+                for waiting, outcome in zip(plain, created, strict=True):
+                    outcomes[id(waiting)] = outcome
             for waiting in ordered:
+                if id(waiting) in outcomes:
+                    continue
                 part = t.Tx(tx.conn, waiting.trigger.now, tx.retry)
                 try:
                     outcomes[id(waiting)] = create_and_claim(part, waiting.trigger)
@@ -223,6 +232,11 @@ class GroupCommit:
             return _unavailable()
         except Exception as exc:
             return exc
+
+
+def _plain(trigger: Trigger) -> bool:
+    """Whether `trigger` only creates its run (no slot to claim for, no children to expand)."""
+    return trigger.claim is None and not creation.is_expanded_parent(trigger.new)
 
 
 def _race(exc: DBAPIError) -> bool:
@@ -257,33 +271,53 @@ def create_many(
     """`creation.create` for each of `news` in the one transaction (see the module docstring):
     per trigger its result, or the error it alone was refused with (a conflict, an idempotency
     mismatch: refusals write nothing that matters)."""
+    if isolated:
+        results: list[Created | GhpulseError] = []
+        dispatchable = False
+        for new in news:
+            results.append(_create_alone(tx, new, ttl))
+            dispatchable = dispatchable or tx.dispatchable
+        tx.dispatchable = dispatchable
+        return results
+    return create_triggers(tx, [Trigger(new, tx.now, ttl) for new in news])
+
+
+def create_triggers(tx: t.Tx, triggers: Sequence[Trigger]) -> list[Created | GhpulseError]:
+    """`create_many` of triggers that arrived at different times (`Trigger.now`, their runs'
+    creation time) with their own request-id TTLs; their claims are ignored."""
     results: list[Created | GhpulseError] = []
     dispatchable = False
-    keys = None if isolated else creation.Keys.prefetch(tx, news)
-    fresh = {} if keys is None else _insert_fresh(tx, news, keys)
-    for index, new in enumerate(news):
-        if keys is None:
-            results.append(_create_alone(tx, new, ttl))
-        else:
-            results.append(_create_one(tx, new, ttl, keys, fresh.get(index)))
-        dispatchable = dispatchable or tx.dispatchable
-    if keys is not None:
-        keys.write(tx)
+    batch_now = tx.now
+    news = [trigger.new for trigger in triggers]
+    keys = creation.Keys.prefetch(tx, news)
+    fresh = _insert_fresh(tx, triggers, keys)
+    try:
+        for index, trigger in enumerate(triggers):
+            tx.now = trigger.now
+            results.append(_create_one(tx, trigger.new, trigger.ttl, keys, fresh.get(index)))
+            dispatchable = dispatchable or tx.dispatchable
+    finally:
+        tx.now = batch_now
+    keys.write(tx)
     tx.dispatchable = dispatchable
     return results
 
 
-def _insert_fresh(tx: t.Tx, news: Sequence[NewRun], keys: creation.Keys) -> dict[int, Fresh]:
+def _insert_fresh(tx: t.Tx, triggers: Sequence[Trigger], keys: creation.Keys) -> dict[int, Fresh]:
     """Insert at once the runs of triggers with no stored request id whose concurrency key no
     earlier trigger of the batch names; by index, those the database took (the others' keys are
     held: they go the one-run path)."""
     candidates: dict[int, Fresh] = {}
     named: set[str] = set()
-    for index, new in enumerate(news):
+    batch_now = tx.now
+    for index, trigger in enumerate(triggers):
+        new = trigger.new
         first = new.concurrency_key not in named
         named.add(new.concurrency_key)
         if first and not (new.request_id and new.request_id in keys.known):
+            tx.now = trigger.now
             candidates[index] = creation.run_row(tx, new, ACTIVE_SLOT)
+    tx.now = batch_now
     if not candidates:
         return {}
     taken = q.insert_runs_unless_taken(tx.conn, [row for row, _ in candidates.values()])
