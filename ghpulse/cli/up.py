@@ -13,6 +13,17 @@ if TYPE_CHECKING:
     from ghpulse.cli.local import LocalConfig
 
 DEFAULT_DIR = Path(".ghpulse")
+SCHEDULER_METRICS, SCHEDULER_METRICS_DEFAULT = "GHPULSE_SCHEDULER_METRICS_LISTEN", "127.0.0.1:9464"
+CRAWLER_METRICS, CRAWLER_METRICS_DEFAULT = "GHPULSE_CRAWLER_METRICS_LISTEN", "127.0.0.1:9465"
+
+
+def metrics_address(given: str | None, env: str, default: str) -> str:
+    """The option if given, else the environment variable — set but empty turns metrics off
+    (click's `envvar` would treat an empty value as unset and bind the default port) — else
+    `default`."""
+    if given is not None:
+        return given
+    return os.environ.get(env, default)
 
 
 def up(
@@ -26,11 +37,21 @@ def up(
         str, typer.Option(envvar="GHPULSE_CRAWLER_LISTEN", help="PullRequestService address.")
     ] = "127.0.0.1:50052",
     scheduler_metrics: Annotated[
-        str, typer.Option(envvar="GHPULSE_SCHEDULER_METRICS_LISTEN", help="'' turns it off.")
-    ] = "127.0.0.1:9464",
+        str | None,
+        typer.Option(
+            help=f"Scheduler metrics address; '' turns it off (env {SCHEDULER_METRICS}, "
+            f"default {SCHEDULER_METRICS_DEFAULT}).",
+            show_default=False,
+        ),
+    ] = None,
     crawler_metrics: Annotated[
-        str, typer.Option(envvar="GHPULSE_CRAWLER_METRICS_LISTEN", help="'' turns it off.")
-    ] = "127.0.0.1:9465",
+        str | None,
+        typer.Option(
+            help=f"Crawler metrics address; '' turns it off (env {CRAWLER_METRICS}, "
+            f"default {CRAWLER_METRICS_DEFAULT}).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the scheduler and a crawler in this process (SQLite under ./.ghpulse/); Ctrl-C stops.
 
@@ -47,8 +68,10 @@ def up(
         data_dir=data_dir.resolve(),
         scheduler_listen=scheduler_listen,
         crawler_listen=crawler_listen,
-        scheduler_metrics=scheduler_metrics,
-        crawler_metrics=crawler_metrics,
+        scheduler_metrics=metrics_address(
+            scheduler_metrics, SCHEDULER_METRICS, SCHEDULER_METRICS_DEFAULT
+        ),
+        crawler_metrics=metrics_address(crawler_metrics, CRAWLER_METRICS, CRAWLER_METRICS_DEFAULT),
     )
     with startup_errors("up"):
         asyncio.run(_serve(config))
