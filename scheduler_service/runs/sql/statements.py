@@ -8,6 +8,7 @@ UPDATE's SET columns are whatever other keys the parameters carry.
 
 from __future__ import annotations
 
+import json
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -19,6 +20,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -46,6 +48,18 @@ LOAD_RUN = select(runs).where(runs.c.id == bindparam("w_id"))
 UPDATE_RUN = update(runs).where(runs.c.id == bindparam("w_id"))
 INSERT_RUN = runs.insert()
 INSERT_EVENT = events.insert()
+#: PostgreSQL: a transaction's cluster wake-up alone. Parameters: channel, payload.
+NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+#: PostgreSQL: a transaction's events inserted and its wake-up sent in one round trip (a
+#: data-modifying CTE runs whether or not the query reads it). Parameters: one array per column
+#: (see `events_notifying`), channel, payload.
+INSERT_EVENTS_NOTIFYING = text(
+    "WITH appended AS (INSERT INTO run_events (run_id, seq, time, attempt, kind, data)"
+    " SELECT * FROM unnest(CAST(:run_id AS varchar[]), CAST(:seq AS integer[]),"
+    " CAST(:time AS timestamptz[]), CAST(:attempt AS integer[]), CAST(:kind AS varchar[]),"
+    " CAST(:data AS jsonb[])))"
+    " SELECT pg_notify(:channel, :payload)"
+)
 INSERT_STEP = steps.insert()
 
 #: The id of the run holding a key's slot, locked. Parameters: w_key, w_slot.
@@ -172,3 +186,17 @@ def insert_run_unless_taken(conn: Connection, row: dict[str, Any]) -> bool:
     would end the transaction."""
     statement = _INSERT_UNLESS_TAKEN[conn.dialect.name]
     return conn.execute(statement, row).first() is not None
+
+
+def events_notifying(rows: list[dict[str, Any]], channel: str, payload: str) -> dict[str, Any]:
+    """The parameters of `INSERT_EVENTS_NOTIFYING` for the event rows `rows`."""
+    return {
+        "run_id": [row["run_id"] for row in rows],
+        "seq": [row["seq"] for row in rows],
+        "time": [row["time"] for row in rows],
+        "attempt": [row["attempt"] for row in rows],
+        "kind": [row["kind"] for row in rows],
+        "data": [json.dumps(row["data"]) for row in rows],
+        "channel": channel,
+        "payload": payload,
+    }
