@@ -86,6 +86,11 @@ class Notice:
             payload["o"] = 1
         return json.dumps(payload, separators=(",", ":"))
 
+    @staticmethod
+    def prefix_of(sender: str) -> str:
+        """How every encoded notice of `sender` begins (the sender is encoded first)."""
+        return json.dumps({"s": sender}, separators=(",", ":"))[:-1] + ","
+
     @classmethod
     def decode(cls, payload: str) -> Notice:
         """The notice in `payload`; anything unreadable is an overflow notice (catch up)."""
