@@ -106,7 +106,11 @@ class Listener:
             self.listening.set()
             log.info("cluster.listening", channel=CHANNEL, backend_pid=self.backend_pid)
             self._handler.resynced()
+            own = Notice.prefix_of(self._sender)
             async for message in conn.notifies():
-                notice = Notice.decode(message.payload)
-                if notice.sender != self._sender:
-                    self._handler.notice(notice)
+                # This process's own notices (most of them, on a busy replica) are skipped
+                # before their events are decoded.
+                if not message.payload.startswith(own):
+                    notice = Notice.decode(message.payload)
+                    if notice.sender != self._sender:
+                        self._handler.notice(notice)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from scheduler_service.runs.model import EventKind, RunEvent
@@ -85,6 +85,11 @@ class Notice:
         if attempts:
             payload["o"] = 1
         return json.dumps(payload, separators=(",", ":"))
+
+    @staticmethod
+    def prefix_of(sender: str) -> str:
+        """How every encoded notice of `sender` begins (the sender is encoded first)."""
+        return json.dumps({"s": sender}, separators=(",", ":"))[:-1] + ","
 
     @classmethod
     def decode(cls, payload: str) -> Notice:
@@ -154,13 +159,11 @@ class Notifier:
         #: Names this process in its notices.
         self.sender = sender or uuid.uuid4().hex[:12]
 
-    def send(
-        self, conn: Connection, events: list[RunEvent], dispatchable: bool, cancels: bool
-    ) -> None:
-        """One NOTIFY in the open transaction on `conn`, if it did anything others care about."""
+    def payload(self, events: list[RunEvent], dispatchable: bool, cancels: bool) -> str | None:
+        """The NOTIFY payload of a write transaction (sent on `CHANNEL` in it), or None if it did
+        nothing the others care about."""
         notice = of_transaction(self.sender, events, dispatchable, cancels)
-        if not notice.empty:
-            conn.execute(_NOTIFY, {"channel": CHANNEL, "payload": notice.encode()})
+        return None if notice.empty else notice.encode()
 
     async def schedules_changed(self, conn: AsyncConnection) -> None:
         """The NOTIFY of a transaction on `conn` that created or changed a schedule."""

@@ -227,7 +227,8 @@ async def test_a_failed_batch_answers_everyone_unavailable_and_stores_nothing(
     engine = store.threads.writer
 
     def broken(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
-        if sql.lstrip().upper().startswith("INSERT INTO RUN_EVENTS"):
+        # Alone, or with the transaction's NOTIFY on PostgreSQL (`WITH appended AS (INSERT …`).
+        if "INSERT INTO RUN_EVENTS" in sql.upper():
             raise OperationalError(sql, {}, Exception("injected: the disk is full"))
 
     event.listen(engine, "before_cursor_execute", broken)

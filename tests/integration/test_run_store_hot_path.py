@@ -114,9 +114,11 @@ async def _until(condition: Any) -> None:
 class Counts:
     transactions: int = 0
     statements: int = 0
-    #: PostgreSQL's cluster wake-ups (`SELECT pg_notify`, at most one per write transaction),
-    #: counted apart from the run's own statements.
+    #: PostgreSQL's cluster wake-ups (`pg_notify`, at most one per write transaction), counted
+    #: apart from the run's own statements; `alone`: those sent in a statement of their own (a
+    #: transaction that inserts events sends its NOTIFY in the same statement).
     notifies: int = 0
+    alone: int = 0
     open: dict[int, list[str]] = field(default_factory=dict)
     log: list[list[str]] = field(default_factory=list)
 
@@ -134,10 +136,15 @@ def counted(engine: Engine) -> Iterator[Counts]:
             counts.open[id(conn)] = []
 
     def statement(conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
-        if id(conn) in counts.open and sql.lstrip().startswith("SELECT pg_notify"):
-            counts.notifies += 1
-        elif id(conn) in counts.open and not sql.startswith(("SET LOCAL", "BEGIN")):
-            counts.open[id(conn)].append(" ".join(sql.split()[:3])[:50])
+        if id(conn) not in counts.open:
+            return
+        counts.notifies += "pg_notify(" in sql
+        if sql.lstrip().startswith("SELECT pg_notify"):
+            counts.alone += 1
+        elif not sql.startswith(("SET LOCAL", "BEGIN")):
+            # The events' INSERT with the NOTIFY (`WITH appended AS (INSERT …`) is an INSERT.
+            words = sql.split()
+            counts.open[id(conn)].append(" ".join(words[3 if words[0] == "WITH" else 0 :][:3]))
 
     def commit(conn: Any) -> None:
         done = counts.open.pop(id(conn), [])
@@ -183,6 +190,8 @@ async def test_a_one_step_run_costs_two_transactions_in_the_store(store: SqlRunS
     assert [e.seq for e in await store.events_after(ref.run_id, 0)] == [1, 2, 3, 4, 5]
     assert (counts.transactions, counts.statements) == (2, 10)
     assert counts.notifies <= counts.transactions
+    # Both transactions insert events: their NOTIFY (PostgreSQL) rides on that INSERT.
+    assert counts.alone == 0
 
 
 async def test_a_one_step_noop_run_end_to_end(
@@ -203,3 +212,4 @@ async def test_a_one_step_noop_run_end_to_end(
     assert done.state == runs_pb2.RUN_STATE_SUCCEEDED
     assert (counts.transactions, counts.statements) == (2, 10), counts.log
     assert counts.notifies <= counts.transactions
+    assert counts.alone == 0, counts.log

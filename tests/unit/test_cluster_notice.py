@@ -58,3 +58,20 @@ def test_too_many_runs_for_one_payload_become_a_catch_up_notice() -> None:
 def test_an_unreadable_payload_is_a_catch_up_notice() -> None:
     notice = Notice.decode("not json")
     assert notice.overflow and notice.dispatchable
+
+
+def test_every_notice_of_a_sender_starts_with_its_prefix_and_no_other_senders() -> None:
+    """The listener skips its own notices by this prefix before decoding them."""
+    events = [_event("run_a", seq, message="x" * 500) for seq in range(1, 31)]
+    notices = [
+        of_transaction("abc", [_event("run_a", 1)], dispatchable=True).encode(),
+        of_transaction("abc", events, dispatchable=False).encode(),
+        of_transaction("abc", [_event(f"r{i:030d}", 1) for i in range(400)], True).encode(),
+        Notice("abc", cancels=True).encode(),
+        Notice("abc", schedules=True).encode(),
+    ]
+    for encoded in notices:
+        assert encoded.startswith(Notice.prefix_of("abc")), encoded[:40]
+        # A sender whose id is a prefix of this one's is not matched.
+        assert not encoded.startswith(Notice.prefix_of("ab"))
+        assert Notice.decode(encoded).sender == "abc"

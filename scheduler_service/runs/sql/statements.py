@@ -8,10 +8,12 @@ UPDATE's SET columns are whatever other keys the parameters carry.
 
 from __future__ import annotations
 
+import json
 from typing import Any, cast
 
 from sqlalchemy import (
     Connection,
+    Executable,
     Insert,
     Table,
     bindparam,
@@ -19,10 +21,12 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from common.db import UTCDateTime
 from scheduler_service.db.models import (
     QUEUED_SLOT,
     WAITING_SLOT,
@@ -46,6 +50,18 @@ LOAD_RUN = select(runs).where(runs.c.id == bindparam("w_id"))
 UPDATE_RUN = update(runs).where(runs.c.id == bindparam("w_id"))
 INSERT_RUN = runs.insert()
 INSERT_EVENT = events.insert()
+#: PostgreSQL: a transaction's cluster wake-up alone. Parameters: channel, payload.
+NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+#: PostgreSQL: a transaction's events inserted and its wake-up sent in one round trip (a
+#: data-modifying CTE runs whether or not the query reads it). Parameters: one array per column
+#: (see `events_notifying`), channel, payload.
+INSERT_EVENTS_NOTIFYING = text(
+    "WITH appended AS (INSERT INTO run_events (run_id, seq, time, attempt, kind, data)"
+    " SELECT * FROM unnest(CAST(:run_id AS varchar[]), CAST(:seq AS integer[]),"
+    " CAST(:time AS timestamptz[]), CAST(:attempt AS integer[]), CAST(:kind AS varchar[]),"
+    " CAST(:data AS jsonb[])))"
+    " SELECT pg_notify(:channel, :payload)"
+)
 INSERT_STEP = steps.insert()
 
 #: The id of the run holding a key's slot, locked. Parameters: w_key, w_slot.
@@ -66,8 +82,9 @@ QUEUED_OF = (
     .with_for_update()
 )
 #: The oldest dispatchable run, locked, skipping rows another transaction holds. Parameters: w_now.
-#: The state is a constant in the SQL, not a bound parameter: the planner proves the partial index
-#: `ix_runs_dispatchable` (`state = 'pending'`) only from constants (see reads.state_is).
+#: The oldest dispatchable run, locked. Parameters: w_now. The state is a constant in the SQL, not
+#: a bound parameter: the planner proves the partial index `ix_runs_dispatchable` (`state =
+#: 'pending'`) only from constants (see reads.state_is).
 NEXT_DISPATCHABLE = (
     select(runs)
     .where(
@@ -79,6 +96,32 @@ NEXT_DISPATCHABLE = (
     .limit(1)
     .with_for_update(skip_locked=True)
 )
+_RUN_COLUMNS = ", ".join(f'"{column.name}"' for column in runs.c)
+_NOW = bindparam("w_now", type_=UTCDateTime())
+#: `NEXT_DISPATCHABLE` as the claims run it: in the order of `ix_runs_dispatchable` whatever the
+#: statistics say (a sort of every pending run makes each claim cost O(backlog), see migration
+#: 0008). SQLite is told the index; PostgreSQL runs the query in `ghpulse_next_dispatchable`,
+#: planned with sorts disabled.
+NEXT_DISPATCHABLE_SQLITE = (
+    text(
+        f"SELECT {_RUN_COLUMNS} FROM runs INDEXED BY ix_runs_dispatchable"
+        f" WHERE state = '{PENDING}' AND (not_before IS NULL OR not_before <= :w_now)"
+        " AND (deadline_at IS NULL OR deadline_at > :w_now) ORDER BY created_at, id LIMIT 1"
+    )
+    .bindparams(_NOW)
+    .columns(*runs.c)
+)
+NEXT_DISPATCHABLE_PG = (
+    text(f"SELECT {_RUN_COLUMNS} FROM ghpulse_next_dispatchable(:w_now)")
+    .bindparams(_NOW)
+    .columns(*runs.c)
+)
+
+
+def next_dispatchable(conn: Connection) -> Executable:
+    """The claims' `NEXT_DISPATCHABLE` for `conn`'s database."""
+    return NEXT_DISPATCHABLE_PG if conn.dialect.name == "postgresql" else NEXT_DISPATCHABLE_SQLITE
+
 
 #: Steps of several runs in order. Parameters: w_ids (a list).
 STEPS_OF = (
@@ -172,3 +215,17 @@ def insert_run_unless_taken(conn: Connection, row: dict[str, Any]) -> bool:
     would end the transaction."""
     statement = _INSERT_UNLESS_TAKEN[conn.dialect.name]
     return conn.execute(statement, row).first() is not None
+
+
+def events_notifying(rows: list[dict[str, Any]], channel: str, payload: str) -> dict[str, Any]:
+    """The parameters of `INSERT_EVENTS_NOTIFYING` for the event rows `rows`."""
+    return {
+        "run_id": [row["run_id"] for row in rows],
+        "seq": [row["seq"] for row in rows],
+        "time": [row["time"] for row in rows],
+        "attempt": [row["attempt"] for row in rows],
+        "kind": [row["kind"] for row in rows],
+        "data": [json.dumps(row["data"]) for row in rows],
+        "channel": channel,
+        "payload": payload,
+    }

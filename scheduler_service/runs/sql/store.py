@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common import db
 from common.errors import GhpulseError, Unavailable
-from scheduler_service.cluster.notice import Notifier
+from scheduler_service.cluster.notice import CHANNEL, Notifier
 from scheduler_service.errors import RunConflict, RunFinished, RunNotFound
 from scheduler_service.runs.model import (
     AttemptRef,
@@ -109,9 +109,9 @@ class SqlRunStore(RunStore):
             tx = t.Tx(conn, now, self._retry)
             yield tx
             fanout.settle(tx)
-            tx.flush()
-            if self.notifier is not None:
-                self.notifier.send(conn, tx.events, tx.dispatchable, tx.cancels)
+            notifier = self.notifier
+            payload = notifier and notifier.payload(tx.events, tx.dispatchable, tx.cancels)
+            tx.flush(notify=(CHANNEL, payload) if payload else None)
 
     # -- reads -------------------------------------------------------------------------------
 
