@@ -82,7 +82,8 @@ def _hand_out_plan(conn: Connection) -> tuple[str, str]:
     statement = q.next_dispatchable(conn)
     params = {"w_now": T0 + timedelta(days=1)}
     if conn.dialect.name == "sqlite":
-        compiled = statement.compile(conn)
+        assert statement is q.NEXT_DISPATCHABLE_SQLITE
+        compiled = q.NEXT_DISPATCHABLE_SQLITE.compile(conn)
         explained = conn.exec_driver_sql(
             "EXPLAIN QUERY PLAN " + compiled.string,
             tuple(compiled.construct_params(params)[name] for name in compiled.positiontup or ()),
@@ -95,6 +96,7 @@ def _hand_out_plan(conn: Connection) -> tuple[str, str]:
     # it, sent to this client as a NOTICE.
     notices: list[str] = []
     driver = conn.connection.driver_connection
+    assert driver is not None
     driver.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
     for setting in (
         "LOAD 'auto_explain'",
