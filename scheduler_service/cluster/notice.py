@@ -29,7 +29,8 @@ from scheduler_service.runs.model import EventKind, RunEvent
 CHANNEL = "ghpulse_runs"
 #: PostgreSQL refuses payloads of 8000 bytes and more; leave room for the rest of the notice.
 MAX_PAYLOAD = 7900
-_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+#: A cluster wake-up sent alone. Parameters: channel, payload.
+NOTIFY = text("SELECT pg_notify(:channel, :payload)")
 
 
 @dataclass(frozen=True)
@@ -168,4 +169,4 @@ class Notifier:
     async def schedules_changed(self, conn: AsyncConnection) -> None:
         """The NOTIFY of a transaction on `conn` that created or changed a schedule."""
         payload = Notice(self.sender, schedules=True).encode()
-        await conn.execute(_NOTIFY, {"channel": CHANNEL, "payload": payload})
+        await conn.execute(NOTIFY, {"channel": CHANNEL, "payload": payload})

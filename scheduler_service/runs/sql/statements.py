@@ -50,8 +50,6 @@ LOAD_RUN = select(runs).where(runs.c.id == bindparam("w_id"))
 UPDATE_RUN = update(runs).where(runs.c.id == bindparam("w_id"))
 INSERT_RUN = runs.insert()
 INSERT_EVENT = events.insert()
-#: PostgreSQL: a transaction's cluster wake-up alone. Parameters: channel, payload.
-NOTIFY = text("SELECT pg_notify(:channel, :payload)")
 #: PostgreSQL: a transaction's events inserted and its wake-up sent in one round trip (a
 #: data-modifying CTE runs whether or not the query reads it). Parameters: one array per column
 #: (see `events_notifying`), channel, payload.
@@ -82,9 +80,8 @@ QUEUED_OF = (
     .with_for_update()
 )
 #: The oldest dispatchable run, locked, skipping rows another transaction holds. Parameters: w_now.
-#: The oldest dispatchable run, locked. Parameters: w_now. The state is a constant in the SQL, not
-#: a bound parameter: the planner proves the partial index `ix_runs_dispatchable` (`state =
-#: 'pending'`) only from constants (see reads.state_is).
+#: The state is a constant in the SQL, not a bound parameter: the planner proves the partial index
+#: `ix_runs_dispatchable` (`state = 'pending'`) only from constants (see reads.state_is).
 NEXT_DISPATCHABLE = (
     select(runs)
     .where(

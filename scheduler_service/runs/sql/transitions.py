@@ -18,6 +18,7 @@ from sqlalchemy import Connection
 
 from common.jobs import from_json
 from common.jobs.fanout import fans_out, needs_plan, planned
+from scheduler_service.cluster.notice import NOTIFY
 from scheduler_service.db.models import ACTIVE_SLOT
 from scheduler_service.errors import StaleAttempt
 from scheduler_service.runs.model import (
@@ -80,7 +81,7 @@ class Tx:
         elif self.unwritten:
             self.conn.execute(q.INSERT_EVENT, self.unwritten)
         elif notify is not None:
-            self.conn.execute(q.NOTIFY, {"channel": notify[0], "payload": notify[1]})
+            self.conn.execute(NOTIFY, {"channel": notify[0], "payload": notify[1]})
         self.unwritten = []
 
     def absorb(self, part: Tx) -> None:
