@@ -83,13 +83,15 @@ def _hand_out_plan(conn: Connection) -> tuple[str, str]:
     params = {"w_now": T0 + timedelta(days=1)}
     if conn.dialect.name == "sqlite":
         assert statement is q.NEXT_DISPATCHABLE_SQLITE
-        compiled = q.NEXT_DISPATCHABLE_SQLITE.compile(conn)
+        compiled = q.NEXT_DISPATCHABLE_SQLITE.statement.compile(conn)
         explained = conn.exec_driver_sql(
             "EXPLAIN QUERY PLAN " + compiled.string,
             tuple(compiled.construct_params(params)[name] for name in compiled.positiontup or ()),
         )
         plan = "\n".join(str(row[-1]) for row in explained)
-        claimed = conn.execute(statement, params).mappings().one()["id"]
+        handed_out = statement.first(conn, params)
+        assert handed_out is not None
+        claimed = handed_out["id"]
         conn.rollback()
         return plan, str(claimed)
     # PostgreSQL: the statement calls a function; auto_explain logs the plan of the query inside
@@ -106,7 +108,9 @@ def _hand_out_plan(conn: Connection) -> tuple[str, str]:
         "SET LOCAL client_min_messages = notice",
     ):
         conn.exec_driver_sql(setting)
-    claimed = conn.execute(statement, params).mappings().one()["id"]
+    handed_out = statement.first(conn, params)
+    assert handed_out is not None
+    claimed = handed_out["id"]
     conn.rollback()
     inner = [notice for notice in notices if "FROM runs" in notice]
     return "\n".join(inner), str(claimed)

@@ -39,11 +39,11 @@ def create_and_claim(tx: t.Tx, trigger: Trigger) -> Created:
     # running on the claiming crawler (one INSERT instead of an INSERT, a claim and an UPDATE).
     # An older run is started only once the trigger's own outcome is known (a refusal writes
     # nothing).
-    older = tx.conn.execute(q.next_dispatchable(tx.conn), {"w_now": tx.now}).mappings().first()
+    older = q.next_dispatchable(tx.conn).first(tx.conn, {"w_now": tx.now})
     created = creation.create(tx, trigger.new, trigger.ttl, run_on=None if older else claim)
     if older is None:
         return created
-    claimed = start(tx, dict(older), claim.worker_id, claim.lease_ttl)
+    claimed = start(tx, older, claim.worker_id, claim.lease_ttl)
     return replace(created, transition=tx.transition(created.run), claimed=claimed)
 
 
@@ -62,10 +62,10 @@ def claim_next(tx: t.Tx, worker_id: str, lease_ttl: timedelta) -> Run | None:
     # SQLite transactions hold the write lock): no second read to lock it.
     # A parent promoted by this transaction has its children before anything is claimed.
     fanout.settle(tx)
-    found = tx.conn.execute(q.next_dispatchable(tx.conn), {"w_now": tx.now}).mappings().first()
+    found = q.next_dispatchable(tx.conn).first(tx.conn, {"w_now": tx.now})
     if found is None:
         return None
-    return start(tx, dict(found), worker_id, lease_ttl)
+    return start(tx, found, worker_id, lease_ttl)
 
 
 def start(tx: t.Tx, row: t.Row, worker_id: str, lease_ttl: timedelta) -> Run:

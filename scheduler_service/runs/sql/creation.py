@@ -177,8 +177,8 @@ def slot_holder(tx: t.Tx, key: str, slot: str) -> str | None:
     # Locked (PostgreSQL): a trigger that queues behind the active run must wait for a
     # transaction finishing that run, or the finish promotes nothing and the queued run is
     # orphaned; after the wait the row no longer matches and the trigger takes the slot.
-    result = tx.conn.execute(q.SLOT_HOLDER, {"w_key": key, "w_slot": slot})
-    return result.scalar()
+    row = q.SLOT_HOLDER.first(tx.conn, {"w_key": key, "w_slot": slot})
+    return None if row is None else str(row["id"])
 
 
 def _resolve_conflict(

@@ -56,10 +56,10 @@ def state_is(*states: str) -> ColumnElement[bool]:
 
 def load(conn: Connection, run_id: str) -> Run:
     """The run with its steps; raises `RunNotFound`."""
-    row = conn.execute(q.LOAD_RUN, {"w_id": run_id}).mappings().first()
+    row = q.LOAD_RUN.first(conn, {"w_id": run_id})
     if row is None:
         raise RunNotFound(run_id)
-    return with_steps(conn, dict(row))
+    return with_steps(conn, row)
 
 
 def with_steps(conn: Connection, row: dict[str, Any]) -> Run:
@@ -67,7 +67,7 @@ def with_steps(conn: Connection, row: dict[str, Any]) -> Run:
     if row["started_at"] is None:
         # Never dispatched: it has no steps yet.
         return to_run(row, [])
-    return to_run(row, steps_of(conn, [row["id"]]).get(row["id"], []))
+    return to_run(row, [to_step(step) for step in q.STEPS_OF_RUN.all(conn, {"w_run": row["id"]})])
 
 
 def run_of(tx: t.Tx, row: dict[str, Any]) -> Run:

@@ -73,13 +73,13 @@ class Tx:
         before reading a run back). `notify` (PostgreSQL; channel, payload): the transaction's
         NOTIFY, sent with the events' INSERT (one round trip less) or alone."""
         for run_id, row in self.behind.items():
-            self.conn.execute(q.UPDATE_RUN, {"w_id": run_id, "last_seq": row["last_seq"]})
+            q.UPDATE_RUN.run(self.conn, {"w_id": run_id, "last_seq": row["last_seq"]})
         self.behind.clear()
         if self.unwritten and notify is not None:
             params = q.events_notifying(self.unwritten, *notify)
-            self.conn.execute(q.INSERT_EVENTS_NOTIFYING, params)
+            q.INSERT_EVENTS_NOTIFYING.run(self.conn, params)
         elif self.unwritten:
-            self.conn.execute(q.INSERT_EVENT, self.unwritten)
+            q.INSERT_EVENT.many(self.conn, self.unwritten)
         elif notify is not None:
             self.conn.execute(NOTIFY, {"channel": notify[0], "payload": notify[1]})
         self.unwritten = []
@@ -101,8 +101,7 @@ class Tx:
 def lock_run(tx: Tx, run_id: str) -> Row | None:
     """The run's row, locked for the rest of the transaction (FOR UPDATE on PostgreSQL; SQLite
     transactions already hold the database write lock)."""
-    row = tx.conn.execute(q.LOCK_RUN, {"w_id": run_id}).mappings().first()
-    return dict(row) if row is not None else None
+    return q.LOCK_RUN.first(tx.conn, {"w_id": run_id})
 
 
 def lock_owned(tx: Tx, ref: AttemptRef, worker_id: str) -> Row:
@@ -123,10 +122,9 @@ def fenced(tx: Tx, ref: AttemptRef, worker_id: str, events: int) -> Row:
     """Like `lock_owned`, in the statement that also advances the run's last_seq by the
     `events` events the caller then appends (see `apply_reports`)."""
     params = {"w_id": ref.run_id, "w_attempt": ref.attempt, "w_worker": worker_id}
-    found = tx.conn.execute(q.FENCED_SEQS, {**params, "w_events": events}).mappings().first()
-    if found is None:
+    row = q.FENCED_SEQS.first(tx.conn, {**params, "w_events": events})
+    if row is None:
         raise StaleAttempt(ref.run_id, ref.attempt)
-    row = dict(found)
     row["last_seq"] -= events
     return row
 
@@ -158,7 +156,7 @@ def apply_reports(tx: Tx, ref: AttemptRef, worker_id: str, reports: Sequence[Ste
 def set_run(tx: Tx, run: Row, **values: Any) -> None:
     if tx.behind.pop(run["id"], None) is not None:
         values.setdefault("last_seq", run["last_seq"])
-    tx.conn.execute(q.UPDATE_RUN, {"w_id": run["id"], **values})
+    q.UPDATE_RUN.run(tx.conn, {"w_id": run["id"], **values})
     run.update(values)
 
 
@@ -200,8 +198,7 @@ def step_rows(tx: Tx, run_id: str) -> list[Row]:
     """The run's step rows in order, as this transaction left them."""
     rows = tx.steps.get(run_id)
     if rows is None:
-        result = tx.conn.execute(q.STEPS_OF, {"w_ids": [run_id]}).mappings()
-        rows = tx.steps[run_id] = [dict(row) for row in result]
+        rows = tx.steps[run_id] = q.STEPS_OF_RUN.all(tx.conn, {"w_run": run_id})
     return rows
 
 
@@ -211,7 +208,7 @@ def close_open_steps(tx: Tx, run: Row, state: StepState, message: str) -> None:
         if step["state"] != StepState.RUNNING.value:
             continue
         values = {"state": state.value, "finished_at": tx.now, "message": message}
-        tx.conn.execute(q.UPDATE_STEP, {"w_run": run["id"], "w_name": step["name"], **values})
+        q.UPDATE_STEP.run(tx.conn, {"w_run": run["id"], "w_name": step["name"], **values})
         step.update(values)
         append(
             tx,
@@ -257,10 +254,9 @@ def finish(
 def promote_queued(tx: Tx, concurrency_key: str) -> None:
     # Read and locked in one statement: PostgreSQL re-checks the condition after waiting for the
     # lock, so a queued run cancelled meanwhile is not promoted back to life.
-    found = tx.conn.execute(q.QUEUED_OF, {"w_key": concurrency_key}).mappings().first()
-    if found is None:
+    queued = q.QUEUED_OF.first(tx.conn, {"w_key": concurrency_key})
+    if queued is None:
         return
-    queued = dict(found)
     data = _state_data(RunState.PENDING, "promoted")
     change(tx, queued, data, slot=ACTIVE_SLOT, state=RunState.PENDING.value, not_before=None)
     tx.dispatchable = True
@@ -338,8 +334,7 @@ def renew(tx: Tx, worker_id: str, refs: list[AttemptRef], lease_ttl: timedelta) 
     renewed = []
     for ref in refs:
         params = {"w_id": ref.run_id, "w_attempt": ref.attempt, "w_worker": worker_id}
-        result = tx.conn.execute(q.RENEW, {**params, "lease_expires_at": tx.now + lease_ttl})
-        if result.rowcount:
+        if q.RENEW.run(tx.conn, {**params, "lease_expires_at": tx.now + lease_ttl}):
             renewed.append(ref)
     return renewed
 
