@@ -122,7 +122,8 @@ def to_new_run(
         labels=dict(command.labels),
         trigger=command.trigger,
         request_id=command.request_id,
-        payload_hash=payload_hash(command, spec),
+        # Only a request_id's repeat is compared with it: no digest to compute without one.
+        payload_hash=payload_hash(command, spec) if command.request_id else "",
         deadline_at=now + deadline if deadline else None,
         schedule_id=command.schedule_id,
         nominal_time=command.nominal_time,

@@ -5,15 +5,13 @@ only after its batch committed; a failed batch answers everyone UNAVAILABLE and 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, text
+from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 
 from common.errors import Unavailable
@@ -26,6 +24,7 @@ from scheduler_service.runs.sql.lanes import Lanes
 from scheduler_service.runs.sql.store import SqlRunStore
 from scheduler_service.runs.store import Created
 from tests.support.runs import DAY, T0, new_run
+from tests.support.writes import commits, count, until, writer_held
 
 JOIN, QUEUE, REJECT = ConflictPolicy.JOIN, ConflictPolicy.QUEUE, ConflictPolicy.REJECT
 
@@ -36,39 +35,6 @@ async def store(scheduler_db_url: str) -> AsyncIterator[SqlRunStore]:
     store = SqlRunStore.open(scheduler_db_url, RetryPolicy(), pool_size=1)
     yield store
     await store.close()
-
-
-@contextmanager
-def writer_held(store: SqlRunStore) -> Iterator[threading.Event]:
-    """The writer thread busy until the event is set (triggers queue meanwhile)."""
-    gate, holding = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        holding.set()
-        gate.wait()
-
-    blocker = store.threads.write_pool.submit(hold)
-    holding.wait(60)
-    try:
-        yield gate
-    finally:
-        gate.set()
-        blocker.result()
-
-
-@contextmanager
-def commits(engine: Engine) -> Iterator[list[int]]:
-    """Committed write transactions on `engine` (appended as they commit)."""
-    done: list[int] = []
-
-    def commit(_conn: Any) -> None:
-        done.append(1)
-
-    event.listen(engine, "commit", commit)
-    try:
-        yield done
-    finally:
-        event.remove(engine, "commit", commit)
 
 
 def trigger(
@@ -142,16 +108,16 @@ async def test_a_batch_answers_each_caller_its_own_outcome(store: SqlRunStore) -
     with commits(store.threads.writer) as done, writer_held(store) as gate:
         pending = asyncio.ensure_future(answers(store, list(triggers)))
         assert store.group is not None
-        await _until(lambda: len(store.group._waiting) == len(triggers))  # type: ignore[union-attr]
+        await until(lambda: store.group.waiting == len(triggers))  # type: ignore[union-attr]
         assert not pending.done()  # nobody is answered before the flush commits
         gate.set()
         got = await pending
     check_own_outcomes(list(expected), list(triggers), got)
     # 72 triggers, at most 50 per batch: two transactions.
     assert len(done) == 2
-    assert await _count(store, "runs") == 40 + 1 + 2 + 1 + 1
-    assert await _count(store, "run_events") == 45
-    assert await _count(store, "idempotency_keys") == 1
+    assert await count(store, "runs") == 40 + 1 + 2 + 1 + 1
+    assert await count(store, "run_events") == 45
+    assert await count(store, "idempotency_keys") == 1
 
 
 async def test_plain_triggers_of_a_batch_share_one_insert_and_keep_their_own_times(
@@ -174,7 +140,7 @@ async def test_plain_triggers_of_a_batch_share_one_insert_and_keep_their_own_tim
         with writer_held(store) as gate:
             calls = [store.create_run(new, at, DAY) for new, at in zip(news, times, strict=True)]
             pending = asyncio.ensure_future(asyncio.gather(*calls))
-            await _until(lambda: len(store.group._waiting) == len(news))  # type: ignore[union-attr]
+            await until(lambda: store.group.waiting == len(news))  # type: ignore[union-attr]
             gate.set()
             got = await pending
     finally:
@@ -235,14 +201,14 @@ async def test_a_failed_batch_answers_everyone_unavailable_and_stores_nothing(
     try:
         with writer_held(store) as gate:
             pending = asyncio.ensure_future(answers(store, triggers))
-            await _until(lambda: len(store.group._waiting) == len(triggers))  # type: ignore[union-attr]
+            await until(lambda: store.group.waiting == len(triggers))  # type: ignore[union-attr]
             gate.set()
             got = await pending
     finally:
         event.remove(engine, "before_cursor_execute", broken)
     assert all(isinstance(answer, Unavailable) for answer in got), got
     for table in ("runs", "run_events", "idempotency_keys", "run_labels"):
-        assert await _count(store, table) == 0, table
+        assert await count(store, table) == 0, table
     # Retried with their request ids, the triggers create their runs: nothing was half-stored.
     again = await answers(store, triggers[:30])
     assert [a.disposition for a in again if isinstance(a, Created)] == [Disposition.CREATED] * 30
@@ -259,7 +225,7 @@ async def test_closing_flushes_what_waits_and_answers_every_caller(store: SqlRun
     assert store.group is not None
     with writer_held(store) as gate:
         pending = asyncio.ensure_future(answers(store, [trigger(f"close:{i}") for i in range(10)]))
-        await _until(lambda: len(store.group._waiting) == 10)  # type: ignore[union-attr]
+        await until(lambda: store.group.waiting == 10)  # type: ignore[union-attr]
         store.group.close()
         gate.set()
     await store.close()
@@ -275,16 +241,3 @@ async def test_triggers_with_no_writer_threads_left_are_answered_unavailable(
     group = GroupCommit(store, lanes)
     with pytest.raises(Unavailable):
         await group.create(Trigger(trigger("orphan"), T0, DAY))
-
-
-async def _until(condition: Any) -> None:
-    while not condition():  # noqa: ASYNC110 (a condition of another thread's queue)
-        await asyncio.sleep(0.001)
-
-
-async def _count(store: SqlRunStore, table: str) -> int:
-    def count() -> int:
-        with store.threads.reader.connect() as conn:
-            return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar() or 0)
-
-    return await asyncio.to_thread(count)

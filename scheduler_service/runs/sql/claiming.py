@@ -3,14 +3,15 @@ and starting the oldest dispatchable run on the crawler whose slot the trigger m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from scheduler_service.runs.model import NewRun, Run
+from scheduler_service.runs.model import AttemptRef, AttemptResult, NewRun, Run, StepReport
 from scheduler_service.runs.sql import creation, fanout, reads
 from scheduler_service.runs.sql import statements as q
 from scheduler_service.runs.sql import transitions as t
-from scheduler_service.runs.store import Claim, Created
+from scheduler_service.runs.store import Claim, Created, Transition
 
 
 @dataclass(frozen=True)
@@ -75,3 +76,38 @@ def start(tx: t.Tx, row: t.Row, worker_id: str, lease_ttl: timedelta) -> Run:
     t.start_attempt(tx, row, worker_id, lease_ttl)
     # `start_attempt` keeps `row` up to date.
     return reads.to_run(row, list(run.steps))
+
+
+def claim(worker_id: str, lease_ttl: timedelta, tx: t.Tx) -> Transition:
+    """`RunStore.claim` inside the open transaction `tx`."""
+    return tx.transition(claim_next(tx, worker_id, lease_ttl))
+
+
+def record_steps(
+    ref: AttemptRef, worker_id: str, reports: Sequence[StepReport], tx: t.Tx
+) -> Transition:
+    """`RunStore.record_steps` inside the open transaction `tx`."""
+    t.apply_reports(tx, ref, worker_id, reports)
+    return tx.transition()
+
+
+def finish_and_claim(
+    ref: AttemptRef,
+    worker_id: str,
+    result: AttemptResult,
+    claim: Claim | None,
+    reports: Sequence[StepReport],
+    tx: t.Tx,
+) -> Transition:
+    """`RunStore.finish_attempt` inside the open transaction `tx`: the attempt's last step
+    reports, its result, and the claim of the next run for the slot it frees."""
+    row = t.apply_reports(tx, ref, worker_id, reports)
+    t.apply_result(tx, row, result)
+    fanout.settle(tx)
+    run = reads.run_of(tx, row)
+    if claim is None:
+        return tx.transition(run)
+    claimed = claim_next(tx, claim.worker_id, claim.lease_ttl)
+    transition = tx.transition(run)
+    transition.claimed = claimed
+    return transition

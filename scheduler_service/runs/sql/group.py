@@ -13,14 +13,10 @@ UNAVAILABLE, after its rollback: nothing of it is stored. A race with another tr
 unique key or a deadlock (PostgreSQL) rolls the batch back and writes its triggers one by one,
 as without group commit.
 
-Why it cannot hang: a flush is an ordinary call in the writer threads' normal lane (crawler
-lifecycle writes, in the urgent lane, still go first); it takes its batch under a lock, never
-waits for the event loop, and answers every caller of its batch in a `finally`. At most
-`flushes` flushes are queued or running at once (SQLite: one; PostgreSQL: a few, leaving the
-other threads to crawler writes and reads, and letting batches grow while they run); a flush
-that leaves triggers behind queues itself again, behind the urgent lane's work. The
-queue is bounded (a caller past `MAX_WAITING` is answered UNAVAILABLE at once), and closing
-answers whatever is still waiting UNAVAILABLE.
+The queue and its flushes are a `lanes.Batcher` (which tells why it cannot hang): a flush is an
+ordinary call in the writer threads' normal lane (crawler lifecycle writes, in the urgent lane,
+still go first); at most `flushes` run at once (SQLite: one; PostgreSQL: a few, leaving the other
+threads to crawler writes and reads, and letting batches grow while they run).
 
 A flush's plain triggers (no free slot to claim for, no children to expand: most of a flood) and a
 schedule tick's runs (`RunStore.create_runs`, `create_many`, written by the one caller that has
@@ -36,28 +32,24 @@ savepoint, retried.
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections import deque
-from collections.abc import Sequence
-from concurrent.futures import Future
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from common.errors import GhpulseError, Unavailable
 from scheduler_service.db.models import ACTIVE_SLOT
 from scheduler_service.errors import SchedulerError
 from scheduler_service.runs.model import NewRun, RunEvent
-from scheduler_service.runs.sql import creation
+from scheduler_service.runs.sql import creation, fanout
 from scheduler_service.runs.sql import statements as q
 from scheduler_service.runs.sql import transitions as t
 from scheduler_service.runs.sql.claiming import Trigger, create_and_claim
-from scheduler_service.runs.sql.lanes import Lanes
+from scheduler_service.runs.sql.lanes import Batcher, Lanes
 from scheduler_service.runs.sql.threads import RETRY_AFTER, reconnecting
 from scheduler_service.runs.store import Created, Transition
 
@@ -70,6 +62,7 @@ MAX_WAITING = 10_000
 _RACES = {"40P01", "40001"}
 
 Outcome = Created | BaseException
+T = TypeVar("T")
 
 
 class Writer(Protocol):
@@ -79,22 +72,47 @@ class Writer(Protocol):
 
     def create_now(self, trigger: Trigger) -> Created: ...
 
+    def write_part(self, part: Part[T]) -> T: ...
+
 
 @dataclass(frozen=True)
-class _Waiting:
-    trigger: Trigger
-    future: Future[Created]
+class Part(Generic[T]):
+    """A crawler's lifecycle write (its result, steps, a claim, a lease renewal): `body`, run in
+    the batch's transaction at time `now`; batches write their parts in `order` (a run id)."""
 
-    @property
-    def order(self) -> tuple[str, str]:
-        return (self.trigger.new.concurrency_key, self.trigger.new.request_id)
+    now: datetime
+    order: str
+    body: Callable[[t.Tx], T]
+
+
+def _order(trigger: Trigger) -> tuple[str, str]:
+    return (trigger.new.concurrency_key, trigger.new.request_id)
 
 
 def _unavailable(why: str = "the run store is unavailable; retry") -> Unavailable:
     return Unavailable(why, retry_after=RETRY_AFTER)
 
 
-class GroupCommit:
+class _Batches:
+    """A queue of writes waiting for flushes (a `Batcher`)."""
+
+    _batcher: Batcher[Any, Any]
+
+    @property
+    def waiting(self) -> int:
+        """Writes waiting for a flush."""
+        return self._batcher.waiting
+
+    def close(self) -> None:
+        """Accept no more writes (those waiting are still flushed, or answered by `fail`)."""
+        self._batcher.close()
+
+    def fail(self) -> None:
+        """Answer every write still waiting UNAVAILABLE (the writer threads are gone)."""
+        self._batcher.fail()
+
+
+class GroupCommit(_Batches):
     """The queue of triggers waiting for a flush on `lanes`, written by `writer`."""
 
     def __init__(
@@ -106,128 +124,107 @@ class GroupCommit:
         max_waiting: int = MAX_WAITING,
     ) -> None:
         self._writer = writer
-        self._lanes = lanes
-        self._max_flushes = flushes
-        self._max_batch = max_batch
-        self._max_waiting = max_waiting
-        self._lock = threading.Lock()
-        self._waiting: deque[_Waiting] = deque()
-        #: Flushes queued in the lanes or running, at most `flushes`.
-        self._flushes = 0
-        self._closed = False
+        self._batcher: Batcher[Trigger, Created] = Batcher(
+            lanes,
+            self._write,
+            _unavailable,
+            flushes=flushes,
+            max_batch=max_batch,
+            max_waiting=max_waiting,
+        )
 
     async def create(self, trigger: Trigger) -> Created:
         """`RunStore.create_run`, answered once the batch it was written in has committed."""
-        return await asyncio.wrap_future(self._submit(trigger))
+        return await self._batcher.submit(trigger)
 
-    def close(self) -> None:
-        """Accept no more triggers (those waiting are still flushed, or answered by `fail`)."""
-        with self._lock:
-            self._closed = True
-
-    def fail(self) -> None:
-        """Answer every trigger still waiting UNAVAILABLE (the writer threads are gone)."""
-        with self._lock:
-            left = list(self._waiting)
-            self._waiting.clear()
-        for waiting in left:
-            _settle(waiting.future, _unavailable("the scheduler is shutting down; retry"))
-
-    def _submit(self, trigger: Trigger) -> Future[Created]:
-        future: Future[Created] = Future()
-        with self._lock:
-            if self._closed:
-                raise _unavailable("the scheduler is shutting down; retry")
-            if len(self._waiting) >= self._max_waiting:
-                raise _unavailable("too many triggers waiting for the run store; retry")
-            self._waiting.append(_Waiting(trigger, future))
-            start = self._flushes < self._max_flushes
-            if start:
-                self._flushes += 1
-        if start:
-            self._queue_flush()
-        return future
-
-    def _queue_flush(self) -> None:
+    def _write(self, batch: list[Trigger]) -> list[Outcome]:
         try:
-            self._lanes.submit(self._flush)
-        except RuntimeError:
-            # The writer threads are shut down: nothing will flush what waits.
-            with self._lock:
-                self._flushes -= 1
-            self.fail()
-
-    def _flush(self) -> None:
-        """On a writer thread: write one batch; then queue this flush again (behind the urgent
-        lane's work) while triggers are left."""
-        try:
-            batch = self._take()
-            if batch:
-                self._write(batch)
-        finally:
-            with self._lock:
-                more = bool(self._waiting)
-                if not more:
-                    self._flushes -= 1
-            if more:
-                self._queue_flush()
-
-    def _take(self) -> list[_Waiting]:
-        batch: list[_Waiting] = []
-        with self._lock:
-            while self._waiting and len(batch) < self._max_batch:
-                waiting = self._waiting.popleft()
-                # A caller that went away before its flush is not written.
-                if waiting.future.set_running_or_notify_cancel():
-                    batch.append(waiting)
-        return batch
-
-    def _write(self, batch: list[_Waiting]) -> None:
-        outcomes: list[Outcome] = []
-        try:
-            outcomes = reconnecting(lambda: self._transaction(batch))
+            return reconnecting(lambda: self._transaction(batch))
         except DBAPIError as exc:
             if not _race(exc):
                 log.warning("store.batch_failed", size=len(batch), error=_first_line(exc))
-                return
+                return []
             log.info("store.batch_alone", size=len(batch), error=_first_line(exc))
-            outcomes = [self._alone(waiting.trigger) for waiting in batch]
-        except Exception:
-            log.exception("store.batch_failed", size=len(batch))
-        finally:
-            # Every caller is answered, whatever happened: UNAVAILABLE if its outcome is unknown.
-            for i, waiting in enumerate(batch):
-                _settle(waiting.future, outcomes[i] if i < len(outcomes) else _unavailable())
+            return [self._alone(trigger) for trigger in batch]
 
-    def _transaction(self, batch: list[_Waiting]) -> list[Outcome]:
+    def _transaction(self, batch: list[Trigger]) -> list[Outcome]:
         """Write `batch` in one transaction; each trigger's outcome, known once it committed."""
         outcomes: dict[int, Outcome] = {}
-        ordered = sorted(batch, key=lambda waiting: waiting.order)
-        plain = [waiting for waiting in ordered if _plain(waiting.trigger)]
-        with self._writer.transaction(ordered[0].trigger.now) as tx:
+        ordered = sorted(batch, key=_order)
+        plain = [trigger for trigger in ordered if _plain(trigger)]
+        with self._writer.transaction(ordered[0].now) as tx:
             if len(plain) > 1:
                 # The common case: their runs in one multi-row INSERT, their request ids read
                 # in one statement and written in one (see `create_triggers`).
-                created = create_triggers(tx, [waiting.trigger for waiting in plain])
-                for waiting, outcome in zip(plain, created, strict=True):
-                    outcomes[id(waiting)] = outcome
-            for waiting in ordered:
-                if id(waiting) in outcomes:
+                for trigger, outcome in zip(plain, create_triggers(tx, plain), strict=True):
+                    outcomes[id(trigger)] = outcome
+            for trigger in ordered:
+                if id(trigger) in outcomes:
                     continue
-                part = t.Tx(tx.conn, waiting.trigger.now, tx.retry)
+                part = t.Tx(tx.conn, trigger.now, tx.retry)
                 try:
-                    outcomes[id(waiting)] = create_and_claim(part, waiting.trigger)
+                    outcomes[id(trigger)] = create_and_claim(part, trigger)
                 except SchedulerError as exc:
                     # Refused before writing anything of its own: that caller's answer alone.
-                    outcomes[id(waiting)] = exc
+                    outcomes[id(trigger)] = exc
                     continue
                 tx.absorb(part)
-        return [outcomes[id(waiting)] for waiting in batch]
+        return [outcomes[id(trigger)] for trigger in batch]
 
     def _alone(self, trigger: Trigger) -> Outcome:
         try:
             return self._writer.create_now(trigger)
         except DBAPIError as exc:
+            log.warning("store.unavailable", error=_first_line(exc))
+            return _unavailable()
+        except Exception as exc:
+            return exc
+
+
+class LifecycleGroup(_Batches):
+    """Concurrent lifecycle writes of crawlers, written together in the urgent lane: the slots
+    that finish while the writer is busy share one transaction (one BEGIN, one COMMIT, one
+    events INSERT) — a result with the claim of its slot's next run stays one part. Each part
+    runs on a `Tx` of its own over the batch's connection, so each caller gets its own
+    transition. A part that fails, or a batch the database refuses, rolls the batch back and
+    every part is written again alone, answered with its own outcome or error."""
+
+    def __init__(
+        self, writer: Writer, lanes: Lanes, flushes: int = 1, max_batch: int = MAX_BATCH
+    ) -> None:
+        self._writer = writer
+        self._batcher = Batcher(
+            lanes, self._write, _unavailable, urgent=True, flushes=flushes, max_batch=max_batch
+        )
+
+    async def write(self, part: Part[T]) -> T:
+        """`part`'s outcome, once the transaction it was written in has committed."""
+        result: T = await self._batcher.submit(part)
+        return result
+
+    def _write(self, parts: list[Part[Any]]) -> list[Any]:
+        if len(parts) > 1:
+            try:
+                return reconnecting(lambda: self._together(parts))
+            except Exception as exc:  # each part alone now, answered with its own outcome
+                log.info("store.parts_alone", size=len(parts), error=str(exc).splitlines()[0])
+        return [self._alone(part) for part in parts]
+
+    def _together(self, parts: list[Part[Any]]) -> list[Any]:
+        results: dict[int, Any] = {}
+        ordered = sorted(parts, key=lambda part: part.order)
+        with self._writer.transaction(ordered[0].now) as tx:
+            for part in ordered:
+                own = t.Tx(tx.conn, part.now, tx.retry)
+                results[id(part)] = part.body(own)
+                fanout.settle(own)
+                tx.absorb(own)
+        return [results[id(part)] for part in parts]
+
+    def _alone(self, part: Part[Any]) -> Any:
+        try:
+            return reconnecting(lambda: self._writer.write_part(part))
+        except (OperationalError, InterfaceError) as exc:
             log.warning("store.unavailable", error=_first_line(exc))
             return _unavailable()
         except Exception as exc:
@@ -246,15 +243,6 @@ def _race(exc: DBAPIError) -> bool:
 
 def _first_line(exc: DBAPIError) -> str:
     return str(exc.orig or exc).splitlines()[0]
-
-
-def _settle(future: Future[Created], outcome: Outcome) -> None:
-    if future.done():
-        return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
 
 
 # -- a schedule tick's runs, written by one caller ----------------------------------------

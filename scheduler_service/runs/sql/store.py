@@ -7,10 +7,11 @@ run on a database thread (see `threads`); the building blocks are in `creation` 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Self
+from typing import Self, TypeVar
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -36,7 +37,7 @@ from scheduler_service.runs.retries import RetryPolicy
 from scheduler_service.runs.sql import claiming, creation, fanout, group, reads, rerun
 from scheduler_service.runs.sql import transitions as t
 from scheduler_service.runs.sql.claiming import Trigger, create_and_claim
-from scheduler_service.runs.sql.group import GroupCommit
+from scheduler_service.runs.sql.group import GroupCommit, LifecycleGroup
 from scheduler_service.runs.sql.threads import (
     DatabaseThreads,
     on_reader,
@@ -56,6 +57,7 @@ from scheduler_service.runs.store import (
 runs = t.runs
 RUNNING = RunState.RUNNING.value
 _CONTENTION_RETRIES = 8
+T = TypeVar("T")
 
 
 class SqlRunStore(RunStore):
@@ -68,6 +70,13 @@ class SqlRunStore(RunStore):
         #: Concurrent triggers written together (see `group`); None: one transaction each.
         self.group = (
             GroupCommit(self, threads.write_pool, threads.flushes) if group_commit else None
+        )
+        #: Concurrent crawler lifecycle writes, written together unless group commit is off.
+        pool = threads.write_pool
+        self.lifecycle = (
+            LifecycleGroup(self, pool, threads.flushes)
+            if group_commit
+            else LifecycleGroup(self, pool, flushes=pool.size, max_batch=1)
         )
         #: Tells the other replicas what each write transaction did (PostgreSQL only).
         self.notifier = None if db.is_sqlite(self.url) else Notifier()
@@ -94,12 +103,14 @@ class SqlRunStore(RunStore):
         return self.threads.async_engines()
 
     async def close(self) -> None:
-        if self.group is not None:
-            self.group.close()
+        batches: list[GroupCommit | LifecycleGroup] = [self.lifecycle]
+        batches += [self.group] if self.group is not None else []
+        for batch in batches:
+            batch.close()
         await self.threads.close()
-        if self.group is not None:
+        for batch in batches:
             # Flushes queued before the threads stopped have run; anything left is answered.
-            self.group.fail()
+            batch.fail()
 
     @contextmanager
     def transaction(self, now: datetime) -> Iterator[t.Tx]:
@@ -178,23 +189,20 @@ class SqlRunStore(RunStore):
             with self.transaction(now) as tx:
                 return _settled(tx, group.create_many(tx, news, idempotency_ttl, isolated=True))
 
-    @on_urgent_writer
-    def claim(self, worker_id: str, now: datetime, lease_ttl: timedelta) -> Transition:
-        with self.transaction(now) as tx:
-            return tx.transition(claiming.claim_next(tx, worker_id, lease_ttl))
+    async def claim(self, worker_id: str, now: datetime, lease_ttl: timedelta) -> Transition:
+        return await self._lifecycle(
+            now, "", functools.partial(claiming.claim, worker_id, lease_ttl)
+        )
 
     # -- reports from crawlers ---------------------------------------------------------------
 
-    @on_urgent_writer
-    def record_steps(
+    async def record_steps(
         self, ref: AttemptRef, worker_id: str, reports: Sequence[StepReport], now: datetime
     ) -> Transition:
-        with self.transaction(now) as tx:
-            t.apply_reports(tx, ref, worker_id, reports)
-            return tx.transition()
+        body = functools.partial(claiming.record_steps, ref, worker_id, reports)
+        return await self._lifecycle(now, ref.run_id, body)
 
-    @on_urgent_writer
-    def finish_attempt(
+    async def finish_attempt(
         self,
         ref: AttemptRef,
         worker_id: str,
@@ -203,17 +211,18 @@ class SqlRunStore(RunStore):
         claim: Claim | None = None,
         reports: Sequence[StepReport] = (),
     ) -> Transition:
-        with self.transaction(now) as tx:
-            row = t.apply_reports(tx, ref, worker_id, reports)
-            t.apply_result(tx, row, result)
-            fanout.settle(tx)
-            run = reads.run_of(tx, row)
-            if claim is None:
-                return tx.transition(run)
-            claimed = claiming.claim_next(tx, claim.worker_id, claim.lease_ttl)
-            transition = tx.transition(run)
-            transition.claimed = claimed
-            return transition
+        body = functools.partial(claiming.finish_and_claim, ref, worker_id, result, claim, reports)
+        return await self._lifecycle(now, ref.run_id, body)
+
+    async def _lifecycle(self, now: datetime, order: str, body: Callable[[t.Tx], T]) -> T:
+        """A crawler's lifecycle write, in the urgent lane: written together with the concurrent
+        ones (`group.LifecycleGroup`) unless group commit is off."""
+        return await self.lifecycle.write(group.Part(now, order, body))
+
+    def write_part(self, part: group.Part[T]) -> T:
+        """`part` in a transaction of its own, on the calling (database) thread."""
+        with self.transaction(part.now) as tx:
+            return part.body(tx)
 
     async def renew_leases(
         self, worker_id: str, refs: list[AttemptRef], now: datetime, lease_ttl: timedelta
@@ -223,12 +232,12 @@ class SqlRunStore(RunStore):
             return []
         return await self._renew(worker_id, refs, now, lease_ttl)
 
-    @on_urgent_writer
-    def _renew(
+    async def _renew(
         self, worker_id: str, refs: list[AttemptRef], now: datetime, lease_ttl: timedelta
     ) -> list[AttemptRef]:
-        with self.transaction(now) as tx:
-            return t.renew(tx, worker_id, refs, lease_ttl)
+        return await self._lifecycle(
+            now, refs[0].run_id, lambda tx: t.renew(tx, worker_id, refs, lease_ttl)
+        )
 
     @on_urgent_writer
     def reattach(
