@@ -74,7 +74,7 @@ class SqlRunStore(RunStore):
         #: Concurrent crawler lifecycle writes, written together unless group commit is off.
         pool = threads.write_pool
         self.lifecycle = (
-            LifecycleGroup(self, pool, threads.flushes)
+            LifecycleGroup(self, pool, threads.lifecycle_flushes)
             if group_commit
             else LifecycleGroup(self, pool, flushes=pool.size, max_batch=1)
         )

@@ -94,6 +94,13 @@ class DatabaseThreads:
         """Group-commit flushes run at once: one per SQLite writer, one per 4 PostgreSQL threads."""
         return max(1, self.write_pool.size // 4)
 
+    @property
+    def lifecycle_flushes(self) -> int:
+        """Flushes of crawlers' lifecycle writes run at once: one on SQLite; on PostgreSQL half
+        the threads, whose round trips overlap (measured: 84 runs started/s during a flood
+        against 74 with a quarter, BENCHMARKS.md "lg")."""
+        return max(1, self.write_pool.size // 2)
+
     def async_engines(self) -> tuple[AsyncEngine, AsyncEngine]:
         """(writer, reader) async engines on the same database, created on first use; disposed
         by `close`."""
