@@ -55,7 +55,7 @@ class StepBatches:
         if batch is not None and batch.timer is not None:
             batch.timer.cancel()
         writing = self._writing.get(ref)
-        if writing is not None:
+        if writing is not None and not writing.done():
             await asyncio.wait([writing])
         return batch.reports if batch is not None else []
 
@@ -88,7 +88,7 @@ class StepBatches:
     async def _after(
         self, previous: asyncio.Task[None] | None, ref: AttemptRef, batch: _Batch
     ) -> None:
-        if previous is not None:
+        if previous is not None and not previous.done():
             await asyncio.wait([previous])
         try:
             await self._write(batch.worker_id, ref, batch.reports)

@@ -44,7 +44,9 @@ class Pipeline:
     async def _run(
         self, previous: asyncio.Task[None] | None, handle: Callable[[], Awaitable[None]]
     ) -> None:
-        if previous is not None:
+        if previous is not None and not previous.done():
+            # (A done one is not waited for: `asyncio.wait` would still cost a pass of the event
+            # loop, on a crawler's critical path while the loop is busy.)
             await asyncio.wait([previous])
         try:
             await handle()
