@@ -133,11 +133,8 @@ def _row(compiled: _Compiled, values: Sequence[Any]) -> Row:
 
 
 def _bound(compiled: _Compiled, params: Row) -> Any:
-    def value(name: str) -> Any:
-        raw = params[name] if name in params else compiled.constants[name]
-        process = compiled.binds.get(name)
-        return raw if process is None else process(raw)
-
-    if compiled.order is not None:
-        return tuple(value(name) for name in compiled.order)
-    return {name: value(name) for name in compiled.binds}
+    given = {**compiled.constants, **params} if compiled.constants else params
+    binds = compiled.binds
+    names = compiled.order if compiled.order is not None else binds
+    values = [given[n] if (process := binds[n]) is None else process(given[n]) for n in names]
+    return tuple(values) if compiled.order is not None else dict(zip(binds, values, strict=True))
